@@ -1,0 +1,92 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "PeerShare",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "peershare", targets: ["peershare"]),
+        .executable(name: "peershare-inspect", targets: ["peershare-inspect"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // SQLite from the system (Debian: libsqlite3-dev), reached through a module map.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // Value types shared by every layer: chunk layout, manifest, bitfields, share assignment, chunk picking.
+        .target(
+            name: "PeerShareCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The SQLite wrapper and the chunk index built on it. The schema comes from Schema/.
+        .target(
+            name: "PeerShareStore",
+            dependencies: ["CSQLite", "PeerShareCore"]
+        ),
+        // The wire protocol: frames, messages and their NIO channel handlers (docs/PROTOCOL.md).
+        .target(
+            name: "PeerShareWire",
+            dependencies: [
+                "PeerShareCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The owner and peer processes: chunk files on disk, sessions, assembly, event logging.
+        .target(
+            name: "PeerShareNode",
+            dependencies: [
+                "PeerShareCore", "PeerShareStore", "PeerShareWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Shared command-line plumbing: one-line errors, endpoint arguments, log setup.
+        .target(
+            name: "PeerShareCLI",
+            dependencies: [
+                "PeerShareCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "peershare",
+            dependencies: [
+                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "peershare-inspect",
+            dependencies: [
+                "PeerShareCore", "PeerShareStore", "PeerShareCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "PeerShareTests",
+            dependencies: [
+                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,109 @@
+/// A set of chunk IDs out of a known count, stored as a bitfield.
+///
+/// The bit order matches the wire (docs/PROTOCOL.md): chunk 0 is the high bit of byte 0,
+/// as in BitTorrent's bitfield message (BEP 3).
+public struct ChunkSet: Hashable, Sendable {
+    public let capacity: Int
+    private var words: [UInt64]
+    public private(set) var count: Int
+
+    public init(capacity: Int) {
+        precondition(capacity >= 0)
+        self.capacity = capacity
+        self.words = Array(repeating: 0, count: (capacity + 63) / 64)
+        self.count = 0
+    }
+
+    public init(capacity: Int, _ ids: some Sequence<ChunkID>) {
+        self.init(capacity: capacity)
+        for id in ids { insert(id) }
+    }
+
+    public static func full(_ capacity: Int) -> ChunkSet {
+        ChunkSet(capacity: capacity, (0..<capacity).map { ChunkID(UInt32($0)) })
+    }
+
+    public var isEmpty: Bool { count == 0 }
+    public var isComplete: Bool { count == capacity }
+
+    public func contains(_ id: ChunkID) -> Bool {
+        let i = id.index
+        guard i < capacity else { return false }
+        return words[i >> 6] & (1 << UInt64(i & 63)) != 0
+    }
+
+    @discardableResult
+    public mutating func insert(_ id: ChunkID) -> Bool {
+        let i = id.index
+        precondition(i < capacity, "chunk \(id) is outside a set of \(capacity)")
+        let mask: UInt64 = 1 << UInt64(i & 63)
+        if words[i >> 6] & mask != 0 { return false }
+        words[i >> 6] |= mask
+        count += 1
+        return true
+    }
+
+    @discardableResult
+    public mutating func remove(_ id: ChunkID) -> Bool {
+        let i = id.index
+        guard i < capacity else { return false }
+        let mask: UInt64 = 1 << UInt64(i & 63)
+        if words[i >> 6] & mask == 0 { return false }
+        words[i >> 6] &= ~mask
+        count -= 1
+        return true
+    }
+
+    /// Members in ascending order.
+    public var sorted: [ChunkID] {
+        var out: [ChunkID] = []
+        out.reserveCapacity(count)
+        for (w, word) in words.enumerated() where word != 0 {
+            var bits = word
+            while bits != 0 {
+                let bit = bits.trailingZeroBitCount
+                out.append(ChunkID(UInt32(w * 64 + bit)))
+                bits &= bits - 1
+            }
+        }
+        return out
+    }
+
+    /// Chunks in `self` that are not in `other`.
+    public func subtracting(_ other: ChunkSet) -> ChunkSet {
+        precondition(capacity == other.capacity)
+        var result = self
+        var total = 0
+        for i in words.indices {
+            result.words[i] = words[i] & ~other.words[i]
+            total += result.words[i].nonzeroBitCount
+        }
+        result.count = total
+        return result
+    }
+
+    // MARK: Wire form
+
+    public static func bitfieldByteCount(capacity: Int) -> Int { (capacity + 7) / 8 }
+
+    public var bitfield: [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Self.bitfieldByteCount(capacity: capacity))
+        for id in sorted {
+            bytes[id.index >> 3] |= 0x80 >> UInt8(id.index & 7)
+        }
+        return bytes
+    }
+
+    /// Parses a bitfield; it must be exactly the right length with the spare trailing bits clear.
+    public init?(capacity: Int, bitfield bytes: some Collection<UInt8>) {
+        guard bytes.count == Self.bitfieldByteCount(capacity: capacity) else { return nil }
+        self.init(capacity: capacity)
+        for (byteIndex, byte) in bytes.enumerated() where byte != 0 {
+            for bit in 0..<8 where byte & (0x80 >> UInt8(bit)) != 0 {
+                let i = byteIndex * 8 + bit
+                guard i < capacity else { return nil }
+                insert(ChunkID(UInt32(i)))
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+/// Decides which chunks the owner hands to each arriving peer.
+///
+/// One rule covers every case: each arrival gets the `shareSize` chunks that have been
+/// handed out least so far, lowest ID first on ties. With `expectedPeers` peers the first
+/// that many arrivals therefore get disjoint shares that together cover the file, and any
+/// later arrival still gets a share: the chunks the swarm has been given least.
+public struct ShareAssigner: Sendable {
+    public let chunkCount: Int
+    public let expectedPeers: Int
+    private(set) var handouts: [Int]
+    private(set) var shares: [String: [ChunkID]] = [:]
+
+    public init(chunkCount: Int, expectedPeers: Int) {
+        precondition(expectedPeers > 0)
+        self.chunkCount = chunkCount
+        self.expectedPeers = expectedPeers
+        self.handouts = Array(repeating: 0, count: chunkCount)
+    }
+
+    /// Chunks per share for a late arrival: an even split, rounded up.
+    public var shareSize: Int {
+        (chunkCount + expectedPeers - 1) / expectedPeers
+    }
+
+    /// The size of the share of the `arrival`-th distinct peer (from 0). The first
+    /// `expectedPeers` sizes add up to exactly the chunk count, so those shares are disjoint
+    /// and cover the file; they differ by at most one chunk.
+    public func shareSize(forArrival arrival: Int) -> Int {
+        guard arrival < expectedPeers else { return shareSize }
+        return (arrival + 1) * chunkCount / expectedPeers - arrival * chunkCount / expectedPeers
+    }
+
+    /// The share of a peer. A peer that asks again under the same name gets the same share,
+    /// so a restarted peer does not take a second slice of the file.
+    public mutating func share(for peerName: String) -> [ChunkID] {
+        if let existing = shares[peerName] { return existing }
+        // Stable sort by handout count keeps ties in ID order.
+        let picked = handouts.indices
+            .sorted { (handouts[$0], $0) < (handouts[$1], $1) }
+            .prefix(shareSize(forArrival: shares.count))
+            .sorted()
+        for i in picked { handouts[i] += 1 }
+        let share = picked.map { ChunkID(UInt32($0)) }
+        shares[peerName] = share
+        return share
+    }
+
+    public func handoutCount(of id: ChunkID) -> Int { handouts[id.index] }
+}
+
+extension ShareAssigner {
+    /// Replays a share handed out before a restart.
+    public mutating func restore(_ share: [ChunkID], for peerName: String) {
+        guard shares[peerName] == nil else { return }
+        let valid = share.filter { $0.index < chunkCount }
+        for id in valid { handouts[id.index] += 1 }
+        shares[peerName] = valid
+    }
+}

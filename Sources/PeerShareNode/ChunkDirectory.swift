@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Crypto
+import NIOCore
+import PeerShareCore
+
+/// A node's folder: one file per chunk under `chunks/`, the summary file, the assembled file.
+///
+/// Every path is built from a chunk ID or a checked file name, so nothing is ever written
+/// outside the folder. All methods block: call them from a thread pool.
+public struct ChunkDirectory: Sendable {
+    public let root: String
+    public let chunksFolder: String
+
+    public static let summaryFileName = "summary.txt"
+
+    public init(root: String) throws(FileSystemError) {
+        try PosixFiles.makeDirectory(root)
+        self.root = root
+        self.chunksFolder = root + "/chunks"
+        try PosixFiles.makeDirectory(chunksFolder)
+    }
+
+    public func path(of id: ChunkID) -> String {
+        // Zero-padded so that `ls` lists chunks in file order.
+        let digits = String(id.rawValue)
+        return chunksFolder + "/" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".chunk"
+    }
+
+    public var summaryPath: String { root + "/" + Self.summaryFileName }
+
+    public func assembledPath(for manifest: Manifest) -> String { root + "/" + manifest.fileName }
+
+    public func write(_ id: ChunkID, bytes: ByteBuffer) throws(FileSystemError) {
+        try PosixFiles.writeDurably(path(of: id), directory: chunksFolder) { (fd, path) throws(FileSystemError) in
+            try PosixFiles.writeAll(fd, bytes, path: path)
+        }
+    }
+
+    public func read(_ id: ChunkID, expectedSize: Int) throws(FileSystemError) -> ByteBuffer {
+        let path = path(of: id)
+        let fd = try PosixFiles.openForReading(path)
+        defer { close(fd) }
+        var buffer = ByteBuffer()
+        var failure: FileSystemError?
+        let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: expectedSize) { raw in
+            do throws(FileSystemError) {
+                return try PosixFiles.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<expectedSize]), path: path)
+            } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure { throw failure }
+        guard count == expectedSize else { throw FileSystemError(operation: "chunk file is short:", path: path, errno: EIO) }
+        return buffer
+    }
+
+    /// The summary file: the IDs of the chunks held, one per line, ascending.
+    public func writeSummary(_ ids: [ChunkID]) throws(FileSystemError) {
+        var text = ""
+        text.reserveCapacity(ids.count * 7)
+        for id in ids { text += "\(id.rawValue)\n" }
+        try PosixFiles.writeDurably(summaryPath, directory: root) { (fd, path) throws(FileSystemError) in
+            try PosixFiles.writeAll(fd, ByteBuffer(string: text), path: path)
+        }
+    }
+
+    /// Concatenates every chunk into the file's original name, checking the whole-file hash
+    /// before the rename makes it visible.
+    public func assemble(_ manifest: Manifest) throws -> Digest32 {
+        let target = assembledPath(for: manifest)
+        var digest: Digest32?
+        try PosixFiles.writeDurably(target, directory: root) { (fd, path) throws(FileSystemError) in
+            var hasher = SHA256()
+            for id in manifest.layout.chunkIDs {
+                let chunk = try read(id, expectedSize: manifest.size(of: id))
+                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+                try PosixFiles.writeAll(fd, chunk, path: path)
+            }
+            let whole = Digest32(hasher.finalize())
+            guard whole == manifest.fileHash else {
+                throw FileSystemError(operation: "assembled bytes hash to \(whole.short), not \(manifest.fileHash.short), for", path: path, errno: EIO)
+            }
+            digest = whole
+        }
+        return digest ?? manifest.fileHash
+    }
+}

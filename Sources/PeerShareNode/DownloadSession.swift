@@ -1,0 +1,131 @@
+import NIOCore
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// Fetches chunks over one connection: from the owner (the manifest, then the share) or
+/// from a download neighbour (anything it holds that we lack). Keeps up to `window`
+/// requests outstanding instead of stopping to wait for each chunk.
+struct DownloadSession {
+    enum Remote: Sendable {
+        case owner
+        case neighbour
+    }
+
+    enum Outcome: Sendable {
+        /// Everything this session was for is held.
+        case finished
+    }
+
+    let node: Node
+    let channel: PeerChannel
+    let remote: Remote
+    let endpoint: Endpoint
+    let window: Int
+
+    func run() async throws -> Outcome {
+        try await withSession(channel, node: node) { io in
+            let known = await node.manifest
+            try await io.send(.hello(Hello(role: .peer, fileID: known?.fileID ?? Hello.unknownFileID, name: node.name)))
+            guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
+                throw NodeError.protocolViolation("\(endpoint) did not answer with HELLO")
+            }
+            guard hello.version == Hello.currentVersion else {
+                throw NodeError.protocolViolation("\(endpoint) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
+            }
+            let source: ChunkIndex.Source
+            switch remote {
+            case .owner:
+                guard hello.role == .owner else { throw NodeError.protocolViolation("\(endpoint) is a peer, not the owner") }
+                source = .init(kind: .owner, name: hello.name)
+                guard case .manifest(let header) = try await io.nextMessage(during: "manifest transfer") else {
+                    throw NodeError.protocolViolation("the owner did not send a manifest")
+                }
+                let manifest = try await receiveManifest(&io, header: header)
+                guard hello.fileID == manifest.fileID else { throw NodeError.protocolViolation("the owner's HELLO and manifest disagree on the file") }
+                guard case .share(let bitfield) = try await io.nextMessage(during: "share transfer"),
+                      let share = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield)
+                else { throw NodeError.protocolViolation("the owner did not send a valid share") }
+                try await node.adoptManifest(manifest, share: share.sorted)
+                let missing = share.subtracting(await node.heldChunks).count
+                await node.log(.shareReceived, source: source, "share from the owner: \(share.count) chunks (\(describeRanges(share.sorted))), \(missing) still to fetch")
+            case .neighbour:
+                source = .init(kind: .peer, name: hello.name)
+                guard let known, hello.fileID == known.fileID else {
+                    throw NodeError.protocolViolation("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
+                }
+            }
+            guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
+            let mine = await node.heldChunks
+            try await io.send(.chunkList(bitfield: mine.bitfield))
+            await node.log(.listSent, source: source, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
+
+            let shareOnly = remote == .owner
+            var offered = ChunkSet(capacity: manifest.chunkCount)
+            var requested: [ChunkID: Int64] = [:]
+            func finished() async -> Bool {
+                switch remote {
+                case .owner: await node.holdsShare
+                case .neighbour: await node.isComplete
+                }
+            }
+            do {
+                while true {
+                    if await finished() {
+                        await node.release(requested.keys)
+                        if remote == .neighbour {
+                            // Tell the uploader we are complete, in case its last HAVE is still queued.
+                            try await io.send(.chunkList(bitfield: await node.heldChunks.bitfield))
+                        }
+                        return .finished
+                    }
+                    let room = window - requested.count
+                    if room > 0 {
+                        for id in await node.claim(offered: offered, shareOnly: shareOnly, limit: room) {
+                            requested[id] = Clock.nowMicros()
+                            await node.log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(hello.name)")
+                            try await io.send(.request(id))
+                        }
+                    }
+                    switch await io.next() {
+                    case .message(.chunkList(let bitfield)):
+                        guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
+                            throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
+                        }
+                        offered = list
+                        await node.log(.listReceived, source: source, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
+                    case .message(.have(let id)):
+                        guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                        offered.insert(id)
+                    case .message(.piece(let id, let data)):
+                        guard let startedAt = requested.removeValue(forKey: id) else {
+                            await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)
+                            continue
+                        }
+                        if case .rejected = await node.accept(id, data: data, from: source, startedAt: startedAt) {
+                            // The claim is released; another source (or this one, later) may supply it.
+                            offered.remove(id)
+                        }
+                    case .message(.reject(let id)):
+                        guard requested.removeValue(forKey: id) != nil else { continue }
+                        offered.remove(id)
+                        await node.release([id])
+                    case .message(let other):
+                        throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
+                    case .local(.have(let id)):
+                        if remote == .neighbour { try await io.send(.have(id)) }
+                    case .local(.stateChanged):
+                        continue
+                    case .closed:
+                        throw NodeError.protocolViolation("\(hello.name) closed the connection")
+                    case .failed(let error):
+                        throw error
+                    }
+                }
+            } catch {
+                await node.release(requested.keys)
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+
+/// A failed file-system call, with the path and the reason in words.
+public struct FileSystemError: Error, CustomStringConvertible {
+    public let operation: String
+    public let path: String
+    public let errno: Int32
+
+    public var description: String {
+        "\(operation) \(path): \(String(cString: strerror(errno)))"
+    }
+}
+
+/// Blocking file helpers. Callers run them on a thread pool, never on an event loop.
+enum PosixFiles {
+    static func openForReading(_ path: String) throws(FileSystemError) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
+        return fd
+    }
+
+    /// Reads up to `count` bytes, retrying short reads; fewer only at end of file.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws(FileSystemError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.read(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileSystemError(operation: "cannot read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(FileSystemError) {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileSystemError(operation: "cannot write", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, path: String) throws(FileSystemError) {
+        let failedErrno: Int32? = buffer.withUnsafeReadableBytes { raw in
+            do throws(FileSystemError) {
+                try writeAll(fd, raw, path: path)
+                return nil
+            } catch {
+                return error.errno
+            }
+        }
+        if let failedErrno { throw FileSystemError(operation: "cannot write", path: path, errno: failedErrno) }
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws(FileSystemError) {
+        guard Glibc.fsync(fd) == 0 else { throw FileSystemError(operation: "cannot fsync", path: path, errno: errno) }
+    }
+
+    /// Makes a rename or a new file in `directory` durable.
+    static func fsyncDirectory(_ directory: String) throws(FileSystemError) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError(operation: "cannot open directory", path: directory, errno: errno) }
+        defer { close(fd) }
+        try fsync(fd, path: directory)
+    }
+
+    /// Writes `bytes` to `path` so that, once this returns, the file is complete and durable
+    /// under its final name: temporary file, fsync, rename, fsync of the directory.
+    static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws(FileSystemError) -> Void) throws(FileSystemError) {
+        let temporary = "\(directory)/.peershare-tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: temporary, errno: errno) }
+        do {
+            try write(fd, temporary)
+            try fsync(fd, path: temporary)
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let error = FileSystemError(operation: "cannot rename into", path: path, errno: errno)
+            unlink(temporary)
+            throw error
+        }
+        try fsyncDirectory(directory)
+    }
+
+    static func makeDirectory(_ path: String) throws(FileSystemError) {
+        var components: [Substring] = []
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            components.append(part)
+            current += "/" + part
+            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                throw FileSystemError(operation: "cannot create directory", path: current, errno: errno)
+            }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw FileSystemError(operation: "not a directory:", path: path, errno: ENOTDIR)
+        }
+    }
+
+    static func fileSize(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int64(st.st_size)
+    }
+
+    static func listDirectory(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareWire
+
+public typealias PeerChannel = NIOAsyncChannel<PeerMessage, PeerMessage>
+
+/// TCP plumbing: every connection gets the frame decoder and encoder, then is handed to
+/// structured concurrency as a `NIOAsyncChannel` of `PeerMessage`s.
+public enum Transport {
+    static func configure(_ channel: any Channel) throws -> PeerChannel {
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerMessageDecoder()))
+        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(PeerMessageEncoder()))
+        return try PeerChannel(
+            wrappingChannelSynchronously: channel,
+            configuration: .init(inboundType: PeerMessage.self, outboundType: PeerMessage.self))
+    }
+
+    public struct Listener: Sendable {
+        public let channel: NIOAsyncChannel<PeerChannel, Never>
+        /// The port actually bound, which differs from the one asked for when that was 0.
+        public let port: Int
+        public let host: String
+    }
+
+    public static func listen(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Listener {
+        do {
+            let server = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 256)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try configure(channel) }
+                }
+            let bound = server.channel.localAddress?.port ?? port
+            return Listener(channel: server, port: bound, host: host)
+        } catch let error as IOError {
+            throw NodeError.failed("cannot listen on \(Endpoint(host: host, port: port)): \(describe(error))")
+        } catch {
+            throw NodeError.failed("cannot listen on \(Endpoint(host: host, port: port)): \(error)")
+        }
+    }
+
+    public static func connect(to endpoint: Endpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> PeerChannel {
+        try await ClientBootstrap(group: group)
+            .connectTimeout(.seconds(5))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: endpoint.host, port: endpoint.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try configure(channel) }
+            }
+    }
+
+    /// Connects, retrying with a short exponential backoff (50 ms doubling to 1 s) until
+    /// `patience` has passed. Each retry is reported through `onRetry`.
+    /// The delay between attempts is a deliberate timer: there is no event that says a
+    /// remote listener has come up.
+    public static func connect(
+        to endpoint: Endpoint,
+        patience: Duration,
+        onRetry: @Sendable (_ attempt: Int, _ error: String, _ delay: Duration) async -> Void
+    ) async throws -> PeerChannel {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: patience)
+        var delay = Duration.milliseconds(50)
+        var attempt = 1
+        while true {
+            do {
+                return try await connect(to: endpoint)
+            } catch {
+                let reason = describe(error)
+                if clock.now.advanced(by: delay) > deadline {
+                    throw NodeError.unreachable("cannot reach \(endpoint): \(reason) (\(attempt) attempts over \(patience.seconds) s)")
+                }
+                await onRetry(attempt, reason, delay)
+                try await clock.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+                attempt += 1
+            }
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let io = error as? IOError {
+            return String(cString: strerror(io.errnoCode)).lowercased()
+        }
+        if let connect = error as? NIOConnectionError, let first = connect.connectionErrors.first {
+            return describe(first.error)
+        }
+        if let channel = error as? ChannelError, case .connectTimeout = channel { return "connection timed out" }
+        return "\(error)"
+    }
+}
+
+extension Duration {
+    var seconds: String {
+        let (s, attos) = components
+        let value = Double(s) + Double(attos) / 1e18
+        return String((value * 10).rounded() / 10)
+    }
+}

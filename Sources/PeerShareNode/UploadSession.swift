@@ -1,0 +1,103 @@
+import NIOCore
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// Serves one connected downloader: the owner serving a peer, or a peer serving its upload
+/// neighbour. Answers chunk-ID lists and requests, and announces each new local chunk.
+struct UploadSession {
+    let node: Node
+    let channel: PeerChannel
+
+    func run() async throws {
+        try await withSession(channel, node: node) { io in
+            guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
+                throw NodeError.protocolViolation("expected HELLO as the first message")
+            }
+            guard hello.version == Hello.currentVersion else {
+                throw NodeError.protocolViolation("\(hello.name) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
+            }
+            let isOwner = node.role == .owner
+            let remote = ChunkIndex.Source(kind: .peer, name: hello.name)
+            // A peer can serve only once it knows the file; the manifest is on its way from the owner.
+            try await node.waitUntil { $0.manifest != nil }
+            guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
+            let askingForManifest = isOwner && hello.fileID == Hello.unknownFileID
+            guard hello.fileID == manifest.fileID || askingForManifest else {
+                throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
+            }
+            await node.log(.connected, source: remote, "\(hello.name) connected to download")
+            try await io.send(.hello(Hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID, name: node.name)))
+            if isOwner {
+                let share = try await node.assignShare(to: hello.name)
+                for message in manifestMessages(manifest) { try await io.send(message) }
+                try await io.send(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
+                await node.log(.shareAssigned, source: remote, "sent manifest and a share of \(share.count) chunks to \(hello.name)\(share.isEmpty ? "" : " (\(describeRanges(share)))")")
+            }
+            let mine = await node.heldChunks
+            try await io.send(.chunkList(bitfield: mine.bitfield))
+            await node.log(.listSent, source: remote, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
+
+            var theirs = ChunkSet(capacity: manifest.chunkCount)
+            var reportedComplete = false
+            func noteProgress() async {
+                if theirs.isComplete && !reportedComplete {
+                    reportedComplete = true
+                    await node.downloaderCompleted(hello.name)
+                }
+            }
+            while true {
+                switch await io.next() {
+                case .message(.chunkList(let bitfield)):
+                    guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
+                        throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
+                    }
+                    theirs = list
+                    await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
+                    await noteProgress()
+                case .message(.have(let id)):
+                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                    theirs.insert(id)
+                    await noteProgress()
+                case .message(.request(let id)):
+                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                    let startedAt = Clock.nowMicros()
+                    if await node.heldChunks.contains(id) {
+                        await node.log(.requestHandled, chunk: id, source: remote, "handling request from \(hello.name) for chunk \(id)")
+                        let data = try await node.readChunk(id)
+                        try await io.send(.piece(id, data))
+                        await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: data.readableBytes)
+                    } else {
+                        await node.log(.requestHandled, chunk: id, source: remote, "rejected request from \(hello.name) for chunk \(id): not held")
+                        try await io.send(.reject(id))
+                    }
+                case .message(let other):
+                    throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
+                case .local(.have(let id)):
+                    if !theirs.contains(id) { try await io.send(.have(id)) }
+                case .local(.stateChanged):
+                    continue
+                case .closed:
+                    await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")
+                    return
+                case .failed(let error):
+                    throw error
+                }
+            }
+        }
+    }
+}
+
+/// "0-19, 40, 42-45": a compact way to log a list of chunk IDs.
+func describeRanges(_ ids: [ChunkID]) -> String {
+    var parts: [String] = []
+    var index = 0
+    let sorted = ids.sorted()
+    while index < sorted.count {
+        var end = index
+        while end + 1 < sorted.count, sorted[end + 1].rawValue == sorted[end].rawValue + 1 { end += 1 }
+        parts.append(end == index ? "\(sorted[index])" : "\(sorted[index])-\(sorted[end])")
+        index = end + 1
+    }
+    return parts.joined(separator: ", ")
+}

@@ -1,0 +1,239 @@
+import PeerShareCore
+
+/// The node's durable state: manifest, held chunks with provenance, transfers and events.
+///
+/// A thin layer of named queries over one `SQLiteConnection`; the node confines it to an actor.
+/// Schema: Schema/001_initial.sql.
+public final class ChunkIndex {
+    public enum Role: String, Sendable { case owner, peer }
+
+    public enum SourceKind: String, Sendable {
+        /// The owner's own chunks, split from the source file.
+        case file
+        case owner
+        case peer
+    }
+
+    public struct Source: Hashable, Sendable {
+        public let kind: SourceKind
+        public let name: String
+        public init(kind: SourceKind, name: String) {
+            self.kind = kind
+            self.name = name
+        }
+        public static let splitFromFile = Source(kind: .file, name: "split from the file")
+    }
+
+    public let db: SQLiteConnection
+    public let role: Role
+    public let nodeName: String
+    private var sourceIDs: [Source: Int64] = [:]
+    private var runID: Int64 = 0
+
+    /// Opens (creating if needed) the index of a node, migrating it to the current schema,
+    /// and records the start of a run.
+    public init(path: String, role: Role, nodeName: String, now: Int64 = Clock.nowMicros()) throws {
+        db = try SQLiteConnection(path: path, mode: .readWrite)
+        self.role = role
+        self.nodeName = nodeName
+        try Migrations.migrate(db)
+        try db.transaction {
+            if let existing = try db.scalarText("SELECT role FROM node WHERE id = 1") {
+                guard existing == role.rawValue else { throw IndexError.roleMismatch(expected: role.rawValue, found: existing) }
+            } else {
+                try db.run("INSERT INTO node (id, role, name, created_at) VALUES (1, ?, ?, ?)", role.rawValue, nodeName, now)
+            }
+            try db.run("INSERT INTO runs (started_at, pid) VALUES (?, ?)", now, Int64(ProcessID.current))
+            runID = db.lastInsertRowID
+        }
+    }
+
+    public func close(outcome: String, now: Int64 = Clock.nowMicros()) {
+        try? db.run("UPDATE runs SET stopped_at = ?, outcome = ? WHERE id = ?", now, outcome, runID)
+        db.close()
+    }
+
+    // MARK: Manifest
+
+    public func manifest() throws -> Manifest? {
+        let rows = try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256 FROM manifest WHERE id = 1") {
+            ($0.text(0), $0.int(1), Int($0.int(2)), Int($0.int(3)), $0.blob(4))
+        }
+        guard let (name, size, chunkSize, count, fileHash) = rows.first else { return nil }
+        let hashes = try db.query("SELECT chunk_id, sha256 FROM manifest_chunks ORDER BY chunk_id") { ($0.int(0), $0.blob(1)) }
+        guard hashes.count == count, hashes.enumerated().allSatisfy({ $0.offset == Int($0.element.0) }) else {
+            throw IndexError.manifestMismatch("the index's manifest lists \(hashes.count) chunk hashes for \(count) chunks")
+        }
+        guard let digest = Digest32(bytes: fileHash) else { throw IndexError.manifestMismatch("the index's file hash is malformed") }
+        let layout = try ChunkLayout(fileSize: size, chunkSize: chunkSize)
+        return try Manifest(
+            fileName: name, layout: layout,
+            chunkHashes: try hashes.map { row in
+                guard let d = Digest32(bytes: row.1) else { throw IndexError.manifestMismatch("chunk \(row.0) has a malformed hash") }
+                return d
+            },
+            fileHash: digest)
+    }
+
+    public func saveManifest(_ manifest: Manifest, now: Int64 = Clock.nowMicros()) throws {
+        try db.transaction {
+            try db.run(
+                "INSERT INTO manifest (id, file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                manifest.fileName, manifest.fileSize, manifest.chunkSize, manifest.chunkCount, manifest.fileHash.bytes, now)
+            for id in manifest.layout.chunkIDs {
+                try db.run("INSERT INTO manifest_chunks (chunk_id, size, sha256) VALUES (?, ?, ?)",
+                           id.rawValue, manifest.size(of: id), manifest.hash(of: id).bytes)
+            }
+        }
+    }
+
+    public func assembledAt() throws -> Int64? {
+        try db.scalarInt("SELECT assembled_at FROM manifest WHERE id = 1")
+    }
+
+    // MARK: Sources
+
+    public func sourceID(_ source: Source, address: String? = nil) throws -> Int64 {
+        if let id = sourceIDs[source] { return id }
+        try db.run("INSERT INTO sources (kind, name, address) VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET address = coalesce(excluded.address, address)",
+                   source.kind.rawValue, source.name, address)
+        guard let id = try db.scalarInt("SELECT id FROM sources WHERE kind = ? AND name = ?", source.kind.rawValue, source.name) else {
+            throw IndexError.manifestMismatch("source \(source.name) vanished")
+        }
+        sourceIDs[source] = id
+        return id
+    }
+
+    // MARK: Chunks
+
+    public func heldChunks(capacity: Int) throws -> ChunkSet {
+        var set = ChunkSet(capacity: capacity)
+        for id in try db.query("SELECT chunk_id FROM chunks", row: { $0.int(0) }) where id >= 0 && id < capacity {
+            set.insert(ChunkID(UInt32(id)))
+        }
+        return set
+    }
+
+    /// What the index knows about one chunk that has been received.
+    public struct ReceivedChunk: Sendable {
+        public let id: ChunkID
+        public let size: Int
+        public let sha256: Digest32
+        public let source: Source
+        public let startedAt: Int64
+        public let finishedAt: Int64
+        public init(id: ChunkID, size: Int, sha256: Digest32, source: Source, startedAt: Int64, finishedAt: Int64) {
+            self.id = id
+            self.size = size
+            self.sha256 = sha256
+            self.source = source
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+        }
+    }
+
+    /// Records chunks whose files are already durable, with their provenance and one event
+    /// each, in a single transaction. Call only after the files are fsynced and renamed.
+    public func commitChunks(_ chunks: [ReceivedChunk], events: [EventRecord]) throws {
+        try db.transaction {
+            for chunk in chunks {
+                let source = try sourceID(chunk.source)
+                let duration = max(0, chunk.finishedAt - chunk.startedAt)
+                try db.run("INSERT INTO chunks (chunk_id, size, sha256, source_id, received_at, duration_us) VALUES (?, ?, ?, ?, ?, ?)",
+                           chunk.id.rawValue, chunk.size, chunk.sha256.bytes, source, chunk.finishedAt, duration)
+                if chunk.source.kind != .file {
+                    try db.run("INSERT INTO transfers (chunk_id, direction, source_id, started_at, finished_at, bytes, outcome) VALUES (?, 'in', ?, ?, ?, ?, 'verified')",
+                               chunk.id.rawValue, source, chunk.startedAt, chunk.finishedAt, chunk.size)
+                }
+            }
+            for event in events { try insert(event) }
+        }
+    }
+
+    public enum TransferOutcome: String, Sendable { case verified, rejected, sent }
+
+    public func recordTransfer(chunk: ChunkID, direction: String, peer: Source, startedAt: Int64, finishedAt: Int64, bytes: Int, outcome: TransferOutcome, detail: String? = nil) throws {
+        try db.run("INSERT INTO transfers (chunk_id, direction, source_id, started_at, finished_at, bytes, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   chunk.rawValue, direction, try sourceID(peer), startedAt, finishedAt, bytes, outcome.rawValue, detail)
+    }
+
+    public func markAssembled(event: EventRecord) throws {
+        try db.transaction {
+            try db.run("UPDATE manifest SET assembled_at = ? WHERE id = 1", event.at)
+            try insert(event)
+        }
+    }
+
+    // MARK: Shares
+
+    public func saveShare(_ share: [ChunkID]) throws {
+        try db.transaction {
+            try db.run("DELETE FROM share")
+            for id in share { try db.run("INSERT INTO share (chunk_id) VALUES (?)", id.rawValue) }
+        }
+    }
+
+    public func share() throws -> [ChunkID] {
+        try db.query("SELECT chunk_id FROM share ORDER BY chunk_id") { ChunkID(UInt32($0.int(0))) }
+    }
+
+    public func recordHandout(to peer: Source, chunks: [ChunkID]) throws {
+        try db.transaction {
+            let source = try sourceID(peer)
+            for id in chunks {
+                try db.run("INSERT OR IGNORE INTO handouts (source_id, chunk_id) VALUES (?, ?)", source, id.rawValue)
+            }
+        }
+    }
+
+    /// Shares handed out so far, by peer name.
+    public func handouts() throws -> [String: [ChunkID]] {
+        let rows = try db.query("SELECT s.name, h.chunk_id FROM handouts h JOIN sources s ON s.id = h.source_id ORDER BY s.name, h.chunk_id") {
+            ($0.text(0), ChunkID(UInt32($0.int(1))))
+        }
+        return Dictionary(grouping: rows, by: \.0).mapValues { $0.map(\.1) }
+    }
+
+    // MARK: Events
+
+    public func record(_ event: EventRecord) throws {
+        try insert(event)
+    }
+
+    private func insert(_ event: EventRecord) throws {
+        let source = try event.source.map { try sourceID($0) }
+        try db.run("INSERT INTO events (at, kind, chunk_id, source_id, message) VALUES (?, ?, ?, ?, ?)",
+                   event.at, event.kind.rawValue, event.chunk?.rawValue, source, event.message)
+    }
+}
+
+/// One logged activity, as printed to the console and stored in the events table.
+public struct EventRecord: Sendable {
+    public let at: Int64
+    public let kind: EventKind
+    public let chunk: ChunkID?
+    public let source: ChunkIndex.Source?
+    public let message: String
+
+    public init(at: Int64 = Clock.nowMicros(), kind: EventKind, chunk: ChunkID? = nil, source: ChunkIndex.Source? = nil, message: String) {
+        self.at = at
+        self.kind = kind
+        self.chunk = chunk
+        self.source = source
+        self.message = message
+    }
+}
+
+/// The kinds of event in the events table. Names are stable: inspect filters on them.
+public enum EventKind: String, Sendable, CaseIterable {
+    case started, stopped
+    case split
+    case connecting, connectRetry = "connect_retry", connected, disconnected
+    case manifestReceived = "manifest_received", shareReceived = "share_received", shareAssigned = "share_assigned"
+    case listSent = "list_sent", listReceived = "list_received"
+    case chunkRequested = "chunk_requested", chunkReceived = "chunk_received", chunkRejected = "chunk_rejected"
+    case requestHandled = "request_handled", chunkSent = "chunk_sent"
+    case neighbourComplete = "neighbour_complete"
+    case assembled
+    case error
+}

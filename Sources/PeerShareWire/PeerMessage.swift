@@ -1,0 +1,117 @@
+import NIOCore
+import PeerShareCore
+
+/// Every message of the PeerShare protocol. docs/PROTOCOL.md is the byte-level reference;
+/// the type codes and limits here must match it.
+public enum PeerMessage: Equatable, Sendable {
+    case hello(Hello)
+    case manifest(ManifestHeader)
+    case hashes(first: UInt32, [Digest32])
+    case share(bitfield: [UInt8])
+    case chunkList(bitfield: [UInt8])
+    case have(ChunkID)
+    case request(ChunkID)
+    case piece(ChunkID, ByteBuffer)
+    case reject(ChunkID)
+
+    /// One-byte type codes (PROTOCOL.md, "Messages").
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case hello = 0x01
+        case manifest = 0x02
+        case hashes = 0x03
+        case share = 0x04
+        case chunkList = 0x05
+        case have = 0x06
+        case request = 0x07
+        case piece = 0x08
+        case reject = 0x09
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .hello: .hello
+        case .manifest: .manifest
+        case .hashes: .hashes
+        case .share: .share
+        case .chunkList: .chunkList
+        case .have: .have
+        case .request: .request
+        case .piece: .piece
+        case .reject: .reject
+        }
+    }
+}
+
+/// The first message on every connection, in both directions (PROTOCOL.md, "HELLO").
+public struct Hello: Equatable, Sendable {
+    public enum Role: UInt8, Sendable { case peer = 0, owner = 1 }
+
+    public static let magic: [UInt8] = Array("PSHR".utf8)
+    public static let currentVersion: UInt16 = 1
+    public static let maximumNameBytes = 64
+    /// Sent by a peer that has no manifest yet and asks the owner for one.
+    public static let unknownFileID = Digest32(bytes: [UInt8](repeating: 0, count: 32))!
+
+    public let version: UInt16
+    public let role: Role
+    public let fileID: Digest32
+    public let name: String
+
+    public init(version: UInt16 = Hello.currentVersion, role: Role, fileID: Digest32, name: String) {
+        self.version = version
+        self.role = role
+        self.fileID = fileID
+        self.name = name
+    }
+}
+
+/// The manifest's fixed part; the chunk hashes follow in HASHES messages.
+public struct ManifestHeader: Equatable, Sendable {
+    public let fileSize: Int64
+    public let chunkSize: UInt32
+    public let chunkCount: UInt32
+    public let fileHash: Digest32
+    public let fileName: String
+
+    public init(fileSize: Int64, chunkSize: UInt32, chunkCount: UInt32, fileHash: Digest32, fileName: String) {
+        self.fileSize = fileSize
+        self.chunkSize = chunkSize
+        self.chunkCount = chunkCount
+        self.fileHash = fileHash
+        self.fileName = fileName
+    }
+
+    public init(_ manifest: Manifest) {
+        self.init(fileSize: manifest.fileSize, chunkSize: UInt32(manifest.chunkSize), chunkCount: UInt32(manifest.chunkCount),
+                  fileHash: manifest.fileHash, fileName: manifest.fileName)
+    }
+}
+
+public enum WireLimits {
+    /// Bytes of the length prefix.
+    public static let lengthFieldBytes = 4
+    /// The largest frame body (type byte + payload): a PIECE of the largest chunk.
+    public static let maximumFrameLength = 1 + 4 + ChunkLayout.maximumChunkSize
+    /// Hashes per HASHES message: 16,384 × 32 bytes = 512 KiB.
+    public static let maximumHashesPerMessage = 16_384
+    /// A bitfield of the largest chunk count.
+    public static let maximumBitfieldBytes = ChunkSet.bitfieldByteCount(capacity: ChunkID.maximumCount)
+}
+
+public enum WireError: Error, Equatable, CustomStringConvertible {
+    case frameTooLarge(UInt32)
+    case emptyFrame
+    case unknownType(UInt8)
+    case malformed(PeerMessage.Kind, String)
+    case truncatedAtEOF(bufferedBytes: Int)
+
+    public var description: String {
+        switch self {
+        case .frameTooLarge(let n): "frame of \(n) bytes exceeds the \(WireLimits.maximumFrameLength)-byte limit"
+        case .emptyFrame: "frame of 0 bytes has no message type"
+        case .unknownType(let t): "unknown message type 0x\(String(t, radix: 16))"
+        case .malformed(let kind, let reason): "malformed \(kind) message: \(reason)"
+        case .truncatedAtEOF(let n): "connection closed inside a frame (\(n) bytes buffered)"
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import PeerShareCLI
+import PeerShareCore
+
+/// `peershare demo`: one owner and N peers as real processes on 127.0.0.1, wired as a ring
+/// (peer i downloads from peer i+1), run until every peer has assembled the file.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run a local swarm: an owner and N peers in a ring, then check every copy.")
+
+    @Option(help: "File to share (default: a generated sample of --size bytes).")
+    var file: String?
+
+    @Option(help: "Size of the generated sample file, e.g. 8MiB, 2.5MiB, 1000.")
+    var size: SizeArgument = SizeArgument(bytes: 8 << 20)
+
+    @Option(help: "Number of peers.")
+    var peers: Int = 5
+
+    @Option(help: "Folder for the run: the owner's and each peer's folders go inside.")
+    var dir: String = "peershare-demo"
+
+    @Option(help: "Chunk size in bytes.")
+    var chunkSize: Int = ChunkLayout.defaultChunkSize
+
+    @Option(help: "Seconds to wait for every peer before giving up.")
+    var timeout: Double = 600
+
+    @Flag(help: "Do not echo the nodes' logs; print only the result.")
+    var quiet = false
+
+    func validate() throws {
+        guard (1...200).contains(peers) else { throw ValidationError("--peers must be from 1 to 200") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if let file, !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("--file: cannot read \(file)") }
+    }
+
+    func run() async throws {
+        let root = URL(fileURLWithPath: dir).standardizedFileURL.path
+        try prepareFolder(root)
+        let source = try file.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? generateSample(in: root)
+        let sourceHash = try sha256(ofFileAt: source)
+        let sourceSize = try FileManager.default.attributesOfItem(atPath: source)[.size] as? Int64 ?? 0
+        let fileName = URL(fileURLWithPath: source).lastPathComponent
+        let ports = try reserveFreePorts(peers + 1)
+        let executable = currentExecutablePath()
+        let log = { (line: String) in FileHandle.standardError.write(Data("demo: \(line)\n".utf8)) }
+        log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers in a ring, folder \(root)")
+
+        let owner = try ChildProcess(
+            name: "owner", executable: executable,
+            arguments: ["owner", "--file", source, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"],
+            captureStdout: true, echo: !quiet, quietStderr: quiet)
+        var started: [ChildProcess] = [owner]
+        do {
+            guard await owner.waitForLine(prefix: "listening on", timeout: .seconds(timeout)) != nil else {
+                throw DemoError("the owner did not start (exit status \(owner.exitStatus.map(String.init) ?? "none"))")
+            }
+            let clock = ContinuousClock()
+            let start = clock.now
+            var peerProcesses: [ChildProcess] = []
+            for i in 1...peers {
+                let next = i % peers + 1
+                var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ports[0])", "--port", "\(ports[i])",
+                                 "--dir", root + "/peer\(i)"]
+                if peers > 1 {
+                    arguments += ["--download-from", "127.0.0.1:\(ports[next])"]
+                } else {
+                    arguments += ["--wait-for-downloaders", "0"]
+                }
+                let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments, captureStdout: false, quietStderr: quiet)
+                peerProcesses.append(peer)
+                started.append(peer)
+            }
+            // Wait for every peer to exit, noting when each did.
+            let deadline = Duration.milliseconds(Int64(timeout * 1000))
+            let launched = peerProcesses
+            let finishTimes = try await withDeadline(deadline) {
+                try await withThrowingTaskGroup(of: (Int, Int32, Duration).self) { group in
+                    for (i, peer) in launched.enumerated() {
+                        group.addTask { (i, await peer.waitForExit(), start.duration(to: clock.now)) }
+                    }
+                    var results: [(Int, Int32, Duration)] = []
+                    for try await result in group { results.append(result) }
+                    return results.sorted { $0.0 < $1.0 }
+                }
+            }
+            let elapsed = start.duration(to: clock.now)
+            var complete = 0
+            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers in a ring")
+            for (i, status, time) in finishTimes {
+                let copy = root + "/peer\(i + 1)/" + fileName
+                let identical = (try? sha256(ofFileAt: copy)) == sourceHash
+                if status == 0 && identical { complete += 1 }
+                let verdict = identical ? "identical to the source" : (FileManager.default.fileExists(atPath: copy) ? "DIFFERS from the source" : "missing")
+                print("  peer\(i + 1): exit \(status), \(verdict), done after \(format(time)) s")
+            }
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let megabytes = Double(sourceSize) * Double(peers) / 1e6
+            print("result: \(complete)/\(peers) peers complete and identical, \(sourceSize) bytes each, \(format(elapsed)) s, \(String(format: "%.1f", seconds > 0 ? megabytes / seconds : 0)) MB/s delivered in total")
+            await owner.stop()
+            guard complete == peers else { throw ExitCode(1) }
+        } catch {
+            for process in started { await process.stop(grace: .seconds(2)) }
+            if error is DeadlineExceeded { throw DemoError("not every peer finished within \(Int(timeout)) s") }
+            throw error
+        }
+    }
+
+    /// Creates the run folder, or clears the node folders of an earlier demo run in it.
+    /// A non-empty folder that a demo did not make is left alone.
+    private func prepareFolder(_ root: String) throws {
+        let fm = FileManager.default
+        let marker = root + "/.peershare-demo"
+        if let contents = try? fm.contentsOfDirectory(atPath: root), !contents.isEmpty {
+            guard fm.fileExists(atPath: marker) else {
+                throw DemoError("\(root) is not empty and was not made by peershare demo; choose another --dir")
+            }
+            for entry in contents where entry == "owner" || entry.hasPrefix("peer") {
+                try fm.removeItem(atPath: root + "/" + entry)
+            }
+        }
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        _ = fm.createFile(atPath: marker, contents: Data("made by peershare demo; its node folders are replaced on each run\n".utf8))
+    }
+
+    /// A deterministic sample file: the same size always gives the same bytes.
+    private func generateSample(in root: String) throws -> String {
+        let path = root + "/sample-\(size.bytes).bin"
+        if let existing = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64, existing == size.bytes {
+            return path
+        }
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw DemoError("cannot create \(path)") }
+        defer { try? handle.close() }
+        var generator = SplitMix64(seed: 0x5045_4552_5348_4152)  // "PEERSHAR"
+        var remaining = size.bytes
+        var block = [UInt8](repeating: 0, count: 1 << 20)
+        while remaining > 0 {
+            let count = Int(min(Int64(block.count), remaining))
+            block.withUnsafeMutableBytes { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                for i in 0..<(count + 7) / 8 { words[i] = generator.next() }
+            }
+            try handle.write(contentsOf: block[0..<count])
+            remaining -= Int64(count)
+        }
+        return path
+    }
+
+    private func format(_ duration: Duration) -> String {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        return String(format: "%.2f", seconds)
+    }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func sha256(ofFileAt path: String) throws -> Digest32 {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw DemoError("cannot read \(path)") }
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty {
+        hasher.update(data: data)
+    }
+    return Digest32(hasher.finalize())
+}
+
+struct DemoError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

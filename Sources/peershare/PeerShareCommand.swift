@@ -1,0 +1,158 @@
+import ArgumentParser
+import Logging
+import PeerShareCLI
+import PeerShareCore
+import PeerShareNode
+import ServiceLifecycle
+
+@main
+struct PeerShareMain {
+    static func main() async {
+        await CommandRunner.main(PeerShareCommand.self, programName: "peershare")
+    }
+}
+
+struct PeerShareCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peershare",
+        abstract: "Spread a file from an owner to a swarm of peers, every chunk verified and indexed in SQLite.",
+        version: "0.1.0",
+        subcommands: [OwnerCommand.self, PeerCommand.self, DemoCommand.self]
+    )
+}
+
+/// Options every node shares.
+struct ListenOptions: ParsableArguments {
+    @Option(help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "TCP port to listen on (0: let the OS choose; the chosen port is printed).")
+    var port: Int
+
+    func validate() throws {
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be from 0 to 65535, not \(port)") }
+    }
+}
+
+struct OwnerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "owner",
+        abstract: "Split a file into chunks and serve it, with a share for each peer.")
+
+    @Option(help: "The file to share.")
+    var file: String
+
+    @OptionGroup var listen: ListenOptions
+
+    @Option(help: "Folder for the chunk files and the index (default: FILE.peershare next to the file).")
+    var dir: String?
+
+    @Option(help: "Index database (default: DIR/owner.db).")
+    var db: String?
+
+    @Option(help: "Peers the file is divided among: the first this many get disjoint shares.")
+    var peers: Int = 5
+
+    @Option(help: "Chunk size in bytes.")
+    var chunkSize: Int = ChunkLayout.defaultChunkSize
+
+    func validate() throws {
+        guard peers >= 1 else { throw ValidationError("--peers must be at least 1") }
+        guard (1...ChunkLayout.maximumChunkSize).contains(chunkSize) else {
+            throw ValidationError("--chunk-size must be from 1 to \(ChunkLayout.maximumChunkSize) bytes")
+        }
+        let name = String(file.split(separator: "/").last ?? "")
+        do { try FileName.validate(name) } catch { throw ValidationError("--file: \(error)") }
+    }
+
+    func run() async throws {
+        let directory = dir ?? file + ".peershare"
+        let config = OwnerConfiguration(
+            file: file, host: listen.host, port: listen.port, directory: directory,
+            databasePath: db ?? directory + "/owner.db", expectedPeers: peers, chunkSize: chunkSize)
+        let logger = makeLogger(label: "owner")
+        try await runAsService(logger: logger) { try await OwnerRole.run(config, logger: logger) }
+    }
+}
+
+struct PeerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peer",
+        abstract: "Fetch a share from the owner, trade chunks with neighbours, and assemble the file.")
+
+    @Option(help: "The owner, as HOST:PORT.", transform: Endpoint.argument)
+    var owner: Endpoint
+
+    @OptionGroup var listen: ListenOptions
+
+    @Option(name: .customLong("download-from"), help: "The download neighbour, as HOST:PORT.", transform: Endpoint.argument)
+    var downloadFrom: [Endpoint] = []
+
+    @Option(help: "Folder for this peer's chunk files, summary file and assembled file.")
+    var dir: String
+
+    @Option(help: "Index database (default: DIR/peer.db).")
+    var db: String?
+
+    @Option(help: "Name in logs and in other nodes' indexes (default: peer-PORT).")
+    var name: String?
+
+    @Option(help: "Chunk requests kept outstanding per connection.")
+    var window: Int = 8
+
+    @Flag(help: "Stay up after assembling, serving anyone who asks, until stopped.")
+    var keepServing = false
+
+    @Option(help: "Downloaders that must hold the whole file before this peer exits.")
+    var waitForDownloaders: Int = 1
+
+    @Option(help: "Seconds to keep retrying the owner or a neighbour before giving up.")
+    var connectTimeout: Double = 30
+
+    func validate() throws {
+        guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
+        guard waitForDownloaders >= 0 else { throw ValidationError("--wait-for-downloaders must not be negative") }
+        guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
+        if let name {
+            guard (1...64).contains(name.utf8.count), !name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) else {
+                throw ValidationError("--name must be 1 to 64 printable bytes")
+            }
+        }
+    }
+
+    func run() async throws {
+        let name = self.name ?? "peer-\(listen.port)"
+        let config = PeerConfiguration(
+            name: name, owner: owner, host: listen.host, port: listen.port, downloadFrom: downloadFrom,
+            directory: dir, databasePath: db ?? dir + "/peer.db", window: window, keepServing: keepServing,
+            waitForDownloaders: waitForDownloaders, connectPatience: .milliseconds(Int64(connectTimeout * 1000)))
+        let logger = makeLogger(label: name)
+        try await runAsService(logger: logger) { try await PeerRole.run(config, logger: logger) }
+    }
+}
+
+func makeLogger(label: String) -> Logger {
+    LoggingSystem.bootstrap { ConsoleLogHandler(label: $0) }
+    return Logger(label: label)
+}
+
+/// Runs a node under swift-service-lifecycle: SIGTERM and SIGINT cancel it gracefully, so it
+/// finishes or abandons the chunk in flight and closes its index before exiting 0.
+func runAsService(logger: Logger, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    var lifecycleLogger = logger
+    lifecycleLogger.logLevel = .warning
+    let service = NodeService(body: body)
+    let group = ServiceGroup(configuration: .init(
+        services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: lifecycleLogger))
+    try await group.run()
+}
+
+struct NodeService: Service {
+    let body: @Sendable () async throws -> Void
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { try await body() }
+    }
+}
