@@ -5,43 +5,55 @@ import Foundation
 /// Used by `peershare demo` and by the end-to-end tests: they signal only the processes
 /// they started, through this handle.
 public final class ChildProcess: @unchecked Sendable {
+    /// Where one of the child's output streams goes.
+    public enum Output: Sendable {
+        case inherit
+        case discard
+        /// Appended to a file.
+        case file(String)
+        /// Our own stderr (for a child's stdout, so that our stdout carries only results).
+        case ourStderr
+        /// Read line by line into `stdoutLines`, and echoed to our stderr if asked (stdout only).
+        case lines(echo: Bool)
+    }
+
     // Mutable state is guarded by `lock`; Process itself is only touched in init and signal.
     private let process = Process()
     private let lock = NSLock()
     private var status: Int32?
-    private var exitWaiters: [CheckedContinuation<Int32, Never>] = []
-    private var lineContinuation: AsyncStream<String>.Continuation?
+    private var exitWaiters: [Int: CheckedContinuation<Int32?, Never>] = [:]
+    private var nextWaiter = 0
     public let name: String
-    /// Lines the child wrote to stdout (when captured).
+    /// Lines the child wrote to stdout, with `.lines`; finishes at once otherwise.
     public let stdoutLines: AsyncStream<String>
 
-    /// Starts `executable`. With `captureStdout`, each stdout line is both echoed to our
-    /// stderr (prefixed by nothing: the child's lines are self-describing) and delivered on
-    /// `stdoutLines`; otherwise stdout goes to our stderr. The child's stderr is ours.
-    public init(name: String, executable: String, arguments: [String], captureStdout: Bool, echo: Bool = true, quietStderr: Bool = false) throws {
+    public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit) throws {
         self.name = name
         let (stream, continuation) = AsyncStream<String>.makeStream()
         stdoutLines = stream
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        if quietStderr { process.standardError = FileHandle.nullDevice }
         var pipe: Pipe?
-        if captureStdout {
+        var echo = false
+        switch stdout {
+        case .lines(let echoLines):
             let p = Pipe()
             process.standardOutput = p
             pipe = p
-            lineContinuation = continuation
-        } else {
-            process.standardOutput = quietStderr ? FileHandle.nullDevice : FileHandle.standardError
+            echo = echoLines
+        default:
+            process.standardOutput = try Self.handle(for: stdout)
             continuation.finish()
         }
+        process.standardError = try Self.handle(for: stderr)
         process.terminationHandler = { [weak self] finished in
             self?.didExit(finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus)
         }
         try process.run()
         if let pipe {
+            // A plain thread doing blocking reads: the pipe has no event loop of its own.
             let handle = pipe.fileHandleForReading
-            let thread = Thread { [continuation] in
+            Thread { [echo] in
                 var pending = Data()
                 while true {
                     let data = handle.availableData
@@ -55,8 +67,23 @@ public final class ChildProcess: @unchecked Sendable {
                     }
                 }
                 continuation.finish()
+            }.start()
+        }
+    }
+
+    private static func handle(for output: Output) throws -> Any? {
+        switch output {
+        case .inherit: return nil
+        case .discard: return FileHandle.nullDevice
+        case .ourStderr: return FileHandle.standardError
+        case .lines: return nil
+        case .file(let path):
+            if !FileManager.default.fileExists(atPath: path) {
+                _ = FileManager.default.createFile(atPath: path, contents: nil)
             }
-            thread.start()
+            guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
+            handle.seekToEndOfFile()
+            return handle
         }
     }
 
@@ -65,8 +92,8 @@ public final class ChildProcess: @unchecked Sendable {
     private func didExit(_ code: Int32) {
         lock.lock()
         status = code
-        let waiters = exitWaiters
-        exitWaiters = []
+        let waiters = exitWaiters.values
+        exitWaiters = [:]
         lock.unlock()
         for waiter in waiters { waiter.resume(returning: code) }
     }
@@ -79,24 +106,43 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// The exit status; 128 + N when killed by signal N.
     public func waitForExit() async -> Int32 {
-        await withCheckedContinuation { continuation in
+        while true {
+            if let status = await waitForExit(timeout: .seconds(3600)) { return status }
+        }
+    }
+
+    /// Waits at most `timeout`; nil if the process is still running then.
+    public func waitForExit(timeout: Duration) async -> Int32? {
+        let id: Int = lock.withLock {
+            nextWaiter += 1
+            return nextWaiter
+        }
+        // The timer only bounds the wait; the exit itself arrives as an event.
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.resumeWaiter(id, with: nil)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
             lock.lock()
             if let status {
                 lock.unlock()
                 continuation.resume(returning: status)
             } else {
-                exitWaiters.append(continuation)
+                exitWaiters[id] = continuation
                 lock.unlock()
             }
         }
     }
 
-    /// Waits at most `timeout`; nil if the process is still running.
-    public func waitForExit(timeout: Duration) async -> Int32? {
-        try? await withDeadline(timeout) { await self.waitForExit() }
+    private func resumeWaiter(_ id: Int, with value: Int32?) {
+        lock.lock()
+        let waiter = exitWaiters.removeValue(forKey: id)
+        lock.unlock()
+        waiter?.resume(returning: value)
     }
 
-    /// Waits for a stdout line with the given prefix; nil if the process closed stdout first.
+    /// Waits for a stdout line with the given prefix; nil if stdout closed or time ran out first.
     public func waitForLine(prefix: String, timeout: Duration) async -> String? {
         let lines = stdoutLines
         return try? await withDeadline(timeout) {
@@ -115,15 +161,15 @@ public final class ChildProcess: @unchecked Sendable {
         signal(SIGTERM)
         if await waitForExit(timeout: grace) == nil {
             signal(SIGKILL)
-            _ = await waitForExit()
+            _ = await waitForExit(timeout: .seconds(30))
         }
     }
 }
 
 public struct DeadlineExceeded: Error {}
 
-/// Runs `operation`, giving up after `timeout`. The timer is a bound on waiting, not a
-/// way to synchronise: the operation itself waits on events.
+/// Runs `operation`, giving up after `timeout`. The timer bounds the wait; it does not
+/// synchronise anything. `operation` must end when cancelled.
 public func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await operation() }

@@ -118,6 +118,7 @@ public actor Node {
         }
         broadcast(.stateChanged)
         scheduleSummary()
+        assembleIfComplete()  // an empty file is complete as soon as its manifest is known
     }
 
     /// The owner's own manifest, after splitting the file.

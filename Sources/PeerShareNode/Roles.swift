@@ -193,9 +193,17 @@ public enum PeerRole {
         try await node.waitUntil { $0.manifest != nil || $0.failure != nil }
         var reconnects = 0
         while true {
-            if await node.isComplete { return }
-            let channel = try await Transport.connect(to: neighbour, patience: config.connectPatience) { attempt, reason, delay in
-                await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+            // Even a complete peer connects once: its chunk list tells the neighbour (which
+            // serves it) that it may stop.
+            let channel: PeerChannel
+            do {
+                channel = try await Transport.connect(to: neighbour, patience: config.connectPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                }
+            } catch {
+                guard await node.isComplete else { throw error }
+                await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
+                return
             }
             await node.log(.connected, "connected to download neighbour \(neighbour)")
             do {

@@ -42,6 +42,20 @@ struct SessionIO {
     func send(_ message: PeerMessage) async throws {
         try await outbound.write(message)
     }
+
+    /// True once a write has failed: the remote has closed its side.
+    private(set) var remoteStoppedReading = false
+
+    /// Sends unless the remote has already gone. An uploader uses this so that a downloader
+    /// which closes early (it needs nothing more) still has its final messages read.
+    mutating func sendIfOpen(_ message: PeerMessage) async {
+        guard !remoteStoppedReading else { return }
+        do {
+            try await outbound.write(message)
+        } catch {
+            remoteStoppedReading = true
+        }
+    }
 }
 
 /// Runs `body` over a connection with the remote's messages and the node's events merged.

@@ -27,15 +27,15 @@ struct UploadSession {
                 throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
             }
             await node.log(.connected, source: remote, "\(hello.name) connected to download")
-            try await io.send(.hello(Hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID, name: node.name)))
+            await io.sendIfOpen(.hello(Hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID, name: node.name)))
             if isOwner {
                 let share = try await node.assignShare(to: hello.name)
-                for message in manifestMessages(manifest) { try await io.send(message) }
-                try await io.send(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
+                for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
+                await io.sendIfOpen(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
                 await node.log(.shareAssigned, source: remote, "sent manifest and a share of \(share.count) chunks to \(hello.name)\(share.isEmpty ? "" : " (\(describeRanges(share)))")")
             }
             let mine = await node.heldChunks
-            try await io.send(.chunkList(bitfield: mine.bitfield))
+            await io.sendIfOpen(.chunkList(bitfield: mine.bitfield))
             await node.log(.listSent, source: remote, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
 
             var theirs = ChunkSet(capacity: manifest.chunkCount)
@@ -62,19 +62,21 @@ struct UploadSession {
                 case .message(.request(let id)):
                     guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
                     let startedAt = Clock.nowMicros()
-                    if await node.heldChunks.contains(id) {
+                    if io.remoteStoppedReading {
+                        continue
+                    } else if await node.heldChunks.contains(id) {
                         await node.log(.requestHandled, chunk: id, source: remote, "handling request from \(hello.name) for chunk \(id)")
                         let data = try await node.readChunk(id)
-                        try await io.send(.piece(id, data))
-                        await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: data.readableBytes)
+                        await io.sendIfOpen(.piece(id, data))
+                        if !io.remoteStoppedReading { await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: data.readableBytes) }
                     } else {
                         await node.log(.requestHandled, chunk: id, source: remote, "rejected request from \(hello.name) for chunk \(id): not held")
-                        try await io.send(.reject(id))
+                        await io.sendIfOpen(.reject(id))
                     }
                 case .message(let other):
                     throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
                 case .local(.have(let id)):
-                    if !theirs.contains(id) { try await io.send(.have(id)) }
+                    if !theirs.contains(id) { await io.sendIfOpen(.have(id)) }
                 case .local(.stateChanged):
                     continue
                 case .closed:

@@ -53,7 +53,7 @@ struct DemoCommand: AsyncParsableCommand {
         let owner = try ChildProcess(
             name: "owner", executable: executable,
             arguments: ["owner", "--file", source, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"],
-            captureStdout: true, echo: !quiet, quietStderr: quiet)
+            stdout: .lines(echo: !quiet), stderr: quiet ? .discard : .inherit)
         var started: [ChildProcess] = [owner]
         do {
             guard await owner.waitForLine(prefix: "listening on", timeout: .seconds(timeout)) != nil else {
@@ -71,7 +71,8 @@ struct DemoCommand: AsyncParsableCommand {
                 } else {
                     arguments += ["--wait-for-downloaders", "0"]
                 }
-                let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments, captureStdout: false, quietStderr: quiet)
+                let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
+                                            stdout: quiet ? .discard : .ourStderr, stderr: quiet ? .discard : .inherit)
                 peerProcesses.append(peer)
                 started.append(peer)
             }
@@ -81,7 +82,11 @@ struct DemoCommand: AsyncParsableCommand {
             let finishTimes = try await withDeadline(deadline) {
                 try await withThrowingTaskGroup(of: (Int, Int32, Duration).self) { group in
                     for (i, peer) in launched.enumerated() {
-                        group.addTask { (i, await peer.waitForExit(), start.duration(to: clock.now)) }
+                        group.addTask {
+                            // Ends when the process exits, or when the deadline cancels the wait.
+                            let status = await peer.waitForExit(timeout: deadline) ?? -1
+                            return (i, status, start.duration(to: clock.now))
+                        }
                     }
                     var results: [(Int, Int32, Duration)] = []
                     for try await result in group { results.append(result) }

@@ -1,0 +1,55 @@
+import Foundation
+import NIOCore
+import Testing
+@testable import PeerShareCore
+@testable import PeerShareNode
+
+@Suite("Chunk files on disk")
+struct ChunkDirectoryTests {
+    @Test("a chunk written durably reads back identical, and no temporary file is left")
+    func writeRead() throws {
+        let directory = try ChunkDirectory(root: temporaryDirectory())
+        let bytes = ByteBuffer(bytes: (0..<1000).map { UInt8(truncatingIfNeeded: $0) })
+        try directory.write(ChunkID(7), bytes: bytes)
+        #expect(try directory.read(ChunkID(7), expectedSize: 1000) == bytes)
+        #expect(directory.path(of: ChunkID(7)).hasSuffix("/chunks/000007.chunk"))
+        let entries = try FileManager.default.contentsOfDirectory(atPath: directory.chunksFolder)
+        #expect(entries == ["000007.chunk"])
+        #expect(throws: FileSystemError.self) { try directory.read(ChunkID(7), expectedSize: 1001) }
+    }
+
+    @Test("the summary file lists one chunk ID per line")
+    func summary() throws {
+        let directory = try ChunkDirectory(root: temporaryDirectory())
+        try directory.writeSummary([0, 1, 17].map { ChunkID($0) })
+        #expect(try String(contentsOfFile: directory.summaryPath, encoding: .utf8) == "0\n1\n17\n")
+        try directory.writeSummary([])
+        #expect(try String(contentsOfFile: directory.summaryPath, encoding: .utf8) == "")
+    }
+
+    @Test("assembly produces the original bytes, and refuses chunks that do not hash to the file")
+    func assembly() throws {
+        let directory = try ChunkDirectory(root: temporaryDirectory())
+        let (manifest, data) = try sampleManifest(size: 250, chunkSize: 100)
+        for id in manifest.layout.chunkIDs {
+            let start = Int(manifest.layout.offset(of: id))
+            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
+        }
+        #expect(try directory.assemble(manifest) == manifest.fileHash)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))) == Data(data))
+
+        try FileManager.default.removeItem(atPath: directory.assembledPath(for: manifest))
+        try directory.write(ChunkID(1), bytes: ByteBuffer(repeating: 0, count: 100))
+        #expect(throws: (any Error).self) { try directory.assemble(manifest) }
+        #expect(!FileManager.default.fileExists(atPath: directory.assembledPath(for: manifest)), "a bad assembly must not appear under the file's name")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.root).filter { $0.hasPrefix(".peershare-tmp") }.isEmpty)
+    }
+
+    @Test("an empty file assembles to an empty file")
+    func emptyAssembly() throws {
+        let directory = try ChunkDirectory(root: temporaryDirectory())
+        let (manifest, _) = try sampleManifest(size: 0)
+        #expect(try directory.assemble(manifest) == manifest.fileHash)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))).isEmpty)
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import PeerShareCLI
+import Testing
+@testable import PeerShareCore
+@testable import PeerShareStore
+
+/// A swarm of real processes on 127.0.0.1: one owner (port chosen by the OS and read back
+/// from its "listening on" line) and peers on ports checked as free, wired as a ring.
+struct Swarm {
+    let dir: String
+    let source: String
+    let owner: ChildProcess
+    let ownerPort: Int
+    var peers: [ChildProcess] = []
+
+    static func start(fileSize: Int, peers count: Int, label: String = #function) async throws -> Swarm {
+        let dir = temporaryDirectory(label)
+        let source = dir + "/source.bin"
+        _ = try writeTestFile(source, size: fileSize)
+        let owner = try ChildProcess(
+            name: "owner", executable: Binaries.peershare,
+            arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--peers", "\(count)"],
+            stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        guard let line = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60)),
+              let port = Int(line.split(separator: ":").last ?? "")
+        else {
+            await owner.stop()
+            throw SwarmError("owner did not start:\n" + tail(dir + "/owner.log"))
+        }
+        var swarm = Swarm(dir: dir, source: source, owner: owner, ownerPort: port)
+        let ports = try reserveFreePorts(count)
+        for i in 0..<count {
+            var arguments = ["peer", "--name", "peer\(i + 1)", "--owner", "127.0.0.1:\(port)", "--port", "\(ports[i])",
+                             "--dir", dir + "/peer\(i + 1)", "--connect-timeout", "20"]
+            arguments += count > 1 ? ["--download-from", "127.0.0.1:\(ports[(i + 1) % count])"] : ["--wait-for-downloaders", "0"]
+            swarm.peers.append(try ChildProcess(name: "peer\(i + 1)", executable: Binaries.peershare, arguments: arguments,
+                                                stdout: .discard, stderr: .file(dir + "/peer\(i + 1).log")))
+        }
+        return swarm
+    }
+
+    /// Waits for every peer to exit on its own; returns their exit statuses.
+    func waitForPeers(timeout: Duration = .seconds(120)) async -> [Int32?] {
+        var statuses: [Int32?] = []
+        for peer in peers { statuses.append(await peer.waitForExit(timeout: timeout)) }
+        return statuses
+    }
+
+    func stopAll() async {
+        for process in [owner] + peers { await process.stop(grace: .seconds(5)) }
+    }
+
+    func log(of peer: Int) -> String { tail(dir + "/peer\(peer).log") }
+}
+
+struct SwarmError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite("End to end: real owner and peer processes", .serialized)
+struct EndToEndTests {
+    @Test("five peers in a ring: identical copies, full summaries, an index row per chunk with provenance")
+    func ringOfFive() async throws {
+        let size = 2_621_440 + 17
+        let swarm = try await Swarm.start(fileSize: size, peers: 5)
+        let statuses = await swarm.waitForPeers()
+        await swarm.stopAll()
+        let sourceBytes = try Data(contentsOf: URL(fileURLWithPath: swarm.source))
+        let layout = try ChunkLayout(fileSize: Int64(size), chunkSize: 102_400)
+        let expectedHashes = layout.chunkIDs.map { id in
+            Digest32.of(sourceBytes[Int(layout.offset(of: id))..<Int(layout.offset(of: id)) + layout.size(of: id)])
+        }
+        for i in 1...5 {
+            #expect(statuses[i - 1] == 0, "peer\(i) exit status \(String(describing: statuses[i - 1])):\n\(swarm.log(of: i))")
+            let peerDir = swarm.dir + "/peer\(i)"
+            #expect(fileDigest(peerDir + "/source.bin") == Digest32.of(sourceBytes), "peer\(i)'s copy differs")
+            let summary = try String(contentsOfFile: peerDir + "/summary.txt", encoding: .utf8)
+            #expect(summary == (0..<26).map { "\($0)\n" }.joined(), "peer\(i)'s summary")
+
+            let db = try SQLiteConnection(path: peerDir + "/peer.db", mode: .readOnly)
+            let rows = try db.query("SELECT chunk_id, size, sha256 FROM chunks ORDER BY chunk_id") { ($0.int(0), $0.int(1), $0.blob(2)) }
+            #expect(rows.count == 26)
+            for (id, chunkSize, hash) in rows {
+                #expect(chunkSize == Int64(layout.size(of: ChunkID(UInt32(id)))))
+                #expect(hash == expectedHashes[Int(id)].bytes, "peer\(i) chunk \(id) hash")
+            }
+            let sources = try db.query("SELECT DISTINCT s.kind, s.name FROM chunks c JOIN sources s ON s.id = c.source_id ORDER BY s.kind") { "\($0.text(0)):\($0.text(1))" }
+            // In a ring the chunks come from the owner (the share) and from the download neighbour.
+            #expect(sources == ["owner:owner", "peer:peer\(i % 5 + 1)"], "peer\(i) sources")
+            let provenance = try db.scalarInt("SELECT count(*) FROM transfers WHERE direction = 'in' AND outcome = 'verified' AND bytes > 0 AND finished_at >= started_at")
+            #expect(provenance == 26)
+            let kinds = Set(try db.query("SELECT DISTINCT kind FROM events") { $0.text(0) })
+            for kind in ["chunk_received", "chunk_requested", "list_sent", "list_received", "assembled", "chunk_sent", "request_handled"] {
+                #expect(kinds.contains(kind), "peer\(i) has no \(kind) event")
+            }
+            #expect(try db.scalarText("PRAGMA integrity_check") == "ok")
+        }
+        let ownerDB = try SQLiteConnection(path: swarm.dir + "/owner/owner.db", mode: .readOnly)
+        #expect(try ownerDB.scalarInt("SELECT count(*) FROM chunks") == 26)
+        #expect(try ownerDB.scalarInt("SELECT count(DISTINCT chunk_id) FROM transfers WHERE direction = 'out'") == 26, "the owner should have sent each chunk once")
+    }
+
+    @Test("edge-sized files: empty, smaller than a chunk, an exact multiple of the chunk size",
+          arguments: [0, 1, 102_399, 4 * 102_400])
+    func edgeSizes(size: Int) async throws {
+        let swarm = try await Swarm.start(fileSize: size, peers: 2, label: "edge\(size)")
+        let statuses = await swarm.waitForPeers()
+        await swarm.stopAll()
+        let digest = fileDigest(swarm.source)
+        for i in 1...2 {
+            #expect(statuses[i - 1] == 0, "peer\(i):\n\(swarm.log(of: i))")
+            #expect(fileDigest(swarm.dir + "/peer\(i)/source.bin") == digest)
+        }
+    }
+
+    @Test("the demo runs a swarm and reports every peer complete")
+    func demo() async throws {
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, ["demo", "--size", "700KiB", "--peers", "3", "--dir", dir, "--quiet"], timeout: .seconds(120))
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("result: 3/3 peers complete and identical, 716800 bytes each"))
+    }
+}
+
+@Suite("Bad command-line input: one clear line, non-zero exit, no stack trace", .serialized)
+struct CommandLineErrorTests {
+    func expectOneCleanError(_ result: CommandResult, containing text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status != 0, sourceLocation: sourceLocation)
+        let last = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.hasPrefix("peershare: error: "), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(last.contains(text), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        for marker in ["Fatal error", "Stack dump", "Backtrace", "Current stack trace", "💣"] {
+            #expect(!result.stderr.contains(marker), "crash marker in stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("a missing file")
+    func missingFile() async throws {
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, ["owner", "--file", dir + "/nope.bin", "--port", "0", "--dir", dir + "/o"])
+        expectOneCleanError(result, containing: "nope.bin")
+        #expect(result.stderr.contains("no such file"))
+    }
+
+    @Test("a port that is already in use")
+    func portInUse() async throws {
+        let swarm = try await Swarm.start(fileSize: 1000, peers: 1)
+        defer { Task { await swarm.stopAll() } }
+        _ = await swarm.waitForPeers()
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, ["owner", "--file", swarm.source, "--port", "\(swarm.ownerPort)", "--dir", dir + "/o"])
+        await swarm.stopAll()
+        expectOneCleanError(result, containing: "cannot listen on 127.0.0.1:\(swarm.ownerPort): address already in use")
+    }
+
+    @Test("an owner that cannot be reached: bounded retries, each logged, then the error")
+    func unreachableOwner() async throws {
+        let dir = temporaryDirectory()
+        let port = try reserveFreePorts(1)[0]
+        let result = try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(port)", "--port", "0", "--dir", dir, "--connect-timeout", "1"])
+        expectOneCleanError(result, containing: "cannot reach 127.0.0.1:\(port): connection refused")
+        #expect(result.stderr.contains("retry 1 in 50 ms"))
+        #expect(result.stderr.contains("retry 3 in 200 ms"))
+    }
+
+    @Test("malformed HOST:PORT", arguments: ["nonsense", "127.0.0.1:99999", "127.0.0.1:", ":7000"])
+    func malformedEndpoint(text: String) async throws {
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, ["peer", "--owner", text, "--port", "0", "--dir", dir])
+        expectOneCleanError(result, containing: "not a valid HOST:PORT")
+        #expect(result.stderr.split(separator: "\n").count == 1, "expected exactly one line: \(result.stderr)")
+    }
+
+    @Test("an invalid option value")
+    func badOption() async throws {
+        let result = try await runCommand(Binaries.peershare, ["owner", "--file", "x", "--port", "70000"])
+        expectOneCleanError(result, containing: "--port must be from 0 to 65535")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+    }
+}

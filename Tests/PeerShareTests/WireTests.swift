@@ -1,0 +1,121 @@
+import NIOCore
+import NIOEmbedded
+import NIOTestUtils
+import Testing
+@testable import PeerShareCore
+@testable import PeerShareWire
+
+/// One of each message, for round trips and the decoder verifier.
+let sampleMessages: [PeerMessage] = {
+    let digest = Digest32.of(Array("chunk".utf8))
+    return [
+        .hello(Hello(role: .peer, fileID: digest, name: "peer3")),
+        .hello(Hello(role: .owner, fileID: Hello.unknownFileID, name: "owner")),
+        .manifest(ManifestHeader(fileSize: 2_621_457, chunkSize: 102_400, chunkCount: 26, fileHash: digest, fileName: "movie.mkv")),
+        .manifest(ManifestHeader(fileSize: 0, chunkSize: 102_400, chunkCount: 0, fileHash: digest, fileName: "empty")),
+        .hashes(first: 0, [digest, digest, digest]),
+        .share(bitfield: [0b1111_0000]),
+        .chunkList(bitfield: [0xff, 0x80]),
+        .chunkList(bitfield: []),
+        .have(ChunkID(17)),
+        .request(ChunkID(0)),
+        .reject(ChunkID(4_000_000)),
+        .piece(ChunkID(25), ByteBuffer(bytes: Array(repeating: 0xab, count: 17))),
+        .piece(ChunkID(3), ByteBuffer(bytes: (0..<102_400).map { UInt8(truncatingIfNeeded: $0) })),
+    ]
+}()
+
+@Suite("Wire protocol: frames and messages")
+struct WireTests {
+    @Test("every message re-encodes to the bytes it was decoded from")
+    func roundTrip() throws {
+        for message in sampleMessages {
+            var frame = message.frame
+            let original = frame
+            var decoder = PeerMessageDecoder()
+            let decoded = try #require(try decoder.decodeOne(&frame))
+            #expect(decoded == message)
+            #expect(decoded.frame == original)
+            #expect(frame.readableBytes == 0)
+        }
+    }
+
+    @Test("the decoder handles whole, split and byte-by-byte input (NIO's verifier)")
+    func verifier() throws {
+        // Byte-by-byte feeding is quadratic in frame size, so the full-size PIECE is left to roundTrip.
+        let pairs = sampleMessages.filter { $0.bodyLength < 20_000 }.map { ($0.frame, [$0]) }
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { PeerMessageDecoder() }
+    }
+
+    @Test("several frames in one read, and a frame split across reads")
+    func splitFrames() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(PeerMessageDecoder()))
+        var all = ByteBuffer()
+        for message in sampleMessages { all.writeImmutableBuffer(message.frame) }
+        let cut = all.readableBytes / 3
+        try channel.writeInbound(all.getSlice(at: 0, length: cut)!)
+        try channel.writeInbound(all.getSlice(at: cut, length: all.readableBytes - cut)!)
+        var decoded: [PeerMessage] = []
+        while let message = try channel.readInbound(as: PeerMessage.self) { decoded.append(message) }
+        #expect(decoded == sampleMessages)
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test("a length over the cap is refused before any payload arrives")
+    func oversizedLength() {
+        var decoder = PeerMessageDecoder()
+        var buffer = ByteBuffer(bytes: [0xff, 0xff, 0xff, 0xff])
+        #expect(throws: WireError.frameTooLarge(0xffff_ffff)) { try decoder.decodeOne(&buffer) }
+        var justOver = ByteBuffer()
+        justOver.writeInteger(UInt32(WireLimits.maximumFrameLength + 1))
+        var fresh = PeerMessageDecoder()
+        #expect(throws: WireError.frameTooLarge(UInt32(WireLimits.maximumFrameLength + 1))) { try fresh.decodeOne(&justOver) }
+    }
+
+    @Test("a largest-chunk PIECE fits exactly under the cap")
+    func largestPieceFits() throws {
+        let message = PeerMessage.piece(ChunkID(0), ByteBuffer(repeating: 1, count: ChunkLayout.maximumChunkSize))
+        var frame = message.frame
+        #expect(frame.readableBytes == 4 + WireLimits.maximumFrameLength)
+        var decoder = PeerMessageDecoder()
+        #expect(try decoder.decodeOne(&frame) == message)
+    }
+
+    @Test("unknown types, empty frames and trailing bytes are errors")
+    func malformed() {
+        var decoder = PeerMessageDecoder()
+        var unknown = ByteBuffer(bytes: [0, 0, 0, 1, 0x7f])
+        #expect(throws: WireError.unknownType(0x7f)) { try decoder.decodeOne(&unknown) }
+        var empty = ByteBuffer(bytes: [0, 0, 0, 0])
+        var d2 = PeerMessageDecoder()
+        #expect(throws: WireError.emptyFrame) { try d2.decodeOne(&empty) }
+        var longHave = ByteBuffer(bytes: [0, 0, 0, 6, 0x06, 0, 0, 0, 1, 9])
+        var d3 = PeerMessageDecoder()
+        #expect(throws: WireError.self) { try d3.decodeOne(&longHave) }
+    }
+
+    @Test("a manifest whose name would escape the folder is refused")
+    func hostileManifestName() {
+        let digest = Digest32.of([1])
+        for name in ["../../x", "/etc/passwd", "a/b"] {
+            var frame = PeerMessage.manifest(ManifestHeader(fileSize: 1, chunkSize: 10, chunkCount: 1, fileHash: digest, fileName: name)).frame
+            var decoder = PeerMessageDecoder()
+            #expect(throws: WireError.self) { try decoder.decodeOne(&frame) }
+        }
+    }
+
+    @Test("a manifest whose count does not match its size is refused")
+    func inconsistentManifest() {
+        var frame = PeerMessage.manifest(ManifestHeader(fileSize: 1000, chunkSize: 100, chunkCount: 11, fileHash: Digest32.of([1]), fileName: "f")).frame
+        var decoder = PeerMessageDecoder()
+        #expect(throws: WireError.self) { try decoder.decodeOne(&frame) }
+    }
+
+    @Test("bytes left at EOF are an error, not silence")
+    func leftoverAtEOF() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(PeerMessageDecoder()))
+        var frame = PeerMessage.have(ChunkID(1)).frame
+        try channel.writeInbound(frame.readSlice(length: 6)!)
+        #expect(throws: WireError.truncatedAtEOF(bufferedBytes: 2)) { try channel.finish() }
+    }
+}
