@@ -30,12 +30,20 @@ public struct ChunkDirectory: Sendable {
         return chunksFolder + "/" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".chunk"
     }
 
+    /// The chunk ID a file in `chunks/` stands for, or nil if the name is not one of ours.
+    static func chunkID(fromFileName name: String) -> ChunkID? {
+        guard name.hasSuffix(".chunk") else { return nil }
+        let digits = name.dropLast(6)
+        guard digits.count >= 6, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let value = UInt32(digits) else { return nil }
+        return ChunkID(value)
+    }
+
     public var summaryPath: String { root + "/" + Self.summaryFileName }
 
     public func assembledPath(for manifest: Manifest) -> String { root + "/" + manifest.fileName }
 
-    public func write(_ id: ChunkID, bytes: ByteBuffer) throws(FileSystemError) {
-        try PosixFiles.writeDurably(path(of: id), directory: chunksFolder) { (fd, path) throws(FileSystemError) in
+    public func write(_ id: ChunkID, bytes: ByteBuffer) throws {
+        try PosixFiles.writeDurably(path(of: id), directory: chunksFolder) { fd, path in
             try PosixFiles.writeAll(fd, bytes, path: path)
         }
     }
@@ -60,33 +68,46 @@ public struct ChunkDirectory: Sendable {
     }
 
     /// The summary file: the IDs of the chunks held, one per line, ascending.
-    public func writeSummary(_ ids: [ChunkID]) throws(FileSystemError) {
+    public func writeSummary(_ ids: [ChunkID]) throws {
         var text = ""
         text.reserveCapacity(ids.count * 7)
         for id in ids { text += "\(id.rawValue)\n" }
-        try PosixFiles.writeDurably(summaryPath, directory: root) { (fd, path) throws(FileSystemError) in
+        try PosixFiles.writeDurably(summaryPath, directory: root) { fd, path in
             try PosixFiles.writeAll(fd, ByteBuffer(string: text), path: path)
         }
     }
 
-    /// Concatenates every chunk into the file's original name, checking the whole-file hash
-    /// before the rename makes it visible.
+    /// Concatenates every chunk into the file's original name, checking each chunk and the
+    /// whole-file hash before the rename makes it visible.
     public func assemble(_ manifest: Manifest) throws -> Digest32 {
-        let target = assembledPath(for: manifest)
-        var digest: Digest32?
-        try PosixFiles.writeDurably(target, directory: root) { (fd, path) throws(FileSystemError) in
+        try PosixFiles.writeDurably(assembledPath(for: manifest), directory: root) { fd, path in
             var hasher = SHA256()
             for id in manifest.layout.chunkIDs {
                 let chunk = try read(id, expectedSize: manifest.size(of: id))
-                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+                // Every byte is read here anyway, so each chunk is re-verified on the way: a
+                // file damaged since it was indexed is caught and named.
+                let digest = chunk.withUnsafeReadableBytes { raw in
+                    hasher.update(bufferPointer: raw)
+                    return Digest32(SHA256.hash(data: raw))
+                }
+                guard digest == manifest.hash(of: id) else { throw AssemblyError.corruptChunk(id, digest) }
                 try PosixFiles.writeAll(fd, chunk, path: path)
             }
             let whole = Digest32(hasher.finalize())
-            guard whole == manifest.fileHash else {
-                throw FileSystemError(operation: "assembled bytes hash to \(whole.short), not \(manifest.fileHash.short), for", path: path, errno: EIO)
-            }
-            digest = whole
+            guard whole == manifest.fileHash else { throw AssemblyError.wrongFileHash(whole) }
         }
-        return digest ?? manifest.fileHash
+        return manifest.fileHash
+    }
+}
+
+public enum AssemblyError: Error, CustomStringConvertible {
+    case corruptChunk(ChunkID, Digest32)
+    case wrongFileHash(Digest32)
+
+    public var description: String {
+        switch self {
+        case .corruptChunk(let id, let digest): "chunk \(id) on disk hashes to \(digest.short), not what the manifest says"
+        case .wrongFileHash(let digest): "the assembled bytes hash to \(digest.short), not the manifest's file hash"
+        }
     }
 }

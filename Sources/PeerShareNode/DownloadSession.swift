@@ -60,12 +60,11 @@ struct DownloadSession {
             try await io.send(.chunkList(bitfield: mine.bitfield))
             await node.log(.listSent, source: source, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
 
-            let shareOnly = remote == .owner
             var offered = ChunkSet(capacity: manifest.chunkCount)
             var requested: [ChunkID: Int64] = [:]
             func finished() async -> Bool {
                 switch remote {
-                case .owner: await node.holdsShare
+                case .owner: await !node.needsOwner
                 case .neighbour: await node.isComplete
                 }
             }
@@ -77,11 +76,12 @@ struct DownloadSession {
                             // Tell the uploader we are complete, in case its last HAVE is still queued.
                             try await io.send(.chunkList(bitfield: await node.heldChunks.bitfield))
                         }
+                        await io.finish()
                         return .finished
                     }
                     let room = window - requested.count
                     if room > 0 {
-                        for id in await node.claim(offered: offered, shareOnly: shareOnly, limit: room) {
+                        for id in await node.claim(offered: offered, fromOwner: remote == .owner, limit: room) {
                             requested[id] = Clock.nowMicros()
                             await node.log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(hello.name)")
                             try await io.send(.request(id))

@@ -12,14 +12,40 @@ import PeerShareStore
 enum FileSplitter {
     struct Result {
         let manifest: Manifest
-        /// Chunks that had no row yet; their files are durable and they need indexing.
+        /// Every chunk, its file durable; the rows still need committing.
         let newChunks: [ChunkIndex.ReceivedChunk]
-        let reused: Int
     }
 
-    /// Reads the file once, sequentially. A chunk already indexed with the same hash and
-    /// present on disk at the right size is kept as it is; any other is written durably.
-    static func split(path: String, chunkSize: Int, into directory: ChunkDirectory, indexed: [ChunkID: Digest32]) throws -> Result {
+    /// Hashes the whole file without writing anything: the check a restarted owner makes
+    /// when the source's size or modification time changed.
+    static func hash(path: String, chunkSize: Int) throws -> (fileSize: Int64, fileHash: Digest32) {
+        guard let size = PosixFiles.fileSize(path) else { throw NodeError.failed("cannot read \(path)") }
+        let fd = try PosixFiles.openForReading(path)
+        defer { close(fd) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try PosixFiles.read(fd, into: $0, path: path) }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+        }
+        return (size, Digest32(hasher.finalize()))
+    }
+
+    /// Cuts the given chunks again from the source, each checked against the manifest.
+    static func recut(_ ids: [ChunkID], from path: String, manifest: Manifest, into directory: ChunkDirectory) throws {
+        for id in ids {
+            let bytes = try PosixFiles.read(path: path, offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
+            let digest = bytes.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
+            guard digest == manifest.hash(of: id) else {
+                throw NodeError.manifestChanged("chunk \(id) of \(path) no longer matches the indexed manifest; the file changed. Pass --new-manifest to split it afresh")
+            }
+            try directory.write(id, bytes: bytes)
+        }
+    }
+
+    /// Reads the file once, sequentially, writing each chunk durably as it goes.
+    static func split(path: String, chunkSize: Int, into directory: ChunkDirectory) throws -> Result {
         guard let size = PosixFiles.fileSize(path) else {
             throw NodeError.failed("cannot read \(path): \(PosixFiles.fileSize(path) == nil && access(path, F_OK) != 0 ? "no such file" : "not a regular file")")
         }
@@ -31,7 +57,6 @@ enum FileSplitter {
         var hashes: [Digest32] = []
         hashes.reserveCapacity(layout.chunkCount)
         var newChunks: [ChunkIndex.ReceivedChunk] = []
-        var reused = 0
         var buffer = ByteBuffer()
         buffer.reserveCapacity(chunkSize)
         for id in layout.chunkIDs {
@@ -54,14 +79,10 @@ enum FileSplitter {
                 return Digest32(SHA256.hash(data: raw))
             }
             hashes.append(digest)
-            if indexed[id] == digest, PosixFiles.fileSize(directory.path(of: id)) == Int64(expected) {
-                reused += 1
-                continue
-            }
             try directory.write(id, bytes: buffer)
             newChunks.append(.init(id: id, size: expected, sha256: digest, source: .splitFromFile, startedAt: started, finishedAt: Clock.nowMicros()))
         }
         let manifest = try Manifest(fileName: name, layout: layout, chunkHashes: hashes, fileHash: Digest32(whole.finalize()))
-        return Result(manifest: manifest, newChunks: newChunks, reused: reused)
+        return Result(manifest: manifest, newChunks: newChunks)
     }
 }

@@ -37,6 +37,26 @@ public actor Node {
     private var summaryWriter: Task<Void, Never>?
     private var assemblyTask: Task<Void, Never>?
     private var fatalError: String?
+    /// Upload pacing: bytes per second across all uploads, and when the next may start.
+    private var uploadRate: Int?
+    private var nextUploadSlot = ContinuousClock.now
+
+    /// Limits the total upload rate; nil for no limit.
+    public func limitUploads(toBytesPerSecond rate: Int?) {
+        uploadRate = rate
+    }
+
+    /// When an upload of `bytes` may start so that all uploads together stay within the
+    /// limit: each one books the next slot in turn.
+    func uploadSlot(for bytes: Int) -> ContinuousClock.Instant? {
+        guard let uploadRate, uploadRate > 0 else { return nil }
+        let start = max(ContinuousClock.now, nextUploadSlot)
+        nextUploadSlot = start.advanced(by: .nanoseconds(Int64(Double(bytes) / Double(uploadRate) * 1e9)))
+        return start
+    }
+
+    /// Set when the download neighbours are given up on: the owner then serves everything missing.
+    private(set) var ownerFallback: String?
 
     public init(name: String, role: ChunkIndex.Role, directory: ChunkDirectory, databasePath: String, io: NIOThreadPool = .singleton, logger: Logger) throws {
         self.name = name
@@ -54,6 +74,8 @@ public actor Node {
             }
             self.isAssembled = try index.assembledAt() != nil
         }
+        // A downloader that finished before a restart will not come back to say so again.
+        self.completeDownloaders = Set(try index.completedDownloaders())
     }
 
     // MARK: Events and logging
@@ -153,11 +175,28 @@ public actor Node {
         return share.subtracting(held).isEmpty
     }
 
+    /// Whether a connection to the owner is needed now: for the manifest, for the share,
+    /// or for everything missing once the neighbours have been given up on.
+    public var needsOwner: Bool {
+        guard manifest != nil else { return true }
+        if isComplete { return false }
+        return !holdsShare || ownerFallback != nil
+    }
+
+    func fallBackToOwner(because reason: String) {
+        guard ownerFallback == nil, !isComplete else { return }
+        ownerFallback = reason
+        log(.fallback, "falling back to the owner for the \(held.capacity - held.count) missing chunks: \(reason)", level: .warning)
+        broadcast(.stateChanged)
+    }
+
     /// Picks chunks to fetch from a source and marks them in flight, so that no other
     /// session requests the same chunk at the same time.
-    func claim(offered: ChunkSet, shareOnly: Bool, limit: Int) -> [ChunkID] {
+    func claim(offered: ChunkSet, fromOwner: Bool, limit: Int) -> [ChunkID] {
         guard manifest != nil, offered.capacity == held.capacity else { return [] }
-        let picks = ChunkPicker.pick(held: held, offered: offered, inFlight: inFlight, wanted: shareOnly ? share : nil, limit: limit)
+        // The owner is asked only for the share, unless the neighbours were given up on.
+        let wanted = fromOwner && ownerFallback == nil ? share : nil
+        let picks = ChunkPicker.pick(held: held, offered: offered, inFlight: inFlight, wanted: wanted, limit: limit)
         inFlight.formUnion(picks)
         return picks
     }
@@ -246,6 +285,16 @@ public actor Node {
 
     public var completeDownloaderCount: Int { completeDownloaders.count }
 
+    /// Download-neighbour connections that are over: each either told its uploader that this
+    /// peer is complete, or gave up on it. A peer exits only after all of them, so that no
+    /// uploader is left waiting to hear it may stop.
+    public private(set) var finishedNeighbourFetches = 0
+
+    func neighbourFetchFinished() {
+        finishedNeighbourFetches += 1
+        broadcast(.stateChanged)
+    }
+
     // MARK: Summary file
 
     /// Rewrites the summary file from the index, coalescing bursts: at most one write runs,
@@ -278,6 +327,7 @@ public actor Node {
     private func startAssembly() {
         guard !isAssembled, assemblyTask == nil, let manifest else { return }
         let directory = self.directory
+        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks")
         assemblyTask = Task {
             let started = Clock.nowMicros()
             let result = await self.runBlocking { try directory.assemble(manifest) }
@@ -299,6 +349,9 @@ public actor Node {
             } catch {
                 fail("could not record assembly: \(error)")
             }
+        case .failure(AssemblyError.corruptChunk(let id, let digest)):
+            // Damaged on disk since it was verified: forget it and fetch it again.
+            forget([(id, "its file now hashes to \(digest.short)")])
         case .failure(let error):
             fail("assembly failed: \(error)")
         }
@@ -308,6 +361,61 @@ public actor Node {
     /// Starts assembly if every chunk is already held (a resumed peer).
     func assembleIfComplete() {
         if isComplete && !isAssembled { startAssembly() }
+    }
+
+    // MARK: Start-up
+
+    /// Reconciles the folder with the index before serving anything (see StartupCheck), then
+    /// regenerates the summary file and checks that an assembled file is still there.
+    public func prepare(recheck: Bool) async throws {
+        guard let manifest else { return }
+        let directory = self.directory
+        let indexed = Set(held.sorted)
+        let started = Clock.nowMicros()
+        let check = try await io.runIfActive {
+            StartupCheck.run(manifest: manifest, indexed: indexed, directory: directory, recheck: recheck)
+        }
+        if !check.staleTemporaries.isEmpty {
+            log(.cleanup, "deleted \(check.staleTemporaries.count) stale temporary file(s) left by an earlier run: \(check.staleTemporaries.prefix(5).joined(separator: ", "))")
+        }
+        for (file, reason) in check.discarded {
+            log(.cleanup, "deleted chunk file \(file) that had no index row: \(reason)", level: .warning)
+        }
+        if !check.droppedRows.isEmpty { forget(check.droppedRows) }
+        if !check.adopted.isEmpty {
+            let now = Clock.nowMicros()
+            try index.commitChunks(
+                check.adopted.map { .init(id: $0.id, size: $0.size, sha256: $0.sha256, source: .foundOnDisk, startedAt: now, finishedAt: now) },
+                events: check.adopted.map { EventRecord(at: now, kind: .chunkAdopted, chunk: $0.id, source: .foundOnDisk, message: "adopted chunk \($0.id): its file was verified before a crash lost its index row") })
+            for chunk in check.adopted { held.insert(chunk.id) }
+            logger.info("adopted \(check.adopted.count) verified chunk file(s) that had no index row")
+        }
+        let millis = Double(Clock.nowMicros() - started) / 1000
+        log(.cleanup, "start-up check\(recheck ? " with full re-hash" : ""): \(held.count) of \(manifest.chunkCount) chunks held, \(check.droppedRows.count) dropped, \(check.adopted.count) adopted (\(formatMillis(millis)) ms)")
+        if isAssembled, PosixFiles.fileSize(directory.assembledPath(for: manifest)) != manifest.fileSize {
+            try index.clearAssembled(event: EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again"))
+            isAssembled = false
+            logger.warning("the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again")
+        }
+        scheduleSummary()
+        assembleIfComplete()
+    }
+
+    /// Drops chunks from the index (and from what this node offers) so they are fetched again.
+    private func forget(_ dropped: [(id: ChunkID, reason: String)]) {
+        do {
+            try index.dropChunks(dropped)
+        } catch {
+            fail("could not drop damaged chunks from the index: \(error)")
+            return
+        }
+        for (id, reason) in dropped {
+            held.remove(id)
+            logger.warning("dropped chunk \(id) from the index: \(reason); it will be fetched again")
+        }
+        // An assembled file stays: it was verified as a whole when it was made.
+        scheduleSummary()
+        broadcast(.stateChanged)
     }
 
     // MARK: Failure and shutdown
@@ -331,11 +439,36 @@ public actor Node {
         try index.commitChunks(chunks, events: [event])
     }
 
-    func ownedChunkHashes() throws -> [ChunkID: Digest32] {
-        let rows = try index.db.query("SELECT chunk_id, sha256 FROM chunks") { ($0.int(0), $0.blob(1)) }
-        var out: [ChunkID: Digest32] = [:]
-        for (id, hash) in rows { out[ChunkID(UInt32(id))] = Digest32(bytes: hash) }
-        return out
+    func sourceModificationTime() throws -> Int64? { try index.sourceModificationTime() }
+    func setSourceModificationTime(_ nanoseconds: Int64) throws { try index.setSourceModificationTime(nanoseconds) }
+
+    /// The owner's start-up check: chunk files that went missing or were damaged are cut
+    /// again from the source; chunks split before a crash lost their rows are indexed.
+    /// Returns how many chunk files were written.
+    func repairOwnedChunks(from source: String, recheck: Bool) async throws -> Int {
+        guard let manifest else { return 0 }
+        let directory = self.directory
+        let indexed = Set(try index.heldChunks(capacity: manifest.chunkCount).sorted)
+        let check = try await io.runIfActive {
+            StartupCheck.run(manifest: manifest, indexed: indexed, directory: directory, recheck: recheck)
+        }
+        if !check.staleTemporaries.isEmpty {
+            log(.cleanup, "deleted \(check.staleTemporaries.count) stale temporary file(s) left by an earlier run")
+        }
+        let now = Clock.nowMicros()
+        let adoptedIDs = Set(check.adopted.map(\.id))
+        let unindexed = manifest.layout.chunkIDs.filter { !indexed.contains($0) && !adoptedIDs.contains($0) }
+        let toCut = check.droppedRows.map(\.id) + unindexed
+        for (id, reason) in check.droppedRows {
+            log(.cleanup, chunk: id, "chunk \(id) is cut again from the source: \(reason)", level: .warning)
+        }
+        try await io.runIfActive { try FileSplitter.recut(toCut, from: source, manifest: manifest, into: directory) }
+        let newRows = (check.adopted.map { ($0.id, $0.sha256) } + unindexed.map { ($0, manifest.hash(of: $0)) })
+            .map { ChunkIndex.ReceivedChunk(id: $0.0, size: manifest.size(of: $0.0), sha256: $0.1, source: .splitFromFile, startedAt: now, finishedAt: now) }
+        if !newRows.isEmpty {
+            try index.commitChunks(newRows, events: [EventRecord(kind: .split, message: "indexed \(newRows.count) chunks split before an interrupted start")])
+        }
+        return toCut.count
     }
 
     func saveOwnerManifest(_ manifest: Manifest) throws {

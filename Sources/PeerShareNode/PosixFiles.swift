@@ -18,6 +18,9 @@ public struct FileSystemError: Error, CustomStringConvertible {
 
 /// Blocking file helpers. Callers run them on a thread pool, never on an event loop.
 enum PosixFiles {
+    /// Every temporary file PeerShare makes starts with this; any found at start-up is stale.
+    static let temporaryPrefix = ".peershare-tmp-"
+
     static func openForReading(_ path: String) throws(FileSystemError) -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
@@ -77,8 +80,8 @@ enum PosixFiles {
 
     /// Writes `bytes` to `path` so that, once this returns, the file is complete and durable
     /// under its final name: temporary file, fsync, rename, fsync of the directory.
-    static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws(FileSystemError) -> Void) throws(FileSystemError) {
-        let temporary = "\(directory)/.peershare-tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws -> Void) throws {
+        let temporary = "\(directory)/\(temporaryPrefix)\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: temporary, errno: errno) }
         do {
@@ -112,6 +115,45 @@ enum PosixFiles {
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw FileSystemError(operation: "not a directory:", path: path, errno: ENOTDIR)
         }
+    }
+
+    struct Status {
+        let size: Int64
+        let modificationNanoseconds: Int64
+        let isRegularFile: Bool
+    }
+
+    static func status(_ path: String) -> Status? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Status(size: Int64(st.st_size),
+                      modificationNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                      isRegularFile: (st.st_mode & S_IFMT) == S_IFREG)
+    }
+
+    /// Reads exactly `count` bytes at `offset`, or throws.
+    static func read(path: String, offset: Int64, count: Int) throws -> ByteBuffer {
+        let fd = try openForReading(path)
+        defer { close(fd) }
+        var buffer = ByteBuffer()
+        var failure: Int32 = 0
+        let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+            var done = 0
+            while done < count {
+                let r = pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return 0
+                }
+                if r == 0 { break }
+                done += r
+            }
+            return done
+        }
+        if failure != 0 { throw FileSystemError(operation: "cannot read", path: path, errno: failure) }
+        guard n == count else { throw FileSystemError(operation: "file is shorter than expected:", path: path, errno: EIO) }
+        return buffer
     }
 
     static func fileSize(_ path: String) -> Int64? {

@@ -18,6 +18,11 @@ public struct OwnerConfiguration: Sendable {
     public var databasePath: String
     public var expectedPeers: Int
     public var chunkSize: Int
+    /// Re-hash the source and every chunk file even if nothing seems to have changed.
+    public var recheck = false
+    /// Discard an earlier index and chunks in the folder and split the file afresh.
+    public var newManifest = false
+    public var maxUploadRate: Int?
 
     public init(file: String, host: String, port: Int, directory: String, databasePath: String, expectedPeers: Int, chunkSize: Int) {
         self.file = file
@@ -44,8 +49,13 @@ public struct PeerConfiguration: Sendable {
     public var keepServing: Bool
     /// Downloaders that must hold the whole file before this peer may exit.
     public var waitForDownloaders: Int
-    /// How long to keep retrying a connection before giving up.
+    /// How long to keep retrying the owner before giving up.
     public var connectPatience: Duration
+    /// How long download neighbours may stay unreachable before the owner is asked instead.
+    public var neighbourPatience: Duration = .seconds(60)
+    /// Re-hash every indexed chunk at start-up.
+    public var recheck = false
+    public var maxUploadRate: Int?
 
     public init(name: String, owner: Endpoint, host: String, port: Int, downloadFrom: [Endpoint], directory: String, databasePath: String,
                 window: Int, keepServing: Bool, waitForDownloaders: Int, connectPatience: Duration) {
@@ -89,22 +99,13 @@ func serve(_ listener: Transport.Listener, node: Node) async throws {
 
 public enum OwnerRole {
     public static func run(_ config: OwnerConfiguration, logger: Logger) async throws {
+        if config.newManifest { try archivePreviousRun(config, logger: logger) }
         let directory = try ChunkDirectory(root: config.directory)
         let node = try Node(name: "owner", role: .owner, directory: directory, databasePath: config.databasePath, logger: logger)
+        await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
         do {
-            await node.log(.started, "started (pid \(getpid())); splitting \(config.file) into chunks of \(config.chunkSize) bytes")
-            let indexed = try await node.ownedChunkHashes()
-            let started = Clock.nowMicros()
-            let split = try await NIOThreadPool.singleton.runIfActive {
-                try FileSplitter.split(path: config.file, chunkSize: config.chunkSize, into: directory, indexed: indexed)
-            }
-            try await node.saveOwnerManifest(split.manifest)
-            let seconds = Double(Clock.nowMicros() - started) / 1e6
-            let manifest = split.manifest
-            try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
-                kind: .split,
-                message: "split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks (\(split.newChunks.count) written, \(split.reused) reused) in \(formatMillis(seconds * 1000)) ms, file SHA-256 \(manifest.fileHash.short)"))
-            logger.info("split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks (\(split.newChunks.count) written, \(split.reused) reused), file SHA-256 \(manifest.fileHash.short)")
+            await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes")
+            let manifest = try await prepareChunks(config, node: node, directory: directory, logger: logger)
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
@@ -118,19 +119,80 @@ public enum OwnerRole {
             throw error
         }
     }
+
+    /// Splits the file, or on a restart reuses what the index and folder already hold.
+    /// A source whose size and modification time are unchanged is not read again; one that
+    /// changed is re-hashed, and refused if its content differs from the indexed manifest.
+    private static func prepareChunks(_ config: OwnerConfiguration, node: Node, directory: ChunkDirectory, logger: Logger) async throws -> Manifest {
+        guard let stat = PosixFiles.status(config.file) else {
+            throw NodeError.failed("cannot read \(config.file): no such file")
+        }
+        guard stat.isRegularFile else { throw NodeError.failed("cannot share \(config.file): not a regular file") }
+        let started = Clock.nowMicros()
+        if let indexed = await node.manifest {
+            let recordedTime = try await node.sourceModificationTime()
+            let unchanged = stat.size == indexed.fileSize && recordedTime == stat.modificationNanoseconds
+            if !unchanged || config.recheck {
+                let fresh = try await NIOThreadPool.singleton.runIfActive {
+                    try FileSplitter.hash(path: config.file, chunkSize: indexed.chunkSize)
+                }
+                guard fresh.fileHash == indexed.fileHash, fresh.fileSize == indexed.fileSize else {
+                    throw NodeError.manifestChanged("\(config.file) changed since it was split into \(config.directory) (now \(fresh.fileSize) bytes, \(fresh.fileHash.short); indexed \(indexed.fileSize) bytes, \(indexed.fileHash.short)); pass --new-manifest to split it afresh, or use another --dir")
+                }
+                try await node.setSourceModificationTime(stat.modificationNanoseconds)
+            }
+            guard config.chunkSize == indexed.chunkSize else {
+                throw NodeError.manifestChanged("\(config.directory) holds chunks of \(indexed.chunkSize) bytes, not \(config.chunkSize); pass --new-manifest to split afresh")
+            }
+            // Chunk files that went missing or were damaged are cut again from the source.
+            let repaired = try await node.repairOwnedChunks(from: config.file, recheck: config.recheck)
+            let millis = Double(Clock.nowMicros() - started) / 1000
+            await node.log(.split, "reusing \(indexed.chunkCount) chunks of \(indexed.fileName) from an earlier run (\(repaired) cut again from the source) in \(formatMillis(millis)) ms; source \(unchanged && !config.recheck ? "unchanged, not re-read" : "re-hashed and identical")")
+            return indexed
+        }
+        let split = try await NIOThreadPool.singleton.runIfActive {
+            try FileSplitter.split(path: config.file, chunkSize: config.chunkSize, into: directory)
+        }
+        let manifest = split.manifest
+        try await node.saveOwnerManifest(manifest)
+        try await node.setSourceModificationTime(stat.modificationNanoseconds)
+        let millis = Double(Clock.nowMicros() - started) / 1000
+        try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
+            kind: .split,
+            message: "split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)"))
+        logger.info("split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)")
+        return manifest
+    }
+
+    /// --new-manifest: the old index is kept aside for its history; the old chunks go.
+    private static func archivePreviousRun(_ config: OwnerConfiguration, logger: Logger) throws {
+        guard PosixFiles.fileSize(config.databasePath) != nil else { return }
+        let suffix = ".replaced-\(Clock.nowMicros() / 1_000_000)"
+        for extra in ["", "-wal", "-shm"] where PosixFiles.fileSize(config.databasePath + extra) != nil {
+            guard rename(config.databasePath + extra, config.databasePath + suffix + extra) == 0 else {
+                throw FileSystemError(operation: "cannot move aside", path: config.databasePath + extra, errno: errno)
+            }
+        }
+        let chunks = config.directory + "/chunks"
+        for name in PosixFiles.listDirectory(chunks) where ChunkDirectory.chunkID(fromFileName: name) != nil || name.hasPrefix(PosixFiles.temporaryPrefix) {
+            unlink(chunks + "/" + name)
+        }
+        logger.info("--new-manifest: the previous index is kept as \(config.databasePath + suffix); its chunk files were removed")
+    }
 }
 
 public enum PeerRole {
     public static func run(_ config: PeerConfiguration, logger: Logger) async throws {
         let directory = try ChunkDirectory(root: config.directory)
         let node = try Node(name: config.name, role: .peer, directory: directory, databasePath: config.databasePath, logger: logger)
+        await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
         do {
+            try await node.prepare(recheck: config.recheck)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             let held = await node.heldCount
             await node.log(.started, "started (pid \(getpid())), listening on \(endpoint)\(held > 0 ? ", resuming with \(held) chunks" : "")")
             announce("listening on \(endpoint)")
-            await node.assembleIfComplete()
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     try await serve(listener, node: node)
@@ -143,15 +205,18 @@ public enum PeerRole {
                 for neighbour in config.downloadFrom {
                     group.addTask {
                         try await fetchFromNeighbour(neighbour, config: config, node: node)
+                        await node.neighbourFetchFinished()
                         return false
                     }
                 }
                 let wait = config.waitForDownloaders
                 let keepServing = config.keepServing
+                let neighbours = config.downloadFrom.count
                 group.addTask {
                     try await node.waitUntil {
                         $0.failure != nil
-                            || (!keepServing && $0.isAssembled && $0.summaryIsCurrent && $0.completeDownloaderCount >= wait)
+                            || (!keepServing && $0.isComplete && $0.isAssembled && $0.summaryIsCurrent
+                                && $0.completeDownloaderCount >= wait && $0.finishedNeighbourFetches == neighbours)
                     }
                     return true
                 }
@@ -170,18 +235,22 @@ public enum PeerRole {
         }
     }
 
+    /// Talks to the owner whenever it is needed: for the manifest and share, and for
+    /// everything missing if the neighbours were given up on. A peer that already holds its
+    /// share does not need the owner to be up at all.
     private static func fetchFromOwner(_ config: PeerConfiguration, node: Node) async throws {
+        let owner = ChunkIndex.Source(kind: .owner, name: "owner")
         var reconnects = 0
         while true {
-            if await node.isComplete { return }
+            try await node.waitUntil { $0.needsOwner || $0.failure != nil }
+            if await node.failure != nil { return }
             let channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
                 await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
             }
-            await node.log(.connected, source: .init(kind: .owner, name: "owner"), "connected to the owner at \(config.owner)")
+            await node.log(.connected, source: owner, "connected to the owner at \(config.owner)")
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: config.owner, window: config.window).run()
-                await node.log(.disconnected, source: .init(kind: .owner, name: "owner"), "holds its whole share; closed the owner connection")
-                return
+                await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
             } catch where isRecoverable(error) && reconnects < 20 {
                 reconnects += 1
                 await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
@@ -189,6 +258,8 @@ public enum PeerRole {
         }
     }
 
+    /// Trades with one download neighbour, reconnecting when it drops. If it stays
+    /// unreachable for the neighbour timeout, the owner is asked for what is missing instead.
     private static func fetchFromNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws {
         try await node.waitUntil { $0.manifest != nil || $0.failure != nil }
         var reconnects = 0
@@ -197,19 +268,22 @@ public enum PeerRole {
             // serves it) that it may stop.
             let channel: PeerChannel
             do {
-                channel = try await Transport.connect(to: neighbour, patience: config.connectPatience) { attempt, reason, delay in
+                channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
                     await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
-            } catch {
-                guard await node.isComplete else { throw error }
-                await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
+            } catch where !Task.isCancelled {
+                if await node.isComplete {
+                    await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
+                } else {
+                    await node.fallBackToOwner(because: "download neighbour \(neighbour) unreachable for \(config.neighbourPatience.seconds) s")
+                }
                 return
             }
             await node.log(.connected, "connected to download neighbour \(neighbour)")
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: neighbour, window: config.window).run()
                 return
-            } catch where isRecoverable(error) && reconnects < 20 {
+            } catch where isRecoverable(error) && reconnects < 50 {
                 reconnects += 1
                 await node.log(.disconnected, "lost download neighbour \(neighbour): \(error); reconnecting", level: .warning)
             }

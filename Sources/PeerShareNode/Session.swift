@@ -43,6 +43,18 @@ struct SessionIO {
         try await outbound.write(message)
     }
 
+    /// Ends the conversation politely: half-close our side, then read until the remote
+    /// closes its side too, so nothing it sent is reset away.
+    mutating func finish() async {
+        outbound.finish()
+        while true {
+            switch await next() {
+            case .closed, .failed: return
+            case .message, .local: continue
+            }
+        }
+    }
+
     /// True once a write has failed: the remote has closed its side.
     private(set) var remoteStoppedReading = false
 

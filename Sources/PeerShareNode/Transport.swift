@@ -16,7 +16,10 @@ public enum Transport {
         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(PeerMessageEncoder()))
         return try PeerChannel(
             wrappingChannelSynchronously: channel,
-            configuration: .init(inboundType: PeerMessage.self, outboundType: PeerMessage.self))
+            // Half-closure lets a downloader that is done say so with a FIN and still read
+            // what is in flight, instead of closing with unread data (which sends an RST
+            // that can destroy its own last messages before the uploader reads them).
+            configuration: .init(isOutboundHalfClosureEnabled: true, inboundType: PeerMessage.self, outboundType: PeerMessage.self))
     }
 
     public struct Listener: Sendable {

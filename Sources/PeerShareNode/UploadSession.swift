@@ -67,6 +67,10 @@ struct UploadSession {
                     } else if await node.heldChunks.contains(id) {
                         await node.log(.requestHandled, chunk: id, source: remote, "handling request from \(hello.name) for chunk \(id)")
                         let data = try await node.readChunk(id)
+                        if let slot = await node.uploadSlot(for: data.readableBytes) {
+                            // Pacing under --max-upload-rate is a timer by design.
+                            try await Task.sleep(until: slot, clock: .continuous)
+                        }
                         await io.sendIfOpen(.piece(id, data))
                         if !io.remoteStoppedReading { await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: data.readableBytes) }
                     } else {

@@ -8,7 +8,8 @@ public final class ChunkIndex {
     public enum Role: String, Sendable { case owner, peer }
 
     public enum SourceKind: String, Sendable {
-        /// The owner's own chunks, split from the source file.
+        /// Local: the owner's chunks split from the source file, or a peer's chunk file found
+        /// on disk at start-up and adopted after re-hashing.
         case file
         case owner
         case peer
@@ -22,6 +23,9 @@ public final class ChunkIndex {
             self.name = name
         }
         public static let splitFromFile = Source(kind: .file, name: "split from the file")
+        /// A verified chunk file found at start-up without its row (a crash came between
+        /// the rename and the commit), re-hashed and adopted.
+        public static let foundOnDisk = Source(kind: .file, name: "found on disk at start-up")
     }
 
     public let db: SQLiteConnection
@@ -91,6 +95,22 @@ public final class ChunkIndex {
         try db.scalarInt("SELECT assembled_at FROM manifest WHERE id = 1")
     }
 
+    public func clearAssembled(event: EventRecord) throws {
+        try db.transaction {
+            try db.run("UPDATE manifest SET assembled_at = NULL WHERE id = 1")
+            try insert(event)
+        }
+    }
+
+    /// The owner's source file's modification time when it was last split or checked.
+    public func sourceModificationTime() throws -> Int64? {
+        try db.scalarInt("SELECT source_mtime_ns FROM manifest WHERE id = 1")
+    }
+
+    public func setSourceModificationTime(_ nanoseconds: Int64) throws {
+        try db.run("UPDATE manifest SET source_mtime_ns = ? WHERE id = 1", nanoseconds)
+    }
+
     // MARK: Sources
 
     public func sourceID(_ source: Source, address: String? = nil) throws -> Int64 {
@@ -148,6 +168,22 @@ public final class ChunkIndex {
             }
             for event in events { try insert(event) }
         }
+    }
+
+    /// Forgets chunks whose files turned out missing or damaged, one event each, so they are
+    /// fetched again. Their transfer history stays.
+    public func dropChunks(_ dropped: [(id: ChunkID, reason: String)], now: Int64 = Clock.nowMicros()) throws {
+        try db.transaction {
+            for (id, reason) in dropped {
+                try db.run("DELETE FROM chunks WHERE chunk_id = ?", id.rawValue)
+                try insert(EventRecord(at: now, kind: .chunkDropped, chunk: id, message: "dropped chunk \(id) from the index: \(reason); it will be fetched again"))
+            }
+        }
+    }
+
+    /// Downloaders that have reported holding every chunk, in this run or an earlier one.
+    public func completedDownloaders() throws -> [String] {
+        try db.query("SELECT DISTINCT s.name FROM events e JOIN sources s ON s.id = e.source_id WHERE e.kind = ? ORDER BY s.name", EventKind.neighbourComplete.rawValue) { $0.text(0) }
     }
 
     public enum TransferOutcome: String, Sendable { case verified, rejected, sent }
@@ -234,6 +270,8 @@ public enum EventKind: String, Sendable, CaseIterable {
     case chunkRequested = "chunk_requested", chunkReceived = "chunk_received", chunkRejected = "chunk_rejected"
     case requestHandled = "request_handled", chunkSent = "chunk_sent"
     case neighbourComplete = "neighbour_complete"
-    case assembled
+    case assembling, assembled
+    case chunkDropped = "chunk_dropped", chunkAdopted = "chunk_adopted", cleanup
+    case fallback
     case error
 }

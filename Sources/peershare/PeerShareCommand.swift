@@ -34,6 +34,15 @@ struct ListenOptions: ParsableArguments {
     }
 }
 
+struct UploadOptions: ParsableArguments {
+    @Option(help: "Limit the total upload rate, e.g. 2MiB (bytes per second); default: no limit.")
+    var maxUploadRate: SizeArgument?
+
+    func validate() throws {
+        if let rate = maxUploadRate, rate.bytes < 1024 { throw ValidationError("--max-upload-rate must be at least 1KiB per second") }
+    }
+}
+
 struct OwnerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "owner",
@@ -56,6 +65,14 @@ struct OwnerCommand: AsyncParsableCommand {
     @Option(help: "Chunk size in bytes.")
     var chunkSize: Int = ChunkLayout.defaultChunkSize
 
+    @Flag(help: "Re-hash the source and every chunk file at start-up, even if nothing seems changed.")
+    var recheck = false
+
+    @Flag(help: "If DIR holds chunks of an earlier version of the file, set them aside and split afresh.")
+    var newManifest = false
+
+    @OptionGroup var upload: UploadOptions
+
     func validate() throws {
         guard peers >= 1 else { throw ValidationError("--peers must be at least 1") }
         guard (1...ChunkLayout.maximumChunkSize).contains(chunkSize) else {
@@ -67,11 +84,15 @@ struct OwnerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let directory = dir ?? file + ".peershare"
-        let config = OwnerConfiguration(
+        var config = OwnerConfiguration(
             file: file, host: listen.host, port: listen.port, directory: directory,
             databasePath: db ?? directory + "/owner.db", expectedPeers: peers, chunkSize: chunkSize)
+        config.recheck = recheck
+        config.newManifest = newManifest
+        config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         let logger = makeLogger(label: "owner")
-        try await runAsService(logger: logger) { try await OwnerRole.run(config, logger: logger) }
+        let settings = config
+        try await runAsService(logger: logger) { try await OwnerRole.run(settings, logger: logger) }
     }
 }
 
@@ -106,13 +127,22 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(help: "Downloaders that must hold the whole file before this peer exits.")
     var waitForDownloaders: Int = 1
 
-    @Option(help: "Seconds to keep retrying the owner or a neighbour before giving up.")
+    @Option(help: "Seconds to keep retrying the owner before giving up.")
     var connectTimeout: Double = 30
+
+    @Option(help: "Seconds a download neighbour may stay unreachable before the owner is asked for what is missing.")
+    var neighbourTimeout: Double = 60
+
+    @Flag(help: "Re-hash every indexed chunk file at start-up, not just check its size.")
+    var recheck = false
+
+    @OptionGroup var upload: UploadOptions
 
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
         guard waitForDownloaders >= 0 else { throw ValidationError("--wait-for-downloaders must not be negative") }
         guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
+        guard neighbourTimeout > 0 else { throw ValidationError("--neighbour-timeout must be positive") }
         if let name {
             guard (1...64).contains(name.utf8.count), !name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) else {
                 throw ValidationError("--name must be 1 to 64 printable bytes")
@@ -122,12 +152,16 @@ struct PeerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let name = self.name ?? "peer-\(listen.port)"
-        let config = PeerConfiguration(
+        var config = PeerConfiguration(
             name: name, owner: owner, host: listen.host, port: listen.port, downloadFrom: downloadFrom,
             directory: dir, databasePath: db ?? dir + "/peer.db", window: window, keepServing: keepServing,
             waitForDownloaders: waitForDownloaders, connectPatience: .milliseconds(Int64(connectTimeout * 1000)))
+        config.neighbourPatience = .milliseconds(Int64(neighbourTimeout * 1000))
+        config.recheck = recheck
+        config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         let logger = makeLogger(label: name)
-        try await runAsService(logger: logger) { try await PeerRole.run(config, logger: logger) }
+        let settings = config
+        try await runAsService(logger: logger) { try await PeerRole.run(settings, logger: logger) }
     }
 }
 
