@@ -13,8 +13,9 @@ public final class ChildProcess: @unchecked Sendable {
         case file(String)
         /// Our own stderr (for a child's stdout, so that our stdout carries only results).
         case ourStderr
-        /// Read line by line into `stdoutLines`, and echoed to our stderr if asked (stdout only).
-        case lines(echo: Bool)
+        /// Read line by line into `lines`, echoed to our stderr if asked, and appended to
+        /// a file if one is given.
+        case lines(echo: Bool, copyTo: String? = nil)
     }
 
     // Mutable state is guarded by `lock`; Process itself is only touched in init and signal.
@@ -24,40 +25,39 @@ public final class ChildProcess: @unchecked Sendable {
     private var exitWaiters: [Int: CheckedContinuation<Int32?, Never>] = [:]
     private var nextWaiter = 0
     public let name: String
-    /// Lines the child wrote to stdout, with `.lines`; finishes at once otherwise.
-    public let stdoutLines: AsyncStream<String>
+    /// Lines the child wrote to the streams set to `.lines`; finishes once they close.
+    public let lines: AsyncStream<String>
 
     public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit) throws {
         self.name = name
         let (stream, continuation) = AsyncStream<String>.makeStream()
-        stdoutLines = stream
+        lines = stream
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        var pipe: Pipe?
-        var echo = false
-        switch stdout {
-        case .lines(let echoLines):
-            let p = Pipe()
-            process.standardOutput = p
-            pipe = p
-            echo = echoLines
-        default:
-            process.standardOutput = try Self.handle(for: stdout)
-            continuation.finish()
+        var readers: [(FileHandle, Bool, FileHandle?)] = []
+        for (output, assign) in [(stdout, { (h: Any?) in self.process.standardOutput = h }), (stderr, { (h: Any?) in self.process.standardError = h })] {
+            if case .lines(let echo, let copyTo) = output {
+                let pipe = Pipe()
+                assign(pipe)
+                readers.append((pipe.fileHandleForReading, echo, try copyTo.map { try Self.appendHandle($0) }))
+            } else {
+                assign(try Self.handle(for: output))
+            }
         }
-        process.standardError = try Self.handle(for: stderr)
         process.terminationHandler = { [weak self] finished in
             self?.didExit(finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus)
         }
         try process.run()
-        if let pipe {
-            // A plain thread doing blocking reads: the pipe has no event loop of its own.
-            let handle = pipe.fileHandleForReading
-            Thread { [echo] in
+        if readers.isEmpty { continuation.finish() }
+        let open = Counter(readers.count)
+        for (handle, echo, copy) in readers {
+            // A plain thread doing blocking reads: a pipe has no event loop of its own.
+            Thread {
                 var pending = Data()
                 while true {
                     let data = handle.availableData
                     if data.isEmpty { break }
+                    copy?.write(data)
                     pending.append(data)
                     while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                         let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
@@ -66,9 +66,18 @@ public final class ChildProcess: @unchecked Sendable {
                         continuation.yield(line)
                     }
                 }
-                continuation.finish()
+                if open.decrement() == 0 { continuation.finish() }
             }.start()
         }
+    }
+
+    private static func appendHandle(_ path: String) throws -> FileHandle {
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
+        handle.seekToEndOfFile()
+        return handle
     }
 
     private static func handle(for output: Output) throws -> Any? {
@@ -77,13 +86,7 @@ public final class ChildProcess: @unchecked Sendable {
         case .discard: return FileHandle.nullDevice
         case .ourStderr: return FileHandle.standardError
         case .lines: return nil
-        case .file(let path):
-            if !FileManager.default.fileExists(atPath: path) {
-                _ = FileManager.default.createFile(atPath: path, contents: nil)
-            }
-            guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteNoPermission) }
-            handle.seekToEndOfFile()
-            return handle
+        case .file(let path): return try appendHandle(path)
         }
     }
 
@@ -142,11 +145,16 @@ public final class ChildProcess: @unchecked Sendable {
         waiter?.resume(returning: value)
     }
 
-    /// Waits for a stdout line with the given prefix; nil if stdout closed or time ran out first.
+    /// Waits for an output line with the given prefix; nil if the output closed or time ran
+    /// out first. Lines before it are consumed.
     public func waitForLine(prefix: String, timeout: Duration) async -> String? {
-        let lines = stdoutLines
+        await waitForLine(timeout: timeout) { $0.hasPrefix(prefix) }
+    }
+
+    public func waitForLine(timeout: Duration, where matches: @escaping @Sendable (String) -> Bool) async -> String? {
+        let lines = self.lines
         return try? await withDeadline(timeout) {
-            for await line in lines where line.hasPrefix(prefix) { return line }
+            for await line in lines where matches(line) { return line }
             return nil
         } ?? nil
     }
@@ -162,6 +170,19 @@ public final class ChildProcess: @unchecked Sendable {
         if await waitForExit(timeout: grace) == nil {
             signal(SIGKILL)
             _ = await waitForExit(timeout: .seconds(30))
+        }
+    }
+}
+
+/// A count shared by the reader threads of one process.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int
+    init(_ value: Int) { self.value = value }
+    func decrement() -> Int {
+        lock.withLock {
+            value -= 1
+            return value
         }
     }
 }

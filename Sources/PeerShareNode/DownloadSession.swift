@@ -77,6 +77,7 @@ struct DownloadSession {
                             try await io.send(.chunkList(bitfield: await node.heldChunks.bitfield))
                         }
                         await io.finish()
+                        if remote == .neighbour { await node.toldComplete(neighbour: hello.name, address: endpoint) }
                         return .finished
                     }
                     let room = window - requested.count

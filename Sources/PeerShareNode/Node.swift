@@ -290,6 +290,22 @@ public actor Node {
     /// uploader is left waiting to hear it may stop.
     public private(set) var finishedNeighbourFetches = 0
 
+    /// Remembers that the neighbour at `address` knows this peer is complete.
+    func toldComplete(neighbour: String, address: Endpoint) {
+        do {
+            try index.recordToldComplete(neighbour: neighbour, address: address.description)
+            logger.info("told download neighbour \(neighbour) that every chunk is held")
+        } catch {
+            logger.error("could not record in the index: \(error)")
+        }
+    }
+
+    /// Whether an earlier run already told the neighbour at `address` that this peer is complete.
+    func hasToldComplete(_ address: Endpoint) -> Bool {
+        guard isComplete else { return false }
+        return (try? index.addressesToldComplete().contains(address.description)) ?? false
+    }
+
     func neighbourFetchFinished() {
         finishedNeighbourFetches += 1
         broadcast(.stateChanged)

@@ -262,6 +262,10 @@ public enum PeerRole {
     /// unreachable for the neighbour timeout, the owner is asked for what is missing instead.
     private static func fetchFromNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws {
         try await node.waitUntil { $0.manifest != nil || $0.failure != nil }
+        if await node.hasToldComplete(neighbour) {
+            // It knows already, and may well have finished and gone.
+            return
+        }
         var reconnects = 0
         while true {
             // Even a complete peer connects once: its chunk list tells the neighbour (which

@@ -114,7 +114,7 @@ public final class ChunkIndex {
     // MARK: Sources
 
     public func sourceID(_ source: Source, address: String? = nil) throws -> Int64 {
-        if let id = sourceIDs[source] { return id }
+        if let id = sourceIDs[source], address == nil { return id }
         try db.run("INSERT INTO sources (kind, name, address) VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET address = coalesce(excluded.address, address)",
                    source.kind.rawValue, source.name, address)
         guard let id = try db.scalarInt("SELECT id FROM sources WHERE kind = ? AND name = ?", source.kind.rawValue, source.name) else {
@@ -179,6 +179,19 @@ public final class ChunkIndex {
                 try insert(EventRecord(at: now, kind: .chunkDropped, chunk: id, message: "dropped chunk \(id) from the index: \(reason); it will be fetched again"))
             }
         }
+    }
+
+    /// Records that a download neighbour was told this node holds every chunk, keyed by its
+    /// address so that a restart knows before connecting.
+    public func recordToldComplete(neighbour: String, address: String, now: Int64 = Clock.nowMicros()) throws {
+        let source = Source(kind: .peer, name: neighbour)
+        _ = try sourceID(source, address: address)
+        try insert(EventRecord(at: now, kind: .toldComplete, source: source, message: "told download neighbour \(neighbour) at \(address) that every chunk is held"))
+    }
+
+    /// Addresses of download neighbours already told that this node is complete.
+    public func addressesToldComplete() throws -> Set<String> {
+        Set(try db.query("SELECT DISTINCT s.address FROM events e JOIN sources s ON s.id = e.source_id WHERE e.kind = ? AND s.address IS NOT NULL", EventKind.toldComplete.rawValue) { $0.text(0) })
     }
 
     /// Downloaders that have reported holding every chunk, in this run or an earlier one.
@@ -269,7 +282,7 @@ public enum EventKind: String, Sendable, CaseIterable {
     case listSent = "list_sent", listReceived = "list_received"
     case chunkRequested = "chunk_requested", chunkReceived = "chunk_received", chunkRejected = "chunk_rejected"
     case requestHandled = "request_handled", chunkSent = "chunk_sent"
-    case neighbourComplete = "neighbour_complete"
+    case neighbourComplete = "neighbour_complete", toldComplete = "told_complete"
     case assembling, assembled
     case chunkDropped = "chunk_dropped", chunkAdopted = "chunk_adopted", cleanup
     case fallback

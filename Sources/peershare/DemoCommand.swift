@@ -141,7 +141,7 @@ struct DemoCommand: AsyncParsableCommand {
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         guard let handle = FileHandle(forWritingAtPath: path) else { throw DemoError("cannot create \(path)") }
         defer { try? handle.close() }
-        var generator = SplitMix64(seed: 0x5045_4552_5348_4152)  // "PEERSHAR"
+        var generator = SeededGenerator(seed: 0x5045_4552_5348_4152)  // "PEERSHAR"
         var remaining = size.bytes
         var block = [UInt8](repeating: 0, count: 1 << 20)
         while remaining > 0 {
@@ -159,18 +159,6 @@ struct DemoCommand: AsyncParsableCommand {
     private func format(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return String(format: "%.2f", seconds)
-    }
-}
-
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -11,32 +11,52 @@ struct Swarm {
     let source: String
     let owner: ChildProcess
     let ownerPort: Int
+    let peerPorts: [Int]
+    /// Extra arguments every peer gets.
+    let peerOptions: [String]
     var peers: [ChildProcess] = []
 
-    static func start(fileSize: Int, peers count: Int, label: String = #function) async throws -> Swarm {
+    var count: Int { peerPorts.count }
+
+    static func start(fileSize: Int, peers count: Int, ownerOptions: [String] = [], peerOptions: [String] = [],
+                      launchPeers: Bool = true, label: String = #function) async throws -> Swarm {
         let dir = temporaryDirectory(label)
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: fileSize)
-        let owner = try ChildProcess(
-            name: "owner", executable: Binaries.peershare,
-            arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--peers", "\(count)"],
-            stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        let owner = try startOwner(dir: dir, source: source, peers: count, options: ownerOptions)
         guard let line = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60)),
               let port = Int(line.split(separator: ":").last ?? "")
         else {
             await owner.stop()
             throw SwarmError("owner did not start:\n" + tail(dir + "/owner.log"))
         }
-        var swarm = Swarm(dir: dir, source: source, owner: owner, ownerPort: port)
-        let ports = try reserveFreePorts(count)
-        for i in 0..<count {
-            var arguments = ["peer", "--name", "peer\(i + 1)", "--owner", "127.0.0.1:\(port)", "--port", "\(ports[i])",
-                             "--dir", dir + "/peer\(i + 1)", "--connect-timeout", "20"]
-            arguments += count > 1 ? ["--download-from", "127.0.0.1:\(ports[(i + 1) % count])"] : ["--wait-for-downloaders", "0"]
-            swarm.peers.append(try ChildProcess(name: "peer\(i + 1)", executable: Binaries.peershare, arguments: arguments,
-                                                stdout: .discard, stderr: .file(dir + "/peer\(i + 1).log")))
+        var swarm = Swarm(dir: dir, source: source, owner: owner, ownerPort: port, peerPorts: try reserveFreePorts(count), peerOptions: peerOptions)
+        if launchPeers {
+            for i in 1...count { swarm.peers.append(try swarm.launch(i)) }
         }
         return swarm
+    }
+
+    static func startOwner(dir: String, source: String, peers: Int, options: [String]) throws -> ChildProcess {
+        try ChildProcess(
+            name: "owner", executable: Binaries.peershare,
+            arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--peers", "\(peers)"] + options,
+            stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+    }
+
+    /// The arguments of peer `i` (from 1): peer i downloads from peer i+1.
+    func arguments(of i: Int) -> [String] {
+        var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(peerPorts[i - 1])",
+                         "--dir", dir + "/peer\(i)", "--connect-timeout", "20"]
+        arguments += count > 1 ? ["--download-from", "127.0.0.1:\(peerPorts[i % count])"] : ["--wait-for-downloaders", "0"]
+        return arguments + peerOptions
+    }
+
+    /// Starts peer `i`; its log is appended to DIR/peerI.log and, with `lines`, also delivered as lines.
+    func launch(_ i: Int, extra: [String] = [], lines: Bool = false) throws -> ChildProcess {
+        let log = dir + "/peer\(i).log"
+        return try ChildProcess(name: "peer\(i)", executable: Binaries.peershare, arguments: arguments(of: i) + extra,
+                                stdout: .discard, stderr: lines ? .lines(echo: false, copyTo: log) : .file(log))
     }
 
     /// Waits for every peer to exit on its own; returns their exit statuses.
@@ -51,6 +71,7 @@ struct Swarm {
     }
 
     func log(of peer: Int) -> String { tail(dir + "/peer\(peer).log") }
+    func database(of peer: Int) -> String { dir + "/peer\(peer)/peer.db" }
 }
 
 struct SwarmError: Error, CustomStringConvertible {
