@@ -109,9 +109,8 @@ CREATE TABLE runs (
     outcome     TEXT
 );
 """#),
-        (3, "003_resume.sql", #"""
--- Schema version 3: what a restart needs to resume without redoing work.
--- (Version 2 holds the indexes peershare-inspect's queries use.)
+        (2, "002_resume.sql", #"""
+-- Schema version 2: what a restart needs to resume without redoing work.
 
 -- The owner's source file as it was when split: a restart that finds the same size and
 -- modification time reuses the chunk files without reading the source again.

@@ -1,5 +1,4 @@
--- Schema version 3: what a restart needs to resume without redoing work.
--- (Version 2 holds the indexes peershare-inspect's queries use.)
+-- Schema version 2: what a restart needs to resume without redoing work.
 
 -- The owner's source file as it was when split: a restart that finds the same size and
 -- modification time reuses the chunk files without reading the source again.
