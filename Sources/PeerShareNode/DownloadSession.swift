@@ -30,8 +30,9 @@ struct DownloadSession {
             guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
                 throw NodeError.protocolViolation("\(endpoint) did not answer with HELLO")
             }
+            io.handshakeDone = true
             guard hello.version == Hello.currentVersion else {
-                throw NodeError.protocolViolation("\(endpoint) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
+                throw NodeError.misbehaving("\(endpoint) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
             }
             let source: ChunkIndex.Source
             switch remote {
@@ -52,7 +53,7 @@ struct DownloadSession {
             case .neighbour:
                 source = .init(kind: .peer, name: hello.name)
                 guard let known, hello.fileID == known.fileID else {
-                    throw NodeError.protocolViolation("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
+                    throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
                 }
             }
             guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
@@ -62,6 +63,7 @@ struct DownloadSession {
 
             var offered = ChunkSet(capacity: manifest.chunkCount)
             var requested: [ChunkID: Int64] = [:]
+            var badChunks = 0
             func finished() async -> Bool {
                 switch remote {
                 case .owner: await !node.needsOwner
@@ -76,7 +78,7 @@ struct DownloadSession {
                             // Tell the uploader we are complete, in case its last HAVE is still queued.
                             try await io.send(.chunkList(bitfield: await node.heldChunks.bitfield))
                         }
-                        await io.finish()
+                        try await io.finish()
                         if remote == .neighbour { await node.toldComplete(neighbour: hello.name, address: endpoint) }
                         return .finished
                     }
@@ -88,7 +90,7 @@ struct DownloadSession {
                             try await io.send(.request(id))
                         }
                     }
-                    switch await io.next() {
+                    switch try await io.next() {
                     case .message(.chunkList(let bitfield)):
                         guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
                             throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
@@ -104,8 +106,13 @@ struct DownloadSession {
                             continue
                         }
                         if case .rejected = await node.accept(id, data: data, from: source, startedAt: startedAt) {
-                            // The claim is released; another source (or this one, later) may supply it.
+                            // The claim is released; another source may supply it. This one is
+                            // not asked for it again, and is dropped if it keeps doing this.
                             offered.remove(id)
+                            badChunks += 1
+                            if badChunks >= io.limits.badChunkLimit {
+                                throw NodeError.misbehaving("\(hello.name) at \(endpoint) sent \(badChunks) chunks that failed verification")
+                            }
                         }
                     case .message(.reject(let id)):
                         guard requested.removeValue(forKey: id) != nil else { continue }
@@ -117,6 +124,11 @@ struct DownloadSession {
                         if remote == .neighbour { try await io.send(.have(id)) }
                     case .local(.stateChanged):
                         continue
+                    case .tick:
+                        let oldest = requested.values.min() ?? Clock.nowMicros()
+                        if Clock.nowMicros() - oldest > io.limits.requestTimeout.microseconds {
+                            throw NodeError.protocolViolation("\(hello.name) left a request unanswered for \(io.limits.requestTimeout.seconds) s")
+                        }
                     case .closed:
                         throw NodeError.protocolViolation("\(hello.name) closed the connection")
                     case .failed(let error):

@@ -37,6 +37,25 @@ public actor Node {
     private var summaryWriter: Task<Void, Never>?
     private var assemblyTask: Task<Void, Never>?
     private var fatalError: String?
+    /// Timeouts and caps for every connection.
+    public private(set) var limits = SessionLimits()
+    private var openUploadConnections = 0
+
+    public func setLimits(_ limits: SessionLimits) {
+        self.limits = limits
+    }
+
+    /// Admits one more inbound connection unless the cap is reached.
+    func admitConnection() -> Bool {
+        guard openUploadConnections < limits.maxConnections else { return false }
+        openUploadConnections += 1
+        return true
+    }
+
+    func connectionClosed() {
+        openUploadConnections -= 1
+    }
+
     /// Upload pacing: bytes per second across all uploads, and when the next may start.
     private var uploadRate: Int?
     private var nextUploadSlot = ContinuousClock.now
@@ -509,12 +528,14 @@ public enum NodeError: Error, CustomStringConvertible {
     case notHeld(ChunkID)
     case notAnOwner
     case protocolViolation(String)
+    /// A remote that sent data failing verification too often: it is avoided.
+    case misbehaving(String)
     case unreachable(String)
     case failed(String)
 
     public var description: String {
         switch self {
-        case .manifestChanged(let s), .badChunk(let s), .protocolViolation(let s), .unreachable(let s), .failed(let s): s
+        case .manifestChanged(let s), .badChunk(let s), .protocolViolation(let s), .misbehaving(let s), .unreachable(let s), .failed(let s): s
         case .notHeld(let id): "chunk \(id) is not held"
         case .notAnOwner: "only the owner hands out shares"
         }

@@ -23,6 +23,7 @@ public struct OwnerConfiguration: Sendable {
     /// Discard an earlier index and chunks in the folder and split the file afresh.
     public var newManifest = false
     public var maxUploadRate: Int?
+    public var limits = SessionLimits()
 
     public init(file: String, host: String, port: Int, directory: String, databasePath: String, expectedPeers: Int, chunkSize: Int) {
         self.file = file
@@ -56,6 +57,7 @@ public struct PeerConfiguration: Sendable {
     /// Re-hash every indexed chunk at start-up.
     public var recheck = false
     public var maxUploadRate: Int?
+    public var limits = SessionLimits()
 
     public init(name: String, owner: Endpoint, host: String, port: Int, downloadFrom: [Endpoint], directory: String, databasePath: String,
                 window: Int, keepServing: Bool, waitForDownloaders: Int, connectPatience: Duration) {
@@ -85,12 +87,25 @@ func serve(_ listener: Transport.Listener, node: Node) async throws {
     try await withThrowingDiscardingTaskGroup { group in
         try await listener.channel.executeThenClose { inbound in
             for try await connection in inbound {
+                guard await node.admitConnection() else {
+                    // Over the cap: close at once rather than queue, so a flood of
+                    // connections costs us nothing but the accept.
+                    await node.log(.protocolError, "refused a connection from \(connection.remoteDescription): \(await node.limits.maxConnections) connections already open", level: .warning)
+                    try? await connection.executeThenClose { _, _ in }
+                    continue
+                }
                 group.addTask {
                     do {
                         try await UploadSession(node: node, channel: connection).run()
                     } catch where !Task.isCancelled {
-                        await node.log(.disconnected, "upload connection ended: \(error)", level: .warning)
+                        let peer = connection.remoteDescription
+                        if isMisbehaviour(error) {
+                            await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)
+                        } else {
+                            await node.log(.disconnected, "upload connection from \(peer) ended: \(error)", level: .warning)
+                        }
                     } catch {}
+                    await node.connectionClosed()
                 }
             }
         }
@@ -103,6 +118,7 @@ public enum OwnerRole {
         let directory = try ChunkDirectory(root: config.directory)
         let node = try Node(name: "owner", role: .owner, directory: directory, databasePath: config.databasePath, logger: logger)
         await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
+        await node.setLimits(config.limits)
         do {
             await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes")
             let manifest = try await prepareChunks(config, node: node, directory: directory, logger: logger)
@@ -186,6 +202,7 @@ public enum PeerRole {
         let directory = try ChunkDirectory(root: config.directory)
         let node = try Node(name: config.name, role: .peer, directory: directory, databasePath: config.databasePath, logger: logger)
         await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
+        await node.setLimits(config.limits)
         do {
             try await node.prepare(recheck: config.recheck)
             let listener = try await Transport.listen(host: config.host, port: config.port)
@@ -251,9 +268,14 @@ public enum PeerRole {
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: config.owner, window: config.window).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
-            } catch where isRecoverable(error) && reconnects < 20 {
+            } catch where isRecoverable(error) && !(error is WireError) && reconnects < 20 {
+                // A dropped connection is retried (the owner may be restarting); malformed
+                // bytes from the owner are not, since it is the one source of the manifest.
                 reconnects += 1
                 await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
+            } catch where isMisbehaviour(error) && !Task.isCancelled {
+                await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error)", level: .error)
+                throw NodeError.failed("the owner at \(config.owner) broke the protocol: \(error)")
             }
         }
     }
@@ -289,19 +311,42 @@ public enum PeerRole {
                 return
             } catch where isRecoverable(error) && reconnects < 50 {
                 reconnects += 1
-                await node.log(.disconnected, "lost download neighbour \(neighbour): \(error); reconnecting", level: .warning)
+                if isMisbehaviour(error) {
+                    await node.log(.protocolError, "download neighbour \(neighbour) broke the protocol: \(error); reconnecting", level: .warning)
+                } else {
+                    await node.log(.disconnected, "lost download neighbour \(neighbour): \(error); reconnecting", level: .warning)
+                }
+            } catch where !Task.isCancelled && !(error is NodeError && !isMisbehaviour(error)) {
+                // A neighbour of another swarm, one that keeps sending bad chunks, or one that
+                // broke the protocol on every reconnect: avoid it and ask the owner instead.
+                await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
+                if await !node.isComplete {
+                    await node.fallBackToOwner(because: "download neighbour \(neighbour) misbehaved")
+                }
+                return
             }
         }
     }
 }
 
-/// A lost or broken connection is worth another try; a changed file or a local failure is not.
+/// A lost or broken connection is worth another try; a changed file, a local failure or a
+/// remote that keeps sending bad data is not.
 private func isRecoverable(_ error: any Error) -> Bool {
     if Task.isCancelled { return false }
     guard let error = error as? NodeError else { return true }
     switch error {
     case .protocolViolation, .badChunk, .notHeld: return true
-    case .manifestChanged, .unreachable, .failed, .notAnOwner: return false
+    case .manifestChanged, .unreachable, .failed, .notAnOwner, .misbehaving: return false
+    }
+}
+
+/// Errors that are the remote's fault: bytes that break the protocol, a different swarm,
+/// chunks that fail verification. They are logged as `protocol_error` events.
+func isMisbehaviour(_ error: any Error) -> Bool {
+    switch error {
+    case is WireError: true
+    case NodeError.protocolViolation, NodeError.misbehaving: true
+    default: false
     }
 }
 

@@ -1,59 +1,107 @@
+import AsyncAlgorithms
 import NIOCore
 import PeerShareCore
 import PeerShareStore
 import PeerShareWire
 
 /// One input to a session's loop: a message from the remote side, a change in the local
-/// node, or the end of the connection. Merging them into one stream lets each session be a
-/// plain sequential state machine that never polls.
+/// node, a clock tick for the timeouts, or the end of the connection. Merging them into one
+/// sequence lets each session be a plain sequential state machine that never polls.
 enum SessionInput: Sendable {
     case message(PeerMessage)
     case local(NodeEvent)
+    case tick
     case closed
     case failed(any Error)
 }
 
 struct SessionIO {
-    private var inputs: AsyncStream<SessionInput>.AsyncIterator
-    let outbound: NIOAsyncChannelOutboundWriter<PeerMessage>
+    private var inputs: AsyncChannel<SessionInput>.Iterator
+    private let outbound: NIOAsyncChannelOutboundWriter<PeerMessage>
+    let limits: SessionLimits
+    private let clock = ContinuousClock()
+    private var lastReceived: ContinuousClock.Instant
+    private var lastSent: ContinuousClock.Instant
+    private let opened: ContinuousClock.Instant
+    /// Set once the remote's HELLO has been accepted; before that the handshake timeout runs.
+    var handshakeDone = false
 
-    init(inputs: AsyncStream<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<PeerMessage>) {
+    init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<PeerMessage>, limits: SessionLimits) {
         self.inputs = inputs.makeAsyncIterator()
         self.outbound = outbound
+        self.limits = limits
+        opened = clock.now
+        lastReceived = opened
+        lastSent = opened
     }
 
-    mutating func next() async -> SessionInput {
-        await inputs.next() ?? .closed
+    /// The next input. Ticks are handled here (timeouts and keepalives) and only passed on
+    /// so that sessions can check their own deadlines; KEEPALIVEs are absorbed.
+    mutating func next() async throws -> SessionInput {
+        while true {
+            if let stalled { throw stalled }
+            let input = await inputs.next() ?? .closed
+            switch input {
+            case .message(.keepAlive):
+                lastReceived = clock.now
+                continue
+            case .message:
+                lastReceived = clock.now
+            case .tick:
+                let now = clock.now
+                if !handshakeDone, now - opened > limits.handshakeTimeout {
+                    throw NodeError.protocolViolation("no handshake within \(limits.handshakeTimeout.seconds) s")
+                }
+                if now - lastReceived > limits.idleTimeout {
+                    throw NodeError.protocolViolation("nothing received for \(limits.idleTimeout.seconds) s")
+                }
+                if handshakeDone, now - lastSent > limits.keepAliveInterval {
+                    await sendIfOpen(.keepAlive)
+                }
+            default:
+                break
+            }
+            return input
+        }
     }
 
     /// The next message from the remote side; local events before it are skipped, since
     /// they are covered by the chunk list the session sends once the handshake is done.
     mutating func nextMessage(during phase: String) async throws -> PeerMessage {
         while true {
-            switch await next() {
+            switch try await next() {
             case .message(let message): return message
-            case .local: continue
+            case .local, .tick: continue
             case .closed: throw NodeError.protocolViolation("connection closed during \(phase)")
             case .failed(let error): throw error
             }
         }
     }
 
-    func send(_ message: PeerMessage) async throws {
-        try await outbound.write(message)
+    /// Sends, waiting for TCP to drain if it must, but not forever: a remote that stops
+    /// reading for the request timeout is dropped, so it cannot pin a connection slot.
+    mutating func send(_ message: PeerMessage) async throws {
+        let outbound = self.outbound
+        let limit = limits.requestTimeout
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await outbound.write(message) }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    throw NodeError.protocolViolation("the remote read nothing for \(limit.seconds) s")
+                }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
+        } catch let error as NodeError {
+            stalled = error
+            throw error
+        }
+        lastSent = clock.now
     }
 
-    /// Ends the conversation politely: half-close our side, then read until the remote
-    /// closes its side too, so nothing it sent is reset away.
-    mutating func finish() async {
-        outbound.finish()
-        while true {
-            switch await next() {
-            case .closed, .failed: return
-            case .message, .local: continue
-            }
-        }
-    }
+    /// Set when a send timed out; the next read ends the session with it.
+    private var stalled: NodeError?
 
     /// True once a write has failed: the remote has closed its side.
     private(set) var remoteStoppedReading = false
@@ -63,40 +111,56 @@ struct SessionIO {
     mutating func sendIfOpen(_ message: PeerMessage) async {
         guard !remoteStoppedReading else { return }
         do {
-            try await outbound.write(message)
+            try await send(message)
         } catch {
             remoteStoppedReading = true
         }
     }
-}
 
-/// Runs `body` over a connection with the remote's messages and the node's events merged.
-func withSession<R: Sendable>(_ channel: PeerChannel, node: Node, _ body: (inout SessionIO) async throws -> R) async throws -> R {
-    let events = await node.subscribe()
-    return try await channel.executeThenClose { inbound, outbound in
-        let (stream, continuation) = AsyncStream<SessionInput>.makeStream()
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do {
-                    for try await message in inbound { continuation.yield(.message(message)) }
-                    continuation.yield(.closed)
-                } catch {
-                    continuation.yield(.failed(error))
-                }
+    /// Ends the conversation politely: half-close our side, then read until the remote
+    /// closes its side too, so nothing it sent is reset away.
+    mutating func finish() async throws {
+        outbound.finish()
+        while true {
+            switch try await next() {
+            case .closed, .failed: return
+            case .message, .local, .tick: continue
             }
-            group.addTask {
-                for await event in events { continuation.yield(.local(event)) }
-            }
-            defer { group.cancelAll() }
-            var io = SessionIO(inputs: stream, outbound: outbound)
-            return try await body(&io)
         }
     }
 }
 
-extension WireError {
-    var isEOFInsideFrame: Bool {
-        if case .truncatedAtEOF = self { true } else { false }
+/// Runs `body` over a connection with the remote's messages, the node's events and a
+/// one-second tick merged. The merge is an `AsyncChannel`, whose `send` waits for the
+/// session to take the input: a remote that floods us is held back by TCP, not buffered.
+func withSession<R: Sendable>(_ channel: PeerChannel, node: Node, _ body: (inout SessionIO) async throws -> R) async throws -> R {
+    let events = await node.subscribe()
+    let limits = await node.limits
+    return try await channel.executeThenClose { inbound, outbound in
+        let merged = AsyncChannel<SessionInput>()
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await message in inbound { await merged.send(.message(message)) }
+                    await merged.send(.closed)
+                } catch {
+                    await merged.send(.failed(error))
+                }
+            }
+            group.addTask {
+                for await event in events { await merged.send(.local(event)) }
+            }
+            group.addTask {
+                // A clock for the timeouts: bounded waits, not synchronisation.
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .seconds(1))
+                    await merged.send(.tick)
+                }
+            }
+            defer { group.cancelAll() }
+            var io = SessionIO(inputs: merged, outbound: outbound, limits: limits)
+            return try await body(&io)
+        }
     }
 }
 

@@ -98,9 +98,20 @@ public enum Transport {
 }
 
 extension Duration {
+    var microseconds: Int64 {
+        components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    }
+
     var seconds: String {
         let (s, attos) = components
         let value = Double(s) + Double(attos) / 1e18
         return String((value * 10).rounded() / 10)
+    }
+}
+
+extension NIOAsyncChannel {
+    /// The remote address for log lines.
+    var remoteDescription: String {
+        channel.remoteAddress.map { "\($0)" } ?? "an unknown address"
     }
 }

@@ -14,6 +14,7 @@ struct UploadSession {
             guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
                 throw NodeError.protocolViolation("expected HELLO as the first message")
             }
+            io.handshakeDone = true
             guard hello.version == Hello.currentVersion else {
                 throw NodeError.protocolViolation("\(hello.name) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
             }
@@ -40,6 +41,7 @@ struct UploadSession {
 
             var theirs = ChunkSet(capacity: manifest.chunkCount)
             var reportedComplete = false
+            var requestsPerChunk: [ChunkID: Int] = [:]
             func noteProgress() async {
                 if theirs.isComplete && !reportedComplete {
                     reportedComplete = true
@@ -47,7 +49,7 @@ struct UploadSession {
                 }
             }
             while true {
-                switch await io.next() {
+                switch try await io.next() {
                 case .message(.chunkList(let bitfield)):
                     guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
                         throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
@@ -61,6 +63,10 @@ struct UploadSession {
                     await noteProgress()
                 case .message(.request(let id)):
                     guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                    requestsPerChunk[id, default: 0] += 1
+                    guard requestsPerChunk[id, default: 0] <= io.limits.maxRequestsPerChunk else {
+                        throw NodeError.protocolViolation("\(hello.name) requested chunk \(id) \(requestsPerChunk[id, default: 0]) times: a request flood")
+                    }
                     let startedAt = Clock.nowMicros()
                     if io.remoteStoppedReading {
                         continue
@@ -81,7 +87,7 @@ struct UploadSession {
                     throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
                 case .local(.have(let id)):
                     if !theirs.contains(id) { await io.sendIfOpen(.have(id)) }
-                case .local(.stateChanged):
+                case .local(.stateChanged), .tick:
                     continue
                 case .closed:
                     await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")

@@ -286,5 +286,8 @@ public enum EventKind: String, Sendable, CaseIterable {
     case assembling, assembled
     case chunkDropped = "chunk_dropped", chunkAdopted = "chunk_adopted", cleanup
     case fallback
+    /// A remote broke the protocol, belongs to another swarm, or sent bad chunks; or a
+    /// connection was refused over the cap.
+    case protocolError = "protocol_error"
     case error
 }

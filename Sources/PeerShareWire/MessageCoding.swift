@@ -32,6 +32,8 @@ extension PeerMessage {
         case .piece(let id, let data):
             out.writeInteger(id.rawValue)
             out.writeImmutableBuffer(data)
+        case .keepAlive:
+            break
         }
     }
 
@@ -45,6 +47,7 @@ extension PeerMessage {
             case .share(let b), .chunkList(let b): b.count
             case .have, .request, .reject: 4
             case .piece(_, let data): 4 + data.readableBytes
+            case .keepAlive: 0
             }
         }()
     }
@@ -121,6 +124,8 @@ extension PeerMessage {
             guard payload.readableBytes >= 1 else { throw .malformed(kind, "no chunk bytes") }
             let data = payload.readSlice(length: payload.readableBytes)!
             message = .piece(ChunkID(raw), data)
+        case .keepAlive:
+            message = .keepAlive
         }
         guard payload.readableBytes == 0 else {
             throw .malformed(kind, "\(payload.readableBytes) unexpected trailing bytes")

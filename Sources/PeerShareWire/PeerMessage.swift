@@ -13,6 +13,7 @@ public enum PeerMessage: Equatable, Sendable {
     case request(ChunkID)
     case piece(ChunkID, ByteBuffer)
     case reject(ChunkID)
+    case keepAlive
 
     /// One-byte type codes (PROTOCOL.md, "Messages").
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -25,6 +26,7 @@ public enum PeerMessage: Equatable, Sendable {
         case request = 0x07
         case piece = 0x08
         case reject = 0x09
+        case keepAlive = 0x0A
     }
 
     public var kind: Kind {
@@ -38,6 +40,7 @@ public enum PeerMessage: Equatable, Sendable {
         case .request: .request
         case .piece: .piece
         case .reject: .reject
+        case .keepAlive: .keepAlive
         }
     }
 }

@@ -43,6 +43,31 @@ struct UploadOptions: ParsableArguments {
     }
 }
 
+/// Limits every connection lives under (docs/PROTOCOL.md, "Limits"). Hidden: the defaults
+/// suit almost everyone, and tests shorten them to see a timeout fire quickly.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: .hidden) var handshakeTimeout: Double?
+    @Option(help: .hidden) var requestTimeout: Double?
+    @Option(help: .hidden) var idleTimeout: Double?
+    @Option(help: .hidden) var maxConnections: Int?
+
+    func validate() throws {
+        for (name, value) in [("--handshake-timeout", handshakeTimeout), ("--request-timeout", requestTimeout), ("--idle-timeout", idleTimeout)] {
+            if let value, !(value > 0 && value <= 86_400) { throw ValidationError("\(name) must be between 0 and 86400 seconds") }
+        }
+        if let maxConnections, !(1...100_000).contains(maxConnections) { throw ValidationError("--max-connections must be from 1 to 100000") }
+    }
+
+    var limits: SessionLimits {
+        var limits = SessionLimits()
+        if let handshakeTimeout { limits.handshakeTimeout = .milliseconds(Int64(handshakeTimeout * 1000)) }
+        if let requestTimeout { limits.requestTimeout = .milliseconds(Int64(requestTimeout * 1000)) }
+        if let idleTimeout { limits.idleTimeout = .milliseconds(Int64(idleTimeout * 1000)) }
+        if let maxConnections { limits.maxConnections = maxConnections }
+        return limits
+    }
+}
+
 struct OwnerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "owner",
@@ -72,6 +97,7 @@ struct OwnerCommand: AsyncParsableCommand {
     var newManifest = false
 
     @OptionGroup var upload: UploadOptions
+    @OptionGroup var connections: ConnectionOptions
 
     func validate() throws {
         guard peers >= 1 else { throw ValidationError("--peers must be at least 1") }
@@ -90,6 +116,7 @@ struct OwnerCommand: AsyncParsableCommand {
         config.recheck = recheck
         config.newManifest = newManifest
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
+        config.limits = connections.limits
         let logger = makeLogger(label: "owner")
         let settings = config
         try await runAsService(logger: logger) { try await OwnerRole.run(settings, logger: logger) }
@@ -137,6 +164,7 @@ struct PeerCommand: AsyncParsableCommand {
     var recheck = false
 
     @OptionGroup var upload: UploadOptions
+    @OptionGroup var connections: ConnectionOptions
 
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
@@ -159,6 +187,7 @@ struct PeerCommand: AsyncParsableCommand {
         config.neighbourPatience = .milliseconds(Int64(neighbourTimeout * 1000))
         config.recheck = recheck
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
+        config.limits = connections.limits
         let logger = makeLogger(label: name)
         let settings = config
         try await runAsService(logger: logger) { try await PeerRole.run(settings, logger: logger) }

@@ -20,6 +20,7 @@ let sampleMessages: [PeerMessage] = {
         .have(ChunkID(17)),
         .request(ChunkID(0)),
         .reject(ChunkID(4_000_000)),
+        .keepAlive,
         .piece(ChunkID(25), ByteBuffer(bytes: Array(repeating: 0xab, count: 17))),
         .piece(ChunkID(3), ByteBuffer(bytes: (0..<102_400).map { UInt8(truncatingIfNeeded: $0) })),
     ]
