@@ -86,6 +86,7 @@ let package = Package(
                 "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]

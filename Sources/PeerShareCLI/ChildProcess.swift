@@ -27,6 +27,9 @@ public final class ChildProcess: @unchecked Sendable {
     public let name: String
     /// Lines the child wrote to the streams set to `.lines`; finishes once they close.
     public let lines: AsyncStream<String>
+    /// The same lines for `waitForLine`, which must survive a timed-out wait (cancelling an
+    /// AsyncStream's iteration would end the stream for good).
+    private let mailbox = LineMailbox()
 
     public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit) throws {
         self.name = name
@@ -48,7 +51,11 @@ public final class ChildProcess: @unchecked Sendable {
             self?.didExit(finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus)
         }
         try process.run()
-        if readers.isEmpty { continuation.finish() }
+        if readers.isEmpty {
+            continuation.finish()
+            mailbox.finish()
+        }
+        let mailbox = self.mailbox
         let open = Counter(readers.count)
         for (handle, echo, copy) in readers {
             // A plain thread doing blocking reads: a pipe has no event loop of its own.
@@ -64,9 +71,13 @@ public final class ChildProcess: @unchecked Sendable {
                         pending.removeSubrange(pending.startIndex...newline)
                         if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
                         continuation.yield(line)
+                        mailbox.deliver(line)
                     }
                 }
-                if open.decrement() == 0 { continuation.finish() }
+                if open.decrement() == 0 {
+                    continuation.finish()
+                    mailbox.finish()
+                }
             }.start()
         }
     }
@@ -152,11 +163,8 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     public func waitForLine(timeout: Duration, where matches: @escaping @Sendable (String) -> Bool) async -> String? {
-        let lines = self.lines
-        return try? await withDeadline(timeout) {
-            for await line in lines where matches(line) { return line }
-            return nil
-        } ?? nil
+        let mailbox = self.mailbox
+        return try? await withDeadline(timeout) { await mailbox.next(where: matches) } ?? nil
     }
 
     public func signal(_ signal: Int32) {
@@ -170,6 +178,76 @@ public final class ChildProcess: @unchecked Sendable {
         if await waitForExit(timeout: grace) == nil {
             signal(SIGKILL)
             _ = await waitForExit(timeout: .seconds(30))
+        }
+    }
+}
+
+/// Output lines waiting to be matched, and the one wait (at most) looking for a line.
+/// Lines that arrive while nobody waits are kept; a wait consumes lines up to its match.
+private final class LineMailbox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pending: [String] = []
+    private var finished = false
+    private var waiter: (id: Int, matches: @Sendable (String) -> Bool, continuation: CheckedContinuation<String?, Never>)?
+    private var nextID = 0
+
+    func deliver(_ line: String) {
+        lock.lock()
+        if let current = waiter {
+            if current.matches(line) {
+                waiter = nil
+                lock.unlock()
+                current.continuation.resume(returning: line)
+                return
+            }
+        } else {
+            pending.append(line)
+        }
+        lock.unlock()
+    }
+
+    func finish() {
+        lock.lock()
+        finished = true
+        let current = waiter
+        waiter = nil
+        lock.unlock()
+        current?.continuation.resume(returning: nil)
+    }
+
+    /// The next line that matches, or nil once the output has closed. Ends (with nil) when
+    /// the calling task is cancelled, leaving later lines for the next wait.
+    func next(where matches: @escaping @Sendable (String) -> Bool) async -> String? {
+        let id = lock.withLock {
+            nextID += 1
+            return nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+                lock.lock()
+                while !pending.isEmpty {
+                    let line = pending.removeFirst()
+                    if matches(line) {
+                        lock.unlock()
+                        continuation.resume(returning: line)
+                        return
+                    }
+                }
+                if finished || Task.isCancelled {
+                    lock.unlock()
+                    continuation.resume(returning: nil)
+                    return
+                }
+                precondition(waiter == nil, "one waitForLine at a time per process")
+                waiter = (id, matches, continuation)
+                lock.unlock()
+            }
+        } onCancel: {
+            lock.lock()
+            let current = waiter
+            if current?.id == id { waiter = nil }
+            lock.unlock()
+            if current?.id == id { current?.continuation.resume(returning: nil) }
         }
     }
 }

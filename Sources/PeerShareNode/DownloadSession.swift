@@ -64,6 +64,8 @@ struct DownloadSession {
             var offered = ChunkSet(capacity: manifest.chunkCount)
             var requested: [ChunkID: Int64] = [:]
             var badChunks = 0
+            // The last time this neighbour gave us something we lacked, for stall detection.
+            var lastUseful = ContinuousClock.now
             func finished() async -> Bool {
                 switch remote {
                 case .owner: await !node.needsOwner
@@ -96,10 +98,12 @@ struct DownloadSession {
                             throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
                         }
                         offered = list
+                        lastUseful = .now
                         await node.log(.listReceived, source: source, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
                     case .message(.have(let id)):
                         guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
                         offered.insert(id)
+                        if await !node.heldChunks.contains(id) { lastUseful = .now }
                     case .message(.piece(let id, let data)):
                         guard let startedAt = requested.removeValue(forKey: id) else {
                             await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)
@@ -125,6 +129,10 @@ struct DownloadSession {
                     case .local(.stateChanged):
                         continue
                     case .tick:
+                        if remote == .neighbour, requested.isEmpty, ContinuousClock.now - lastUseful > io.limits.stallTimeout,
+                           case let held = await node.heldChunks, held.count + offered.subtracting(held).count < manifest.chunkCount {
+                            await node.fallBackToOwner(because: "download neighbour \(hello.name) has offered nothing new for \(io.limits.stallTimeout.seconds) s")
+                        }
                         let oldest = requested.values.min() ?? Clock.nowMicros()
                         if Clock.nowMicros() - oldest > io.limits.requestTimeout.microseconds {
                             throw NodeError.protocolViolation("\(hello.name) left a request unanswered for \(io.limits.requestTimeout.seconds) s")

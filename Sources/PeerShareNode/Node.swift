@@ -101,12 +101,13 @@ public actor Node {
 
     /// Logs one activity to the console and to the index's events table.
     public func log(_ kind: EventKind, chunk: ChunkID? = nil, source: ChunkIndex.Source? = nil, _ message: String, level: Logger.Level = .info) {
-        logger.log(level: level, "\(message)")
+        // Recorded first, so that anyone who has seen the line can find the row.
         do {
             try index.record(EventRecord(kind: kind, chunk: chunk, source: source, message: message))
         } catch {
             logger.error("could not record event in the index: \(error)")
         }
+        logger.log(level: level, "\(message)")
     }
 
     public func subscribe() -> AsyncStream<NodeEvent> {

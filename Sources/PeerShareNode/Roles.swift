@@ -94,11 +94,12 @@ func serve(_ listener: Transport.Listener, node: Node) async throws {
                     try? await connection.executeThenClose { _, _ in }
                     continue
                 }
+                // Read now: once the connection has closed the address is gone.
+                let peer = connection.remoteDescription
                 group.addTask {
                     do {
                         try await UploadSession(node: node, channel: connection).run()
                     } catch where !Task.isCancelled {
-                        let peer = connection.remoteDescription
                         if isMisbehaviour(error) {
                             await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)
                         } else {

@@ -7,6 +7,10 @@ public struct SessionLimits: Sendable {
     /// A connection on which nothing arrives for this long is closed. Each side sends a
     /// KEEPALIVE after a quarter of it without sending anything else.
     public var idleTimeout: Duration = .seconds(120)
+    /// A download neighbour that has offered nothing this node misses for this long, with no
+    /// request outstanding, is treated as stalled: the owner is asked for what is missing.
+    /// (Shares need not cover the file: rogue or departed peers may hold parts of it.)
+    public var stallTimeout: Duration = .seconds(10)
     /// Inbound connections served at once; more are closed at once.
     public var maxConnections = 128
     /// Chunks failing verification from one source before it is dropped and avoided.

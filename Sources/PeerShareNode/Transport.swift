@@ -112,6 +112,7 @@ extension Duration {
 extension NIOAsyncChannel {
     /// The remote address for log lines.
     var remoteDescription: String {
-        channel.remoteAddress.map { "\($0)" } ?? "an unknown address"
+        guard let address = channel.remoteAddress, let ip = address.ipAddress, let port = address.port else { return "an unknown address" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }

@@ -49,10 +49,11 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: .hidden) var handshakeTimeout: Double?
     @Option(help: .hidden) var requestTimeout: Double?
     @Option(help: .hidden) var idleTimeout: Double?
+    @Option(help: .hidden) var stallTimeout: Double?
     @Option(help: .hidden) var maxConnections: Int?
 
     func validate() throws {
-        for (name, value) in [("--handshake-timeout", handshakeTimeout), ("--request-timeout", requestTimeout), ("--idle-timeout", idleTimeout)] {
+        for (name, value) in [("--handshake-timeout", handshakeTimeout), ("--request-timeout", requestTimeout), ("--idle-timeout", idleTimeout), ("--stall-timeout", stallTimeout)] {
             if let value, !(value > 0 && value <= 86_400) { throw ValidationError("\(name) must be between 0 and 86400 seconds") }
         }
         if let maxConnections, !(1...100_000).contains(maxConnections) { throw ValidationError("--max-connections must be from 1 to 100000") }
@@ -63,6 +64,7 @@ struct ConnectionOptions: ParsableArguments {
         if let handshakeTimeout { limits.handshakeTimeout = .milliseconds(Int64(handshakeTimeout * 1000)) }
         if let requestTimeout { limits.requestTimeout = .milliseconds(Int64(requestTimeout * 1000)) }
         if let idleTimeout { limits.idleTimeout = .milliseconds(Int64(idleTimeout * 1000)) }
+        if let stallTimeout { limits.stallTimeout = .milliseconds(Int64(stallTimeout * 1000)) }
         if let maxConnections { limits.maxConnections = maxConnections }
         return limits
     }
