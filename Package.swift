@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "peershare", targets: ["peershare"]),
         .executable(name: "peershare-inspect", targets: ["peershare-inspect"]),
+        .executable(name: "peershare-fuzz", targets: ["peershare-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -72,6 +73,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        // libFuzzer target for the wire decoder; see tools/fuzz. Built normally it replays inputs.
+        .executableTarget(
+            name: "peershare-fuzz",
+            dependencies: [
+                "PeerShareCore", "PeerShareWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/PeerShareFuzz"
         ),
         .executableTarget(
             name: "peershare-inspect",

@@ -80,3 +80,34 @@ extension PeerMessage {
         return buffer
     }
 }
+
+extension PeerMessageDecoder {
+    /// Decodes every complete frame in `bytes`, pairing each message with the exact bytes it
+    /// came from, and counts the bytes of an unfinished frame at the end. The randomised test
+    /// and the fuzz target use it to check that re-encoding a message gives its bytes back.
+    public static func frames(in bytes: [UInt8]) throws(WireError) -> (frames: [(message: PeerMessage, bytes: ArraySlice<UInt8>)], leftover: Int) {
+        var decoder = PeerMessageDecoder()
+        var buffer = ByteBuffer(bytes: bytes)
+        var frames: [(message: PeerMessage, bytes: ArraySlice<UInt8>)] = []
+        var start = buffer.readerIndex
+        while let message = try decoder.decodeOne(&buffer) {
+            frames.append((message, bytes[start..<buffer.readerIndex]))
+            start = buffer.readerIndex
+        }
+        return (frames, bytes.count - start)
+    }
+
+    /// Decodes `bytes` and checks each frame re-encodes to exactly the bytes it came from.
+    /// Returns a description of the first mismatch, or nil; malformed input is not a
+    /// mismatch (it throws a typed `WireError`, which is the correct outcome).
+    public static func roundTripMismatch(in bytes: [UInt8]) -> String? {
+        guard let decoded = try? frames(in: bytes) else { return nil }
+        for (message, original) in decoded.frames {
+            let again = Array(message.frame.readableBytesView)
+            if again != Array(original) {
+                return "\(message.kind) of \(original.count) bytes re-encodes to \(again.count) different bytes"
+            }
+        }
+        return nil
+    }
+}
