@@ -162,6 +162,15 @@ public final class SQLiteConnection {
         return out
     }
 
+    /// Runs a query whose values are only known at run time (an `IN (?, ?, …)` list, say).
+    public func query<T>(_ sql: String, arguments: [SQLBindable], row: (Row) throws -> T) throws -> [T] {
+        let s = try statement(sql)
+        try s.bind(arguments)
+        var out: [T] = []
+        while try s.step() { out.append(try row(Row(statement: s))) }
+        return out
+    }
+
     public func scalarInt(_ sql: String, _ values: SQLBindable...) throws(SQLiteError) -> Int64? {
         let s = try statement(sql)
         try s.bind(values)
