@@ -53,7 +53,7 @@ public struct EventLog: Sendable {
 
     static let columns = "SELECT id, at, kind, chunk_id, source_id, message FROM events"
 
-    static func query(_ db: SQLiteConnection, sources: [Int64: SourceInfo], filter: Filter, after lastSeen: Int64? = nil) throws -> EventLog {
+    static func query(_ db: Reader, sources: [Int64: SourceInfo], filter: Filter, after lastSeen: Int64? = nil) throws -> EventLog {
         var conditions: [String] = []
         var arguments: [SQLBindable] = []
         if !filter.kinds.isEmpty {
@@ -162,7 +162,7 @@ public struct EventLog: Sendable {
         }
     }
 
-    static func latestRunStopped(_ db: SQLiteConnection) throws -> Bool {
+    static func latestRunStopped(_ db: Reader) throws -> Bool {
         try db.query("SELECT stopped_at IS NOT NULL FROM runs ORDER BY id DESC LIMIT 1") { $0.int(0) != 0 }.first ?? false
     }
 

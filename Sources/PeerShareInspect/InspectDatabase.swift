@@ -73,10 +73,14 @@ public final class InspectDatabase {
 
     deinit { db.close() }
 
+    /// When set, every distinct query also records its `EXPLAIN QUERY PLAN` (hidden `--explain`).
+    public var plans: QueryPlans?
+
     /// Runs `body` on one consistent snapshot; any failure becomes one clear line.
-    public func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+    public func read<T>(_ body: (Reader) throws -> T) throws -> T {
+        let reader = Reader(db: db, plans: plans)
         do {
-            return try db.snapshot { try body(db) }
+            return try db.snapshot { try body(reader) }
         } catch {
             throw Self.describe(error, path: path)
         }
@@ -96,7 +100,7 @@ public final class InspectDatabase {
 
     // MARK: Rows every report needs (call inside `read`)
 
-    func node(_ db: SQLiteConnection) throws -> NodeInfo {
+    func node(_ db: Reader) throws -> NodeInfo {
         let directory = schemaVersion >= 3 ? ", directory" : ", NULL"
         let rows = try db.query("SELECT role, name, created_at\(directory) FROM node WHERE id = 1") {
             NodeInfo(role: $0.text(0), name: $0.text(1), createdAt: $0.int(2), directory: $0.optionalText(3))
@@ -105,14 +109,14 @@ public final class InspectDatabase {
         return rows.first ?? NodeInfo(role: "unknown", name: "", createdAt: nil, directory: nil)
     }
 
-    func manifest(_ db: SQLiteConnection) throws -> ManifestInfo? {
+    func manifest(_ db: Reader) throws -> ManifestInfo? {
         try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at FROM manifest WHERE id = 1") {
             ManifestInfo(fileName: $0.text(0), fileSize: $0.int(1), chunkSize: $0.int(2), chunkCount: $0.int(3),
                          sha256: Human.hex($0.blob(4)), recordedAt: $0.int(5), assembledAt: $0.optionalInt(6))
         }.first
     }
 
-    func sources(_ db: SQLiteConnection) throws -> [Int64: SourceInfo] {
+    func sources(_ db: Reader) throws -> [Int64: SourceInfo] {
         let rows = try db.query("SELECT id, kind, name, address FROM sources") {
             SourceInfo(id: $0.int(0), kind: $0.text(1), name: $0.text(2), address: $0.optionalText(3))
         }
@@ -129,4 +133,62 @@ func sourceOrder(_ a: SourceInfo, _ b: SourceInfo) -> Bool {
         return a.name.count < b.name.count  // peer2 before peer10
     }
     return a.name < b.name
+}
+
+/// The queries of one snapshot. Forwards to the connection and, when asked, records each
+/// distinct statement's query plan, so the plans quoted in docs/INSPECT-NOTES.md are the
+/// plans of the exact SQL the commands run.
+public final class Reader {
+    let db: SQLiteConnection
+    let plans: QueryPlans?
+
+    init(db: SQLiteConnection, plans: QueryPlans?) {
+        self.db = db
+        self.plans = plans
+    }
+
+    public func query<T>(_ sql: String, _ values: SQLBindable..., row: (Row) throws -> T) throws -> [T] {
+        try query(sql, arguments: values, row: row)
+    }
+
+    public func query<T>(_ sql: String, arguments: [SQLBindable], row: (Row) throws -> T) throws -> [T] {
+        if let plans, !sql.hasPrefix("PRAGMA"), !plans.entries.contains(where: { $0.sql == sql }) {
+            let steps = try db.query("EXPLAIN QUERY PLAN " + sql, arguments: arguments) { ($0.int(0), $0.int(1), $0.text(3)) }
+            plans.entries.append(.init(sql: sql, plan: QueryPlans.tree(steps)))
+        }
+        return try db.query(sql, arguments: arguments, row: row)
+    }
+
+    public func scalarInt(_ sql: String, _ values: SQLBindable...) throws -> Int64? {
+        try query(sql, arguments: values) { $0.optionalInt(0) }.first ?? nil
+    }
+}
+
+/// Query plans recorded by a `Reader`, in the order the statements first ran.
+public final class QueryPlans {
+    public struct Entry: Sendable {
+        public let sql: String
+        /// SQLite's plan, one step per line, indented under its parent.
+        public let plan: [String]
+    }
+
+    public internal(set) var entries: [Entry] = []
+
+    public init() {}
+
+    static func tree(_ steps: [(id: Int64, parent: Int64, detail: String)]) -> [String] {
+        var depth: [Int64: Int] = [0: -1]
+        return steps.map { step in
+            let d = (depth[step.parent] ?? -1) + 1
+            depth[step.id] = d
+            return String(repeating: "  ", count: d) + step.detail
+        }
+    }
+
+    public func render() -> String {
+        entries.map { entry in
+            let sql = entry.sql.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            return "QUERY " + sql + "\n" + entry.plan.map { "  " + $0 + "\n" }.joined()
+        }.joined()
+    }
 }

@@ -37,7 +37,20 @@ struct CommonOptions: ParsableArguments {
         guard !db.isEmpty else { throw ValidationError("--db must name an index file") }
     }
 
-    func open() throws -> InspectDatabase { try InspectDatabase(path: db) }
+    @Flag(help: .hidden)
+    var explain = false
+
+    func open() throws -> InspectDatabase {
+        let database = try InspectDatabase(path: db)
+        if explain { database.plans = QueryPlans() }
+        return database
+    }
+
+    /// With the hidden --explain: the query plan of every statement run, on stderr.
+    func printPlans(_ database: InspectDatabase) {
+        guard let plans = database.plans else { return }
+        FileHandle.standardError.write(Data(plans.render().utf8))
+    }
 }
 
 /// Everything goes out in one write; stdout is unbuffered here.
@@ -53,7 +66,9 @@ struct OverviewCommand: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-        emit(try Overview.load(try options.open()).render(options.format.format))
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try Overview.load(database).render(options.format.format))
     }
 }
 
@@ -77,7 +92,9 @@ struct ChunksCommand: AsyncParsableCommand {
 
     func run() async throws {
         let filter: ChunkList.Filter = missing ? .missing : from.map { .from($0) } ?? .all
-        emit(try ChunkList.load(try options.open(), filter: filter).render(options.format.format))
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try ChunkList.load(database, filter: filter).render(options.format.format))
     }
 }
 
@@ -96,7 +113,9 @@ struct ChunkCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        emit(try ChunkStory.load(try options.open(), chunk: id).render(options.format.format))
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try ChunkStory.load(database, chunk: id).render(options.format.format))
     }
 }
 
@@ -108,7 +127,9 @@ struct SourcesCommand: AsyncParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() async throws {
-        emit(try SourceReport.load(try options.open()).render(options.format.format))
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try SourceReport.load(database).render(options.format.format))
     }
 }
 
@@ -185,6 +206,7 @@ struct EventsCommand: AsyncParsableCommand {
         let filter = EventLog.Filter(kinds: kinds, chunk: chunk, since: try Self.time(since, option: "--since"),
                                      until: try Self.time(until, option: "--until"), limit: limit)
         let database = try options.open()
+        defer { options.printPlans(database) }
         guard follow else {
             emit(try EventLog.load(database, filter: filter).render(options.format.format))
             return
@@ -215,7 +237,9 @@ struct VerifyCommand: AsyncParsableCommand {
     var dir: String?
 
     func run() async throws {
-        let report = try await VerifyReport.run(try options.open(), directory: dir)
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        let report = try await VerifyReport.run(database, directory: dir)
         emit(report.render(options.format.format))
         if !report.isClean { throw ExitCode(1) }
     }
