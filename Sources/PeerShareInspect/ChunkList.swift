@@ -96,6 +96,6 @@ public struct ChunkList: Sendable {
         case .missing: "\(rows.count) chunks missing"
         case .from(let name): "\(rows.count) chunks held from \(name)"
         }
-        return table.render() + summary + "\n"
+        return (rows.isEmpty ? "" : table.render()) + summary + "\n"
     }
 }

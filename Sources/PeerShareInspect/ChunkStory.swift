@@ -100,11 +100,12 @@ public struct ChunkStory: Sendable {
     }
 
     func table() -> String {
-        var out = "chunk     \(chunkID) of \(chunkCount): \(Human.bytes(size)) (\(size) B)\(inShare ? ", in this peer's share from the owner" : "")\n"
+        var out = "chunk     \(chunkID) of \(chunkCount): \(Human.exactBytes(size))\(inShare ? ", in this peer's share from the owner" : "")\n"
         out += "sha256    \(sha256)\n"
         if held {
             let rate = durationMicros.flatMap { Human.bytesPerSecond(bytes: size, micros: $0) }
-            var text = "held: from \(source.map { "\($0.name) (\($0.kind))" } ?? "?") at \(Human.time(receivedAt))"
+            let origin = source.map { $0.kind == "file" ? $0.label : "from \($0.label)" } ?? "from an unknown source"
+            var text = "held: \(origin), at \(Human.time(receivedAt))"
             if let durationMicros, durationMicros > 0 { text += ", in \(Human.duration(durationMicros)) (\(Human.rate(rate)))" }
             out += "state     \(text)\n"
         } else {
@@ -112,7 +113,7 @@ public struct ChunkStory: Sendable {
         }
         out += "\n"
         if attempts.isEmpty {
-            out += "received: no transfer recorded\(source?.kind == "file" ? " (\(source!.name))" : "")\n"
+            out += "received: \(source?.kind == "file" ? "no transfer, \(source!.label)" : "no attempt yet")\n"
         } else {
             var table = TextTable([.init("received from"), .init("requested/started"), .init("finished"), .init("duration", .right),
                                    .init("bytes", .right), .init("outcome"), .init("detail")])

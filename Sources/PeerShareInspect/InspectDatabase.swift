@@ -124,6 +124,16 @@ public final class InspectDatabase {
     }
 }
 
+extension SourceInfo {
+    /// How a sentence names it: "the owner", "peer2", "split from the file".
+    var label: String {
+        switch kind {
+        case "owner": name == "owner" ? "the owner" : "owner \(name)"
+        default: name
+        }
+    }
+}
+
 /// The order sources are listed in: local first (the owner's file), then the owner, then peers by name.
 func sourceOrder(_ a: SourceInfo, _ b: SourceInfo) -> Bool {
     let rank = ["file": 0, "owner": 1, "peer": 2]

@@ -144,7 +144,7 @@ public struct Overview: Sendable {
         lines.append(("index", "\(database) (schema \(schemaVersion))"))
         if let directory = node.directory { lines.append(("folder", directory)) }
         if let m = manifest {
-            lines.append(("file", "\(m.fileName), \(Human.bytes(m.fileSize)) (\(m.fileSize) B), \(m.chunkCount) chunks of \(Human.bytes(m.chunkSize))"))
+            lines.append(("file", "\(m.fileName), \(Human.exactBytes(m.fileSize)), \(m.chunkCount) chunks of \(Human.bytes(m.chunkSize))"))
             lines.append(("sha256", m.sha256))
             let stateText = switch state {
             case "assembled": "assembled at \(Human.time(m.assembledAt))"

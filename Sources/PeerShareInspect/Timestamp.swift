@@ -178,6 +178,11 @@ enum Human {
 
     static func bytes(_ count: Int64) -> String { ByteSize.format(count) }
 
+    /// `2.5 MiB (2621457 B)`, or just `450 B`.
+    static func exactBytes(_ count: Int64) -> String {
+        count < 1024 ? "\(count) B" : "\(ByteSize.format(count)) (\(count) B)"
+    }
+
     static func rate(_ bytesPerSecond: Int64?) -> String {
         bytesPerSecond.map { ByteSize.format($0) + "/s" } ?? "-"
     }
