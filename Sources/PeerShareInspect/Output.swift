@@ -144,6 +144,12 @@ public enum JSON {
 
     private static func writeString(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings need no escaping: append them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -169,14 +175,23 @@ public enum CSV {
     }
 
     public static func quote(_ cell: String) -> String {
-        guard cell.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return cell }
+        let special: (UInt8) -> Bool = { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }
+        guard cell.utf8.contains(where: special) else { return cell }
         return "\"" + cell.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     /// A header (from the first record, or `header` when there are none) and the rows.
     public static func table(_ records: [Record], header: [String]) -> String {
         var out = line(records.first?.scalarNames ?? header) + "\n"
-        for record in records { out += line(record.scalarValues.map(\.csvText)) + "\n" }
+        for record in records {
+            var first = true
+            for field in record.fields where !field.value.isContainer {
+                if !first { out += "," }
+                first = false
+                out += quote(field.value.csvText)
+            }
+            out += "\n"
+        }
         return out
     }
 }
@@ -203,17 +218,25 @@ public struct TextTable: Sendable {
         rows.append(row)
     }
 
+    /// Characters on screen; counted by bytes when the text is ASCII, as it nearly always is.
+    static func width(_ text: String) -> Int {
+        text.utf8.allSatisfy { $0 < 0x80 } ? text.utf8.count : text.count
+    }
+
     public func render() -> String {
-        var widths = columns.map { $0.title.count }
+        var widths = columns.map { Self.width($0.title) }
         for row in rows {
-            for (i, cell) in row.enumerated() where cell.count > widths[i] { widths[i] = cell.count }
+            for (i, cell) in row.enumerated() {
+                let w = Self.width(cell)
+                if w > widths[i] { widths[i] = w }
+            }
         }
         var out = ""
         func emit(_ cells: [String]) {
             var line = ""
             for (i, cell) in cells.enumerated() {
                 if i > 0 { line += "  " }
-                let pad = String(repeating: " ", count: widths[i] - cell.count)
+                let pad = String(repeating: " ", count: widths[i] - Self.width(cell))
                 let last = i == cells.count - 1
                 switch columns[i].alignment {
                 case .left: line += last ? cell : cell + pad

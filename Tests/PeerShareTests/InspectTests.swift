@@ -425,6 +425,39 @@ struct InspectReportTests {
         #expect(kinds == ["chunk_requested", "chunk_received", "stopped"])
     }
 
+    @Test("a new peer that has no manifest yet, and an index at schema 2 (before node.directory), both read")
+    func earlyAndOlderIndexes() async throws {
+        let fresh = temporaryDirectory() + "/peer.db"
+        try ChunkIndex(path: fresh, role: .peer, nodeName: "fresh", now: InspectFixture.t0).close(outcome: "stopped by signal", now: InspectFixture.t0 + 1)
+        let database = try InspectDatabase(path: fresh)
+        let overview = try Overview.load(database)
+        #expect(overview.state == "no_manifest" && overview.chunksHeld == 0)
+        #expect(overview.render(.table).contains("file      no manifest yet"))
+        #expect(try ChunkList.load(database).rows.isEmpty)
+        let error = #expect(throws: InspectError.self) { try ChunkStory.load(database, chunk: 0) }
+        #expect(error?.description.hasSuffix("has no manifest yet, so no chunks") == true)
+
+        let old = temporaryDirectory() + "/old.db"
+        do {
+            let db = try SQLiteConnection(path: old, mode: .readWrite)
+            for migration in EmbeddedSchema.migrations where migration.version <= 2 {
+                try db.transaction {
+                    try db.execute(migration.sql)
+                    try db.execute("PRAGMA user_version = \(migration.version)")
+                }
+            }
+            try db.run("INSERT INTO node (id, role, name, created_at) VALUES (1, 'peer', 'old', ?)", InspectFixture.t0)
+            db.close()
+        }
+        let older = try InspectDatabase(path: old)
+        #expect(older.schemaVersion == 2)
+        let o = try Overview.load(older)
+        #expect(o.node.name == "old" && o.node.directory == nil)
+        #expect(try EventLog.load(older).rows.isEmpty && SourceReport.load(older).rows.isEmpty)
+        try FileManager.default.createDirectory(atPath: (old as NSString).deletingLastPathComponent + "/chunks", withIntermediateDirectories: true)
+        #expect(try await VerifyReport.run(older).isClean)
+    }
+
     @Test("query plans: the filtered and per-chunk queries use an index, never a scan of the events")
     func queryPlans() throws {
         let database = try InspectFixture.completePeer().open()
