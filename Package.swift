@@ -83,17 +83,25 @@ let package = Package(
             ],
             path: "Sources/PeerShareFuzz"
         ),
+        // peershare-inspect's queries and reports, a library so that tests call it directly.
+        .target(
+            name: "PeerShareInspect",
+            dependencies: [
+                "PeerShareCore", "PeerShareStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "peershare-inspect",
             dependencies: [
-                "PeerShareCore", "PeerShareStore", "PeerShareCLI",
+                "PeerShareCore", "PeerShareStore", "PeerShareCLI", "PeerShareInspect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "PeerShareTests",
             dependencies: [
-                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI",
+                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI", "PeerShareInspect",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

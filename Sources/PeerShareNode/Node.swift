@@ -84,6 +84,8 @@ public actor Node {
         self.io = io
         self.logger = logger
         self.index = try ChunkIndex(path: databasePath, role: role, nodeName: name)
+        // So that `peershare-inspect verify` finds the chunk files even when --db puts the index elsewhere.
+        try index.recordDirectory(PosixFiles.absolutePath(directory.root))
         if let manifest = try index.manifest() {
             self.manifest = manifest
             self.held = try index.heldChunks(capacity: manifest.chunkCount)

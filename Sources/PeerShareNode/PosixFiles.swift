@@ -162,6 +162,13 @@ enum PosixFiles {
         return Int64(st.st_size)
     }
 
+    /// The canonical absolute path of an existing file or folder; the path itself if that fails.
+    static func absolutePath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     static func listDirectory(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }

@@ -3,7 +3,7 @@ import PeerShareCore
 /// The node's durable state: manifest, held chunks with provenance, transfers and events.
 ///
 /// A thin layer of named queries over one `SQLiteConnection`; the node confines it to an actor.
-/// Schema: Schema/001_initial.sql.
+/// Schema: Schema/*.sql (001_initial.sql and the migrations after it).
 public final class ChunkIndex {
     public enum Role: String, Sendable { case owner, peer }
 
@@ -50,6 +50,17 @@ public final class ChunkIndex {
             try db.run("INSERT INTO runs (started_at, pid) VALUES (?, ?)", now, Int64(ProcessID.current))
             runID = db.lastInsertRowID
         }
+    }
+
+    /// Records the node's folder (an absolute path), where its chunk files live. Tools such as
+    /// `peershare-inspect verify` read it; it is rewritten only when it changes.
+    public func recordDirectory(_ path: String) throws {
+        try db.run("UPDATE node SET directory = ? WHERE id = 1 AND directory IS NOT ?", path, path)
+    }
+
+    /// The node's folder as last recorded, if any.
+    public func recordedDirectory() throws -> String? {
+        try db.scalarText("SELECT directory FROM node WHERE id = 1")
     }
 
     public func close(outcome: String, now: Int64 = Clock.nowMicros()) {

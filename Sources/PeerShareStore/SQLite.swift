@@ -74,6 +74,11 @@ public final class SQLiteConnection {
         sqlite3_extended_result_codes(db, 1)
         // Another process (a running peer, or inspect reading it) may hold a lock briefly.
         sqlite3_busy_timeout(db, 5_000)
+        if mode == .readOnly {
+            // Belt and braces for a reader that must leave the file as it found it: a
+            // read-only connection cannot checkpoint, and this says it must not try.
+            _ = peershare_sqlite_no_checkpoint_on_close(db)
+        }
         do throws(SQLiteError) {
             // Reading the schema here surfaces "not a database" and corruption at open time.
             _ = try scalarInt("PRAGMA schema_version")
@@ -87,6 +92,8 @@ public final class SQLiteConnection {
                 // means a chunk fetched again, never a row without its file.
                 try execute("PRAGMA synchronous = NORMAL")
                 try execute("PRAGMA foreign_keys = ON")
+            } else {
+                try execute("PRAGMA query_only = ON")
             }
         } catch {
             close()
@@ -150,6 +157,15 @@ public final class SQLiteConnection {
     public func query<T>(_ sql: String, _ values: SQLBindable..., row: (Row) throws -> T) throws -> [T] {
         let s = try statement(sql)
         try s.bind(values)
+        var out: [T] = []
+        while try s.step() { out.append(try row(Row(statement: s))) }
+        return out
+    }
+
+    /// Runs a query whose values are only known at run time (an `IN (?, ?, …)` list, say).
+    public func query<T>(_ sql: String, arguments: [SQLBindable], row: (Row) throws -> T) throws -> [T] {
+        let s = try statement(sql)
+        try s.bind(arguments)
         var out: [T] = []
         while try s.step() { out.append(try row(Row(statement: s))) }
         return out

@@ -1,6 +1,7 @@
 import ArgumentParser
+import Foundation
 import PeerShareCLI
-import PeerShareStore
+import PeerShareInspect
 
 @main
 struct InspectMain {
@@ -9,16 +10,237 @@ struct InspectMain {
     }
 }
 
+/// The executable is only argument parsing and printing; the queries and reports live in
+/// the PeerShareInspect library (Sources/PeerShareInspect), where the tests call them.
 struct InspectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peershare-inspect",
-        abstract: "Answer questions about a peer or owner from its SQLite index (read-only).")
+        abstract: "Answer questions about a peer or owner from its SQLite index. Read-only: it never changes the index or the chunk files.",
+        discussion: "Without a subcommand it prints the overview. Times are UTC. See the README for the JSON and CSV field names.",
+        subcommands: [OverviewCommand.self, ChunksCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self],
+        defaultSubcommand: OverviewCommand.self)
+}
 
-    @Option(help: "The index database to read.")
+enum FormatArgument: String, ExpressibleByArgument, CaseIterable {
+    case table, json, csv
+    var format: OutputFormat { OutputFormat(rawValue: rawValue) ?? .table }
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The index to read: a node's DIR/peer.db or DIR/owner.db.", valueName: "path"))
     var db: String
 
+    @Option(help: "Output: table (for people), json or csv (stable field names, in the README).")
+    var format: FormatArgument = .table
+
+    func validate() throws {
+        guard !db.isEmpty else { throw ValidationError("--db must name an index file") }
+    }
+
+    @Flag(help: .hidden)
+    var explain = false
+
+    func open() throws -> InspectDatabase {
+        let database = try InspectDatabase(path: db)
+        if explain { database.plans = QueryPlans() }
+        return database
+    }
+
+    /// With the hidden --explain: the query plan of every statement run, on stderr.
+    func printPlans(_ database: InspectDatabase) {
+        guard let plans = database.plans else { return }
+        FileHandle.standardError.write(Data(plans.render().utf8))
+    }
+}
+
+/// Everything goes out in one write; stdout is unbuffered here.
+func emit(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+struct OverviewCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "overview",
+        abstract: "The file, chunks held, where they came from, arrival times, restarts and rejected chunks (the default).")
+
+    @OptionGroup var options: CommonOptions
+
     func run() async throws {
-        let report = try Overview.load(path: db)
-        print(report.render())
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try Overview.load(database).render(options.format.format))
+    }
+}
+
+struct ChunksCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chunks",
+        abstract: "One row per chunk: id, size, hash, state, source, time received.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Flag(help: "Only the chunks not held yet.")
+    var missing = false
+
+    @Option(help: ArgumentHelp("Only chunks received from this source: a name (owner, peer2, …) or a kind (file, owner, peer).", valueName: "source"))
+    var from: String?
+
+    func validate() throws {
+        if missing && from != nil { throw ValidationError("--missing and --from cannot be combined: a missing chunk has no source") }
+        if let from, from.isEmpty { throw ValidationError("--from needs a source name") }
+    }
+
+    func run() async throws {
+        let filter: ChunkList.Filter = missing ? .missing : from.map { .from($0) } ?? .all
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try ChunkList.load(database, filter: filter).render(options.format.format))
+    }
+}
+
+struct ChunkCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chunk",
+        abstract: "One chunk's story: every attempt, who sent it, verification, and who it was sent to since.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Argument(help: "The chunk ID (from 0).")
+    var id: Int64
+
+    func validate() throws {
+        guard id >= 0 else { throw ValidationError("a chunk ID is 0 or more, not \(id)") }
+    }
+
+    func run() async throws {
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try ChunkStory.load(database, chunk: id).render(options.format.format))
+    }
+}
+
+struct SourcesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sources",
+        abstract: "Per neighbour, owner or local file: chunks and bytes received and sent, throughput, failures.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try SourceReport.load(database).render(options.format.format))
+    }
+}
+
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "The event timeline, filtered; --follow tails a running node's events.",
+        discussion: """
+            Times (UTC): 2026-11-25T14:02:00Z, '2026-11-25 14:02:00.5', 2026-11-25, +01:00-style offsets, \
+            a bare 14:02 (that time on the day of the latest event), or @MICROSECONDS. --since is inclusive, \
+            --until exclusive. --limit N keeps the first N events after --since, or else the latest N.
+            """)
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: ArgumentHelp("Only events of this kind (repeatable, or comma-separated), e.g. chunk_received.", valueName: "kind"))
+    var kind: [String] = []
+
+    @Option(help: ArgumentHelp("Only events about this chunk.", valueName: "id"))
+    var chunk: Int64?
+
+    @Option(help: ArgumentHelp("Only events at or after this time.", valueName: "time"))
+    var since: String?
+
+    @Option(help: ArgumentHelp("Only events before this time.", valueName: "time"))
+    var until: String?
+
+    @Option(help: "At most this many events.")
+    var limit: Int?
+
+    @Flag(help: "After the matching history, print new events as the node commits them, until interrupted (exit 0).")
+    var follow = false
+
+    @Flag(help: "With --follow: stop once the node's latest run records its stop (a clean exit).")
+    var untilStopped = false
+
+    @Option(help: ArgumentHelp("With --follow: how often to poll the index, in seconds.", valueName: "seconds"))
+    var interval: Double = 0.2
+
+    @Option(help: .hidden)
+    var followFor: Double?
+
+    var kinds: [String] {
+        kind.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    static func time(_ text: String?, option: String) throws -> TimeArgument? {
+        guard let text else { return nil }
+        guard let value = TimeArgument(parsing: text) else {
+            throw ValidationError("\(option) '\(text)' is not a time: use 2026-11-25T14:02:00Z, '2026-11-25 14:02', 14:02 or @MICROSECONDS (UTC)")
+        }
+        return value
+    }
+
+    func validate() throws {
+        let known = Set(EventLog.knownKinds)
+        for k in kinds where !known.contains(k) {
+            throw ValidationError("--kind \(k) is not an event kind; known: \(EventLog.knownKinds.joined(separator: ", "))")
+        }
+        if let chunk, chunk < 0 { throw ValidationError("--chunk must be 0 or more") }
+        if let limit, limit <= 0 { throw ValidationError("--limit must be 1 or more") }
+        let since = try Self.time(since, option: "--since")
+        let until = try Self.time(until, option: "--until")
+        if case .absolute(let from)? = since, case .absolute(let to)? = until, from >= to {
+            throw ValidationError("--since must be before --until")
+        }
+        if follow && until != nil { throw ValidationError("--follow cannot be combined with --until: new events are later still") }
+        if !follow && (untilStopped || followFor != nil) { throw ValidationError("--until-stopped and --follow-for need --follow") }
+        guard interval > 0, interval <= 3600 else { throw ValidationError("--interval must be more than 0 and at most 3600 seconds") }
+        if let followFor, followFor <= 0 { throw ValidationError("--follow-for must be more than 0 seconds") }
+    }
+
+    func run() async throws {
+        let filter = EventLog.Filter(kinds: kinds, chunk: chunk, since: try Self.time(since, option: "--since"),
+                                     until: try Self.time(until, option: "--until"), limit: limit)
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        guard follow else {
+            emit(try EventLog.load(database, filter: filter).render(options.format.format))
+            return
+        }
+        // Interrupting a follow is how it normally ends: exit 0, after the last full line.
+        let signals = ([SIGINT, SIGTERM] as [Int32]).map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { Foundation.exit(0) }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        let limits = EventLog.FollowLimits(untilStopped: untilStopped, duration: followFor.map { .milliseconds(Int64($0 * 1000)) },
+                                           interval: .milliseconds(Int64(interval * 1000)))
+        try await EventLog.follow(database, filter: filter, format: options.format.format, limits: limits, write: emit)
+    }
+}
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Re-hash the chunk files against the index; list mismatches, missing and unindexed files. Exits 1 if any. Changes nothing.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: ArgumentHelp("The node's folder (holding chunks/); by default the folder the node recorded, else the index's folder.", valueName: "dir"))
+    var dir: String?
+
+    func run() async throws {
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        let report = try await VerifyReport.run(database, directory: dir)
+        emit(report.render(options.format.format))
+        if !report.isClean { throw ExitCode(1) }
     }
 }
