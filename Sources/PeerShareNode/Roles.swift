@@ -90,15 +90,14 @@ func serve(_ listener: Transport.Listener, node: Node) async throws {
                 guard await node.admitConnection() else {
                     // Over the cap: close at once rather than queue, so a flood of
                     // connections costs us nothing but the accept.
-                    await node.log(.protocolError, "refused a connection from \(connection.remoteDescription): \(await node.limits.maxConnections) connections already open", level: .warning)
-                    try? await connection.executeThenClose { _, _ in }
+                    await node.log(.protocolError, "refused a connection from \(connection.remote): \(await node.limits.maxConnections) connections already open", level: .warning)
+                    try? await connection.channel.executeThenClose { _, _ in }
                     continue
                 }
-                // Read now: once the connection has closed the address is gone.
-                let peer = connection.remoteDescription
+                let peer = connection.remote
                 group.addTask {
                     do {
-                        try await UploadSession(node: node, channel: connection).run()
+                        try await UploadSession(node: node, channel: connection.channel).run()
                     } catch where !Task.isCancelled {
                         if isMisbehaviour(error) {
                             await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)

@@ -22,8 +22,15 @@ public enum Transport {
             configuration: .init(isOutboundHalfClosureEnabled: true, inboundType: PeerMessage.self, outboundType: PeerMessage.self))
     }
 
+    /// An accepted connection and the remote's address, read when it was accepted: by the
+    /// time a short-lived rogue connection is served, the socket may have no address left.
+    public struct Inbound: Sendable {
+        public let channel: PeerChannel
+        public let remote: String
+    }
+
     public struct Listener: Sendable {
-        public let channel: NIOAsyncChannel<PeerChannel, Never>
+        public let channel: NIOAsyncChannel<Inbound, Never>
         /// The port actually bound, which differs from the one asked for when that was 0.
         public let port: Int
         public let host: String
@@ -36,7 +43,7 @@ public enum Transport {
                 .serverChannelOption(.backlog, value: 256)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { try configure(channel) }
+                    channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel), remote: describe(channel.remoteAddress)) }
                 }
             let bound = server.channel.localAddress?.port ?? port
             return Listener(channel: server, port: bound, host: host)
@@ -109,10 +116,10 @@ extension Duration {
     }
 }
 
-extension NIOAsyncChannel {
-    /// The remote address for log lines.
-    var remoteDescription: String {
-        guard let address = channel.remoteAddress, let ip = address.ipAddress, let port = address.port else { return "an unknown address" }
+extension Transport {
+    /// HOST:PORT of a socket address, for log lines.
+    static func describe(_ address: SocketAddress?) -> String {
+        guard let address, let ip = address.ipAddress, let port = address.port else { return "an unknown address" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }

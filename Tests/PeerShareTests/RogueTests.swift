@@ -112,7 +112,7 @@ func withRogueServer<R: Sendable>(
             try await withThrowingDiscardingTaskGroup { connections in
                 try await listener.channel.executeThenClose { inbound in
                     for try await connection in inbound {
-                        connections.addTask { try? await handle(connection) }
+                        connections.addTask { try? await handle(connection.channel) }
                     }
                 }
             }
