@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "PeerShareNode",
             dependencies: [
-                "PeerShareCore", "PeerShareStore", "PeerShareWire",
+                "PeerShareCore", "PeerShareStore", "PeerShareWire", "CPosixShim",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -74,6 +74,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // POSIX calls Swift's Glibc module does not import (syncfs).
+        .target(name: "CPosixShim"),
         // libFuzzer target for the wire decoder; see tools/fuzz. Built normally it replays inputs.
         .executableTarget(
             name: "peershare-fuzz",

@@ -43,6 +43,9 @@ public final class ChildProcess: @unchecked Sendable {
                 let pipe = Pipe()
                 assign(pipe)
                 readers.append((pipe.fileHandleForReading, echo, try copyTo.map { try Self.appendHandle($0) }))
+            } else if case .inherit = output {
+                // Left unset: Foundation's Process sends a stream set to nil to /dev/null.
+                continue
             } else {
                 assign(try Self.handle(for: output))
             }

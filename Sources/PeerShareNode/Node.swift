@@ -22,6 +22,9 @@ public actor Node {
     public let directory: ChunkDirectory
     private let index: ChunkIndex
     private let io: NIOThreadPool
+    /// Its own thread for syncing batches to disk: a sync can take tens of milliseconds, and
+    /// must not hold up hashing, chunk writes and reads for uploads on `io`.
+    private let durability: NIOThreadPool
     private let logger: Logger
 
     public private(set) var manifest: Manifest?
@@ -33,6 +36,15 @@ public actor Node {
     private var completeDownloaders: Set<String> = []
     private var subscribers: [Int: AsyncStream<NodeEvent>.Continuation] = [:]
     private var nextSubscriberID = 0
+    /// Verified chunks in temporary files, waiting to be made durable and indexed together.
+    private var pendingChunks: [PendingChunk] = []
+    private var chunkCommitter: Task<Void, Never>?
+    /// Event and transfer rows waiting for the next commit: rows are written in batches,
+    /// since one transaction per row was most of SQLite's cost.
+    private var pendingEvents: [EventRecord] = []
+    private var pendingTransfers: [ChunkIndex.TransferRecord] = []
+    private var recordFlusher: Task<Void, Never>?
+    private var lastSummaryWrite = ContinuousClock.now - .seconds(1)
     private var summaryDirty = false
     private var summaryWriter: Task<Void, Never>?
     private var assemblyTask: Task<Void, Never>?
@@ -82,6 +94,8 @@ public actor Node {
         self.role = role
         self.directory = directory
         self.io = io
+        self.durability = NIOThreadPool(numberOfThreads: 1)
+        self.durability.start()
         self.logger = logger
         self.index = try ChunkIndex(path: databasePath, role: role, nodeName: name)
         // So that `peershare-inspect verify` finds the chunk files even when --db puts the index elsewhere.
@@ -103,13 +117,29 @@ public actor Node {
 
     /// Logs one activity to the console and to the index's events table.
     public func log(_ kind: EventKind, chunk: ChunkID? = nil, source: ChunkIndex.Source? = nil, _ message: String, level: Logger.Level = .info) {
-        // Recorded first, so that anyone who has seen the line can find the row.
-        do {
-            try index.record(EventRecord(kind: kind, chunk: chunk, source: source, message: message))
-        } catch {
-            logger.error("could not record event in the index: \(error)")
-        }
+        pendingEvents.append(EventRecord(kind: kind, chunk: chunk, source: source, message: message))
+        scheduleRecordFlush()
         logger.log(level: level, "\(message)")
+    }
+
+    /// Commits waiting event and transfer rows once the actor is free: everything logged
+    /// meanwhile goes into the same transaction.
+    private func scheduleRecordFlush() {
+        guard recordFlusher == nil else { return }
+        recordFlusher = Task { self.flushRecords() }
+    }
+
+    private func flushRecords() {
+        recordFlusher = nil
+        guard !pendingEvents.isEmpty || !pendingTransfers.isEmpty else { return }
+        let events = pendingEvents, transfers = pendingTransfers
+        pendingEvents.removeAll(keepingCapacity: true)
+        pendingTransfers.removeAll(keepingCapacity: true)
+        do {
+            try index.commit(chunks: [], transfers: transfers, events: events)
+        } catch {
+            logger.error("could not record \(events.count) events and \(transfers.count) transfers in the index: \(error)")
+        }
     }
 
     public func subscribe() -> AsyncStream<NodeEvent> {
@@ -240,44 +270,88 @@ public actor Node {
             return .duplicate
         }
         let directory = self.directory
-        let verdict: Result<Void, any Error> = await runBlocking {
-                let digest = data.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
-                guard data.readableBytes == manifest.size(of: id) else {
-                    throw NodeError.badChunk("\(data.readableBytes) bytes, expected \(manifest.size(of: id))")
-                }
-                guard digest == manifest.hash(of: id) else {
-                    throw NodeError.badChunk("SHA-256 \(digest.short) does not match the manifest's \(manifest.hash(of: id).short)")
-                }
-                try directory.write(id, bytes: data)
+        let verdict: Result<String, any Error> = await runBlocking {
+            guard data.readableBytes == manifest.size(of: id) else {
+                throw NodeError.badChunk("\(data.readableBytes) bytes, expected \(manifest.size(of: id))")
+            }
+            let digest = data.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
+            guard digest == manifest.hash(of: id) else {
+                throw NodeError.badChunk("SHA-256 \(digest.short) does not match the manifest's \(manifest.hash(of: id).short)")
+            }
+            return try directory.writeTemporary(id, bytes: data)
         }
         let finishedAt = Clock.nowMicros()
-        if case .failure(let error) = verdict {
+        switch verdict {
+        case .failure(let error):
             let reason = (error as? NodeError)?.description ?? "\(error)"
             inFlight.remove(id)
-            try? index.recordTransfer(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt, bytes: data.readableBytes, outcome: .rejected, detail: reason)
+            pendingTransfers.append(.init(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt,
+                                          bytes: data.readableBytes, outcome: .rejected, detail: reason))
             log(.chunkRejected, chunk: id, source: source, "rejected chunk \(id) from \(source.name): \(reason)", level: .warning)
             broadcast(.stateChanged)
             return .rejected(reason)
+        case .success(let temporary):
+            // Verified. It stays claimed (in flight) until its batch is durable and indexed;
+            // only then is it held, announced, and served.
+            pendingChunks.append(PendingChunk(id: id, temporary: temporary, size: data.readableBytes, source: source,
+                                              startedAt: startedAt, finishedAt: finishedAt))
+            if chunkCommitter == nil { chunkCommitter = Task { await self.commitPendingChunks() } }
+            return .stored
         }
-        let millis = Double(finishedAt - startedAt) / 1000
-        let message = "received chunk \(id) from \(source.name) (\(data.readableBytes) B in \(formatMillis(millis)) ms)"
-        do {
-            try index.commitChunks(
-                [.init(id: id, size: data.readableBytes, sha256: manifest.hash(of: id), source: source, startedAt: startedAt, finishedAt: finishedAt)],
-                events: [EventRecord(at: finishedAt, kind: .chunkReceived, chunk: id, source: source, message: message)])
-        } catch {
-            inFlight.remove(id)
-            log(.error, chunk: id, "could not index chunk \(id): \(error)", level: .error)
-            broadcast(.stateChanged)
-            return .rejected("index write failed")
+    }
+
+    /// Group commit: while one batch is being made durable, the next gathers. Per batch, one
+    /// sync of the file system, the renames, one fsync of the folder, then one transaction
+    /// with the chunks' rows and every waiting event: a row never precedes its durable file.
+    private func commitPendingChunks() async {
+        while !pendingChunks.isEmpty {
+            let batch = pendingChunks
+            pendingChunks.removeAll(keepingCapacity: true)
+            let directory = self.directory
+            let durable: Result<Void, any Error>
+            do {
+                durable = .success(try await durability.runIfActive { try directory.makeDurable(batch.map { ($0.id, $0.temporary) }) })
+            } catch {
+                durable = .failure(error)
+            }
+            var failure: String?
+            if case .failure(let error) = durable {
+                failure = "could not make \(batch.count) chunks durable: \(error)"
+            } else {
+                guard let manifest else { break }
+                let received = batch.map { chunk in
+                    EventRecord(at: chunk.finishedAt, kind: .chunkReceived, chunk: chunk.id, source: chunk.source,
+                                message: "received chunk \(chunk.id) from \(chunk.source.name) (\(chunk.size) B in \(formatMillis(Double(chunk.finishedAt - chunk.startedAt) / 1000)) ms)")
+                }
+                let events = pendingEvents + received, transfers = pendingTransfers
+                do {
+                    try index.commit(
+                        chunks: batch.map { .init(id: $0.id, size: $0.size, sha256: manifest.hash(of: $0.id), source: $0.source, startedAt: $0.startedAt, finishedAt: $0.finishedAt) },
+                        transfers: transfers, events: events)
+                    pendingEvents.removeAll(keepingCapacity: true)
+                    pendingTransfers.removeAll(keepingCapacity: true)
+                    for event in received { logger.info("\(event.message)") }
+                } catch {
+                    failure = "could not index \(batch.count) chunks: \(error)"
+                }
+            }
+            if let failure {
+                // Nothing was indexed: the chunks are released and will be fetched again.
+                for chunk in batch { inFlight.remove(chunk.id) }
+                log(.error, failure, level: .error)
+                broadcast(.stateChanged)
+                continue
+            }
+            for chunk in batch {
+                held.insert(chunk.id)
+                inFlight.remove(chunk.id)
+                broadcast(.have(chunk.id))
+            }
+            scheduleSummary()
+            if held.isComplete { startAssembly() }
         }
-        logger.info("\(message)")
-        held.insert(id)
-        inFlight.remove(id)
-        broadcast(.have(id))
-        scheduleSummary()
-        if held.isComplete { startAssembly() }
-        return .stored
+        chunkCommitter = nil
+        broadcast(.stateChanged)
     }
 
     func readChunk(_ id: ChunkID) async throws -> ByteBuffer {
@@ -288,12 +362,7 @@ public actor Node {
     }
 
     func recordUpload(_ id: ChunkID, to peer: ChunkIndex.Source, startedAt: Int64, bytes: Int) {
-        let finishedAt = Clock.nowMicros()
-        do {
-            try index.recordTransfer(chunk: id, direction: "out", peer: peer, startedAt: startedAt, finishedAt: finishedAt, bytes: bytes, outcome: .sent)
-        } catch {
-            logger.error("could not record upload in the index: \(error)")
-        }
+        pendingTransfers.append(.init(chunk: id, direction: "out", peer: peer, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: bytes, outcome: .sent))
         log(.chunkSent, chunk: id, source: peer, "sent chunk \(id) to \(peer.name) (\(bytes) B)")
     }
 
@@ -345,6 +414,11 @@ public actor Node {
 
     private func writeSummaries() async {
         while summaryDirty {
+            // At most a few rewrites a second while chunks stream in (each is a durable
+            // write); at once when the last chunk arrives, so the final summary is prompt.
+            let wait = summaryInterval - (ContinuousClock.now - lastSummaryWrite)
+            if !isComplete, wait > .zero { try? await Task.sleep(for: wait) }
+            lastSummaryWrite = .now
             summaryDirty = false
             do {
                 let ids = try index.db.query("SELECT chunk_id FROM chunks ORDER BY chunk_id") { ChunkID(UInt32($0.int(0))) }
@@ -357,6 +431,8 @@ public actor Node {
         summaryWriter = nil
         broadcast(.stateChanged)
     }
+
+    private let summaryInterval = Duration.milliseconds(250)
 
     public var summaryIsCurrent: Bool { !summaryDirty && summaryWriter == nil }
 
@@ -466,9 +542,15 @@ public actor Node {
 
     public var failure: String? { fatalError }
 
-    public func close(outcome: String) {
+    public func close(outcome: String) async {
+        // A batch being made durable is finished (its rows are committed); the rest of the
+        // events follow. Chunks not yet in a batch are abandoned: their temporary files
+        // are deleted at the next start.
+        await chunkCommitter?.value
         log(.stopped, "stopped: \(outcome)")
+        flushRecords()
         index.close(outcome: outcome)
+        try? await durability.shutdownGracefully()
         for continuation in subscribers.values { continuation.finish() }
         subscribers.removeAll()
     }
@@ -523,6 +605,16 @@ public actor Node {
 func formatMillis(_ value: Double) -> String {
     let rounded = (value * 10).rounded() / 10
     return String(rounded)
+}
+
+/// A verified chunk in a temporary file, waiting for its batch to become durable.
+struct PendingChunk: Sendable {
+    let id: ChunkID
+    let temporary: String
+    let size: Int
+    let source: ChunkIndex.Source
+    let startedAt: Int64
+    let finishedAt: Int64
 }
 
 public enum NodeError: Error, CustomStringConvertible {

@@ -167,18 +167,22 @@ public final class ChunkIndex {
     /// each, in a single transaction. Call only after the files are fsynced and renamed.
     public func commitChunks(_ chunks: [ReceivedChunk], events: [EventRecord]) throws {
         try db.transaction {
-            for chunk in chunks {
-                let source = try sourceID(chunk.source)
-                let duration = max(0, chunk.finishedAt - chunk.startedAt)
-                try db.run("INSERT INTO chunks (chunk_id, size, sha256, source_id, received_at, duration_us) VALUES (?, ?, ?, ?, ?, ?)",
-                           chunk.id.rawValue, chunk.size, chunk.sha256.bytes, source, chunk.finishedAt, duration)
-                if chunk.source.kind != .file {
-                    try db.run("INSERT INTO transfers (chunk_id, direction, source_id, started_at, finished_at, bytes, outcome) VALUES (?, 'in', ?, ?, ?, ?, 'verified')",
-                               chunk.id.rawValue, source, chunk.startedAt, chunk.finishedAt, chunk.size)
-                }
-            }
+            try insertChunks(chunks)
             for event in events { try insert(event) }
         }
+    }
+
+    private func insertChunks(_ chunks: [ReceivedChunk]) throws {
+        for chunk in chunks {
+            let source = try sourceID(chunk.source)
+            let duration = max(0, chunk.finishedAt - chunk.startedAt)
+            try db.run("INSERT INTO chunks (chunk_id, size, sha256, source_id, received_at, duration_us) VALUES (?, ?, ?, ?, ?, ?)",
+                       chunk.id.rawValue, chunk.size, chunk.sha256.bytes, source, chunk.finishedAt, duration)
+            if chunk.source.kind != .file {
+                try db.run("INSERT INTO transfers (chunk_id, direction, source_id, started_at, finished_at, bytes, outcome) VALUES (?, 'in', ?, ?, ?, ?, 'verified')",
+                           chunk.id.rawValue, source, chunk.startedAt, chunk.finishedAt, chunk.size)
+            }
+            }
     }
 
     /// Forgets chunks whose files turned out missing or damaged, one event each, so they are
@@ -211,6 +215,43 @@ public final class ChunkIndex {
     }
 
     public enum TransferOutcome: String, Sendable { case verified, rejected, sent }
+
+    /// One upload or rejected download, for `commit(chunks:transfers:events:)`.
+    public struct TransferRecord: Sendable {
+        public let chunk: ChunkID
+        public let direction: String
+        public let peer: Source
+        public let startedAt: Int64
+        public let finishedAt: Int64
+        public let bytes: Int
+        public let outcome: TransferOutcome
+        public let detail: String?
+
+        public init(chunk: ChunkID, direction: String, peer: Source, startedAt: Int64, finishedAt: Int64, bytes: Int, outcome: TransferOutcome, detail: String? = nil) {
+            self.chunk = chunk
+            self.direction = direction
+            self.peer = peer
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+            self.bytes = bytes
+            self.outcome = outcome
+            self.detail = detail
+        }
+    }
+
+    /// Commits a batch in one transaction: chunk rows (whose files the caller has already made
+    /// durable), transfer rows and events. One commit per batch, not per row, is what keeps
+    /// SQLite's share of a transfer small.
+    public func commit(chunks: [ReceivedChunk], transfers: [TransferRecord], events: [EventRecord]) throws {
+        try db.transaction {
+            try insertChunks(chunks)
+            for t in transfers {
+                try recordTransfer(chunk: t.chunk, direction: t.direction, peer: t.peer, startedAt: t.startedAt, finishedAt: t.finishedAt,
+                                   bytes: t.bytes, outcome: t.outcome, detail: t.detail)
+            }
+            for event in events { try insert(event) }
+        }
+    }
 
     public func recordTransfer(chunk: ChunkID, direction: String, peer: Source, startedAt: Int64, finishedAt: Int64, bytes: Int, outcome: TransferOutcome, detail: String? = nil) throws {
         try db.run("INSERT INTO transfers (chunk_id, direction, source_id, started_at, finished_at, bytes, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
