@@ -78,10 +78,12 @@ struct DownloadSession {
                         await node.release(requested.keys)
                         if remote == .neighbour {
                             // Tell the uploader we are complete, in case its last HAVE is still queued.
-                            try await io.send(.chunkList(bitfield: await node.heldChunks.bitfield))
+                            await io.sendIfOpen(.chunkList(bitfield: await node.heldChunks.bitfield))
                         }
-                        try await io.finish()
-                        if remote == .neighbour { await node.toldComplete(neighbour: hello.name, address: endpoint) }
+                        // An uploader that saw our last HAVE may close first and be gone; that
+                        // is the end of the conversation, not a lost connection to retry.
+                        try? await io.finish()
+                        if remote == .neighbour, !io.remoteStoppedReading { await node.toldComplete(neighbour: hello.name, address: endpoint) }
                         return .finished
                     }
                     let room = window - requested.count

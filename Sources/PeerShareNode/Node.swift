@@ -46,6 +46,7 @@ public actor Node {
     private var recordFlusher: Task<Void, Never>?
     private var lastSummaryWrite = ContinuousClock.now - .seconds(1)
     private var summaryDirty = false
+    private var summaryTimer: Task<Void, Never>?
     private var summaryWriter: Task<Void, Never>?
     private var assemblyTask: Task<Void, Never>?
     private var fatalError: String?
@@ -406,29 +407,38 @@ public actor Node {
 
     /// Rewrites the summary file from the index, coalescing bursts: at most one write runs,
     /// and one more follows if chunks arrived meanwhile.
+    /// Rewrites the summary file soon: at once if the last rewrite was long enough ago or
+    /// this node just became complete, otherwise when the interval is up. Each rewrite is a
+    /// durable write, so while chunks stream in there are at most a few a second.
     private func scheduleSummary() {
         summaryDirty = true
         guard summaryWriter == nil else { return }
-        summaryWriter = Task { await self.writeSummaries() }
-    }
-
-    private func writeSummaries() async {
-        while summaryDirty {
-            // At most a few rewrites a second while chunks stream in (each is a durable
-            // write); at once when the last chunk arrives, so the final summary is prompt.
-            let wait = summaryInterval - (ContinuousClock.now - lastSummaryWrite)
-            if !isComplete, wait > .zero { try? await Task.sleep(for: wait) }
-            lastSummaryWrite = .now
-            summaryDirty = false
-            do {
-                let ids = try index.db.query("SELECT chunk_id FROM chunks ORDER BY chunk_id") { ChunkID(UInt32($0.int(0))) }
-                let directory = self.directory
-                try await io.runIfActive { try directory.writeSummary(ids) }
-            } catch {
-                log(.error, "could not write the summary file: \(error)", level: .error)
+        let due = lastSummaryWrite + summaryInterval
+        if isComplete || ContinuousClock.now >= due {
+            summaryTimer?.cancel()
+            summaryTimer = nil
+            summaryWriter = Task { await self.writeSummary() }
+        } else if summaryTimer == nil {
+            summaryTimer = Task {
+                do { try await Task.sleep(until: due, clock: .continuous) } catch { return }
+                self.summaryTimer = nil
+                self.scheduleSummary()
             }
         }
+    }
+
+    private func writeSummary() async {
+        lastSummaryWrite = .now
+        summaryDirty = false
+        do {
+            let ids = try index.db.query("SELECT chunk_id FROM chunks ORDER BY chunk_id") { ChunkID(UInt32($0.int(0))) }
+            let directory = self.directory
+            try await io.runIfActive { try directory.writeSummary(ids) }
+        } catch {
+            log(.error, "could not write the summary file: \(error)", level: .error)
+        }
         summaryWriter = nil
+        if summaryDirty { scheduleSummary() }
         broadcast(.stateChanged)
     }
 
