@@ -47,6 +47,7 @@ let package = Package(
             name: "PeerShareNode",
             dependencies: [
                 "PeerShareCore", "PeerShareStore", "PeerShareWire", "CPosixShim",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

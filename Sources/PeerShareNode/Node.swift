@@ -127,8 +127,15 @@ public actor Node {
     /// meanwhile goes into the same transaction.
     private func scheduleRecordFlush() {
         guard recordFlusher == nil else { return }
-        recordFlusher = Task { self.flushRecords() }
+        recordFlusher = Task {
+            // Gather a few milliseconds of rows into one transaction: each commit rewrites
+            // the B-tree pages it touched into the WAL, so fewer, larger commits write far less.
+            try? await Task.sleep(for: recordFlushDelay)
+            self.flushRecords()
+        }
     }
+
+    private let recordFlushDelay = Duration.milliseconds(20)
 
     private func flushRecords() {
         recordFlusher = nil

@@ -1,4 +1,5 @@
 import AsyncAlgorithms
+import NIOConcurrencyHelpers
 import NIOCore
 import PeerShareCore
 import PeerShareStore
@@ -19,6 +20,7 @@ struct SessionIO {
     private var inputs: AsyncChannel<SessionInput>.Iterator
     private let outbound: NIOAsyncChannelOutboundWriter<PeerMessage>
     let limits: SessionLimits
+    private let sendWatch: SendWatch
     private let clock = ContinuousClock()
     private var lastReceived: ContinuousClock.Instant
     private var lastSent: ContinuousClock.Instant
@@ -26,7 +28,8 @@ struct SessionIO {
     /// Set once the remote's HELLO has been accepted; before that the handshake timeout runs.
     var handshakeDone = false
 
-    init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<PeerMessage>, limits: SessionLimits) {
+    init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<PeerMessage>, limits: SessionLimits, sendWatch: SendWatch) {
+        self.sendWatch = sendWatch
         self.inputs = inputs.makeAsyncIterator()
         self.outbound = outbound
         self.limits = limits
@@ -78,23 +81,20 @@ struct SessionIO {
         }
     }
 
-    /// Sends, waiting for TCP to drain if it must, but not forever: a remote that stops
-    /// reading for the request timeout is dropped, so it cannot pin a connection slot.
+    /// Sends, waiting for TCP to drain if it must, but not forever: the session's clock
+    /// closes a connection whose remote has read nothing for the request timeout while we
+    /// wait to send, so it cannot pin a connection slot (see `withSession`).
     mutating func send(_ message: PeerMessage) async throws {
-        let outbound = self.outbound
-        let limit = limits.requestTimeout
+        sendWatch.begin()
+        defer { sendWatch.end() }
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await outbound.write(message) }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    throw NodeError.protocolViolation("the remote read nothing for \(limit.seconds) s")
-                }
-                defer { group.cancelAll() }
-                try await group.next()
+            try await outbound.write(message)
+        } catch {
+            if sendWatch.timedOut {
+                let timeout = NodeError.protocolViolation("the remote read nothing for \(limits.requestTimeout.seconds) s")
+                stalled = timeout
+                throw timeout
             }
-        } catch let error as NodeError {
-            stalled = error
             throw error
         }
         lastSent = clock.now
@@ -150,15 +150,19 @@ func withSession<R: Sendable>(_ channel: PeerChannel, node: Node, _ body: (inout
             group.addTask {
                 for await event in events { await merged.send(.local(event)) }
             }
+            let sendWatch = SendWatch()
             group.addTask {
-                // A clock for the timeouts: bounded waits, not synchronisation.
+                // A clock for the timeouts: bounded waits, not synchronisation. A send stuck
+                // behind a remote that reads nothing is ended from here, since the session
+                // itself is waiting inside that send.
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(1))
+                    if sendWatch.expire(after: limits.requestTimeout) { channel.channel.close(promise: nil) }
                     await merged.send(.tick)
                 }
             }
             defer { group.cancelAll() }
-            var io = SessionIO(inputs: merged, outbound: outbound, limits: limits)
+            var io = SessionIO(inputs: merged, outbound: outbound, limits: limits, sendWatch: sendWatch)
             return try await body(&io)
         }
     }
@@ -200,4 +204,26 @@ func manifestMessages(_ manifest: Manifest) -> [PeerMessage] {
         first = end
     }
     return messages
+}
+
+/// When the session's current send began, shared with its clock task.
+final class SendWatch: Sendable {
+    private struct State {
+        var pendingSince: ContinuousClock.Instant?
+        var timedOut = false
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func begin() { state.withLockedValue { $0.pendingSince = .now } }
+    func end() { state.withLockedValue { $0.pendingSince = nil } }
+    var timedOut: Bool { state.withLockedValue { $0.timedOut } }
+
+    /// True (once) if a send has been waiting longer than `limit`.
+    func expire(after limit: Duration) -> Bool {
+        state.withLockedValue {
+            guard let since = $0.pendingSince, !$0.timedOut, ContinuousClock.now - since > limit else { return false }
+            $0.timedOut = true
+            return true
+        }
+    }
 }

@@ -29,6 +29,10 @@ public enum Transport {
         public let remote: String
     }
 
+    /// Reads of up to 256 KiB: a PIECE is 100 KiB, and NIO's default (at most 64 KiB,
+    /// starting at 2 KiB) made every chunk cost several reads and decoder passes.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 16 * 1024, initial: 128 * 1024, maximum: 256 * 1024)
+
     public struct Listener: Sendable {
         public let channel: NIOAsyncChannel<Inbound, Never>
         /// The port actually bound, which differs from the one asked for when that was 0.
@@ -42,6 +46,7 @@ public enum Transport {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.backlog, value: 256)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.recvAllocator, value: Transport.receiveBuffers)
                 .bind(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel), remote: describe(channel.remoteAddress)) }
                 }
@@ -58,6 +63,7 @@ public enum Transport {
         try await ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: Transport.receiveBuffers)
             .connect(host: endpoint.host, port: endpoint.port) { channel in
                 channel.eventLoop.makeCompletedFuture { try configure(channel) }
             }
