@@ -69,7 +69,7 @@ public enum Transport {
             }
     }
 
-    /// Connects, retrying with a short exponential backoff (50 ms doubling to 1 s) until
+    /// Connects, retrying with a short exponential backoff (10 ms doubling to 1 s) until
     /// `patience` has passed. Each retry is reported through `onRetry`.
     /// The delay between attempts is a deliberate timer: there is no event that says a
     /// remote listener has come up.
@@ -80,7 +80,7 @@ public enum Transport {
     ) async throws -> PeerChannel {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: patience)
-        var delay = Duration.milliseconds(50)
+        var delay = Duration.milliseconds(10)  // peers started together are usually up within milliseconds
         var attempt = 1
         while true {
             do {

@@ -181,8 +181,8 @@ struct CommandLineErrorTests {
         let port = try reserveFreePorts(1)[0]
         let result = try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(port)", "--port", "0", "--dir", dir, "--connect-timeout", "1"])
         expectOneCleanError(result, containing: "cannot reach 127.0.0.1:\(port): connection refused")
-        #expect(result.stderr.contains("retry 1 in 50 ms"))
-        #expect(result.stderr.contains("retry 3 in 200 ms"))
+        #expect(result.stderr.contains("retry 1 in 10 ms"))
+        #expect(result.stderr.contains("retry 3 in 40 ms"))
     }
 
     @Test("malformed HOST:PORT", arguments: ["nonsense", "127.0.0.1:99999", "127.0.0.1:", ":7000"])
