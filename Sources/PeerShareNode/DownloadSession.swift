@@ -88,9 +88,8 @@ struct DownloadSession {
                     }
                     let room = window - requested.count
                     if room > 0 {
-                        for id in await node.claim(offered: offered, fromOwner: remote == .owner, limit: room) {
+                        for id in await node.claim(offered: offered, fromOwner: remote == .owner, limit: room, source: source) {
                             requested[id] = Clock.nowMicros()
-                            await node.log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(hello.name)")
                             try await io.send(.request(id))
                         }
                     }
@@ -104,8 +103,8 @@ struct DownloadSession {
                         await node.log(.listReceived, source: source, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
                     case .message(.have(let id)):
                         guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                        offered.insert(id)
-                        if await !node.heldChunks.contains(id) { lastUseful = .now }
+                        // Anything newly announced counts as progress (no actor visit per HAVE).
+                        if offered.insert(id) { lastUseful = .now }
                     case .message(.piece(let id, let data)):
                         guard let startedAt = requested.removeValue(forKey: id) else {
                             await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)

@@ -252,12 +252,15 @@ public actor Node {
 
     /// Picks chunks to fetch from a source and marks them in flight, so that no other
     /// session requests the same chunk at the same time.
-    func claim(offered: ChunkSet, fromOwner: Bool, limit: Int) -> [ChunkID] {
+    /// Each pick is logged as a `chunk_requested` event from `source` (in the same visit to
+    /// the actor: a request costs the session one hop, not two).
+    func claim(offered: ChunkSet, fromOwner: Bool, limit: Int, source: ChunkIndex.Source) -> [ChunkID] {
         guard manifest != nil, offered.capacity == held.capacity else { return [] }
         // The owner is asked only for the share, unless the neighbours were given up on.
         let wanted = fromOwner && ownerFallback == nil ? share : nil
         let picks = ChunkPicker.pick(held: held, offered: offered, inFlight: inFlight, wanted: wanted, limit: limit)
         inFlight.formUnion(picks)
+        for id in picks { log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(source.name)") }
         return picks
     }
 
@@ -362,11 +365,18 @@ public actor Node {
         broadcast(.stateChanged)
     }
 
-    func readChunk(_ id: ChunkID) async throws -> ByteBuffer {
-        guard let manifest, held.contains(id) else { throw NodeError.notHeld(id) }
+    /// One request from a downloader, in one visit to the actor: logs it, and returns the
+    /// chunk's bytes and, under --max-upload-rate, when it may be sent; nil if not held.
+    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source) async throws -> (ByteBuffer, ContinuousClock.Instant?)? {
+        guard let manifest, held.contains(id) else {
+            log(.requestHandled, chunk: id, source: peer, "rejected request from \(peer.name) for chunk \(id): not held")
+            return nil
+        }
+        log(.requestHandled, chunk: id, source: peer, "handling request from \(peer.name) for chunk \(id)")
         let directory = self.directory
         let size = manifest.size(of: id)
-        return try await io.runIfActive { try directory.read(id, expectedSize: size) }
+        let data = try await io.runIfActive { try directory.read(id, expectedSize: size) }
+        return (data, uploadSlot(for: data.readableBytes))
     }
 
     func recordUpload(_ id: ChunkID, to peer: ChunkIndex.Source, startedAt: Int64, bytes: Int) {

@@ -70,17 +70,14 @@ struct UploadSession {
                     let startedAt = Clock.nowMicros()
                     if io.remoteStoppedReading {
                         continue
-                    } else if await node.heldChunks.contains(id) {
-                        await node.log(.requestHandled, chunk: id, source: remote, "handling request from \(hello.name) for chunk \(id)")
-                        let data = try await node.readChunk(id)
-                        if let slot = await node.uploadSlot(for: data.readableBytes) {
+                    } else if let (data, slot) = try await node.handleRequest(for: id, from: remote) {
+                        if let slot {
                             // Pacing under --max-upload-rate is a timer by design.
                             try await Task.sleep(until: slot, clock: .continuous)
                         }
                         await io.sendIfOpen(.piece(id, data))
                         if !io.remoteStoppedReading { await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: data.readableBytes) }
                     } else {
-                        await node.log(.requestHandled, chunk: id, source: remote, "rejected request from \(hello.name) for chunk \(id): not held")
                         await io.sendIfOpen(.reject(id))
                     }
                 case .message(let other):
