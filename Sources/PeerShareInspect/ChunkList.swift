@@ -75,11 +75,7 @@ public struct ChunkList: Sendable {
     }
 
     public func render(_ format: OutputFormat) -> String {
-        switch format {
-        case .json: JSON.encode(.array(rows.map { .record($0.record) })) + "\n"
-        case .csv: CSV.table(rows.map(\.record), header: Self.header)
-        case .table: table()
-        }
+        format.render(records: rows.map(\.record), header: Self.header, table: table)
     }
 
     func table() -> String {

@@ -101,11 +101,7 @@ public struct EventLog: Sendable {
     }
 
     public func render(_ format: OutputFormat) -> String {
-        switch format {
-        case .json: JSON.encode(.array(rows.map { .record($0.record) })) + "\n"
-        case .csv: CSV.table(rows.map(\.record), header: EventRow.header)
-        case .table: rows.isEmpty ? "no events match\n" : Self.table(rows)
-        }
+        format.render(records: rows.map(\.record), header: EventRow.header) { rows.isEmpty ? "no events match\n" : Self.table(rows) }
     }
 
     static func table(_ rows: [EventRow]) -> String {

@@ -258,3 +258,14 @@ extension String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 }
+
+extension OutputFormat {
+    /// A list report: a JSON array of its records, CSV with the header row, or its table.
+    func render(records: [Record], header: [String], table: () -> String) -> String {
+        switch self {
+        case .json: JSON.encode(.array(records.map { .record($0) })) + "\n"
+        case .csv: CSV.table(records, header: header)
+        case .table: table()
+        }
+    }
+}
