@@ -51,9 +51,7 @@ public struct ChunkDirectory: Sendable {
     /// Writes a verified chunk to a new temporary file beside the chunk files, without
     /// fsync: `makeDurable` makes a whole batch of them durable at once.
     public func writeTemporary(_ id: ChunkID, bytes: ByteBuffer) throws -> String {
-        let temporary = "\(chunksFolder)/\(PosixFiles.temporaryPrefix)\(getpid())-\(id.rawValue)-\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: temporary, errno: errno) }
+        let (fd, temporary) = try PosixFiles.createTemporary(in: chunksFolder, tag: "\(id.rawValue)-")
         defer { close(fd) }
         do {
             try PosixFiles.writeAll(fd, bytes, path: temporary)

@@ -91,9 +91,7 @@ enum PosixFiles {
     /// Writes `bytes` to `path` so that, once this returns, the file is complete and durable
     /// under its final name: temporary file, fsync, rename, fsync of the directory.
     static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws -> Void) throws {
-        let temporary = "\(directory)/\(temporaryPrefix)\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: temporary, errno: errno) }
+        let (fd, temporary) = try createTemporary(in: directory)
         do {
             try write(fd, temporary)
             try fsync(fd, path: temporary)
@@ -109,6 +107,15 @@ enum PosixFiles {
             throw error
         }
         try fsyncDirectory(directory)
+    }
+
+    /// A new, empty file in `directory` with a name start-up recognises as stale, open for
+    /// writing. The caller renames it into place or unlinks it, and closes the descriptor.
+    static func createTemporary(in directory: String, tag: String = "") throws(FileSystemError) -> (fd: Int32, path: String) {
+        let path = "\(directory)/\(temporaryPrefix)\(getpid())-\(tag)\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: path, errno: errno) }
+        return (fd, path)
     }
 
     static func makeDirectory(_ path: String) throws(FileSystemError) {

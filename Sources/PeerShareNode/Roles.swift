@@ -316,7 +316,7 @@ public enum PeerRole {
                 } else {
                     await node.log(.disconnected, "lost download neighbour \(neighbour): \(error); reconnecting", level: .warning)
                 }
-            } catch where !Task.isCancelled && !(error is NodeError && !isMisbehaviour(error)) {
+            } catch where !Task.isCancelled && (isMisbehaviour(error) || !(error is NodeError)) {
                 // A neighbour of another swarm, one that keeps sending bad chunks, or one that
                 // broke the protocol on every reconnect: avoid it and ask the owner instead.
                 await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
@@ -347,11 +347,5 @@ func isMisbehaviour(_ error: any Error) -> Bool {
     case is WireError: true
     case NodeError.protocolViolation, NodeError.misbehaving: true
     default: false
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }
