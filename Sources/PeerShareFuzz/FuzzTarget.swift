@@ -9,14 +9,11 @@ import PeerShareWire
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    check(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
-}
-
-func check(_ bytes: [UInt8]) {
-    if let mismatch = PeerMessageDecoder.roundTripMismatch(in: bytes) {
+    if let mismatch = PeerMessageDecoder.roundTripMismatch(in: Array(UnsafeBufferPointer(start: data, count: size))) {
+        // Under libFuzzer a find must crash: that is how it saves the input and reports it.
         fatalError("round trip failed: \(mismatch)")
     }
+    return 0
 }
 
 #if !FUZZING
@@ -33,9 +30,18 @@ struct FuzzReplay {
             return
         }
         arguments = arguments.filter { !$0.hasPrefix("-") }
+        var failures = 0
         for path in arguments {
-            check(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+            guard let input = FileManager.default.contents(atPath: path) else {
+                FileHandle.standardError.write(Data("peershare-fuzz: cannot read \(path)\n".utf8))
+                exit(2)
+            }
+            if let mismatch = PeerMessageDecoder.roundTripMismatch(in: Array(input)) {
+                FileHandle.standardError.write(Data("peershare-fuzz: \(path): round trip failed: \(mismatch)\n".utf8))
+                failures += 1
+            }
         }
+        guard failures == 0 else { exit(1) }
         print("replayed \(arguments.count) inputs: no failures")
     }
 
