@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "PeerShareCLI",
             dependencies: [
-                "PeerShareCore",
+                "PeerShareCore", "CPosixShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -75,7 +75,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // POSIX calls Swift's Glibc module does not import (syncfs).
+        // POSIX calls Swift's Glibc module does not import (syncfs, mallopt).
         .target(name: "CPosixShim"),
         // libFuzzer target for the wire decoder; see tools/fuzz. Built normally it replays inputs.
         .executableTarget(

@@ -8,6 +8,7 @@ import ServiceLifecycle
 @main
 struct PeerShareMain {
     static func main() async {
+        ProcessTuning.useOneMallocArena()
         await CommandRunner.main(PeerShareCommand.self, programName: "peershare")
     }
 }
