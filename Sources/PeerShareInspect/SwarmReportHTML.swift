@@ -69,7 +69,7 @@ extension SwarmReport {
         for source in layout.sources {
             out += "<span><i style=\"background:\(source.colour)\"></i>\(xml(source.name))</span>"
         }
-        out += "<span><i style=\"background:#fff;border:1px solid #d62728\"></i>rejected</span></p>\n"
+        out += "<span><b style=\"color:#d62728\">\u{2715}</b> rejected</span></p>\n"
         return out
     }
 
@@ -133,7 +133,8 @@ extension SwarmReport {
     private func throughput(_ layout: Layout) -> String {
         let rowHeight = 60.0, gap = 14.0, top = 8.0
         let series = nodes.map { layout.bytesPerSecond($0) }
-        let peak = max(1, series.flatMap { $0 }.max() ?? 1)
+        let totals = series.map { bins in bins.map { $0.reduce(0) { $0 + $1.rate } } }
+        let peak = max(1, totals.flatMap { $0 }.max() ?? 1)
         let height = top + Double(nodes.count) * (rowHeight + gap) + 24
         var svg = "<svg class=\"throughput\" width=\"\(Layout.width)\" height=\"\(n(height))\" viewBox=\"0 0 \(Layout.width) \(n(height))\" role=\"img\">\n"
         for (row, node) in nodes.enumerated() {
@@ -141,17 +142,21 @@ extension SwarmReport {
             let base = y0 + rowHeight
             svg += "<g class=\"rate-row\" data-node=\"\(xml(node.name))\">\n"
             svg += "<text x=\"0\" y=\"\(n(y0 + 14))\">\(xml(node.name))</text>\n"
-            svg += "<text x=\"0\" y=\"\(n(y0 + 28))\">peak \(xml(Human.rate(Int64((series[row].max() ?? 0).rounded()))))</text>\n"
+            svg += "<text x=\"0\" y=\"\(n(y0 + 28))\">peak \(xml(Human.rate(Int64((totals[row].max() ?? 0).rounded()))))</text>\n"
             svg += "<rect x=\"\(Layout.left)\" y=\"\(n(y0))\" width=\"\(Layout.plotWidth)\" height=\"\(n(rowHeight))\" fill=\"#f7f7f7\" stroke=\"#ddd\"/>\n"
-            svg += restartLines(node, layout, top: y0, height: rowHeight)
-            // A step line: each slice's rate held flat across the slice.
-            var points: [String] = []
-            for (bin, rate) in series[row].enumerated() {
-                let y = base - (rowHeight - 4) * rate / peak
-                points.append("\(n(layout.binX(bin))),\(n(y))")
-                points.append("\(n(layout.binX(bin + 1))),\(n(y))")
+            // One bar per time slice, stacked by source in the sources' colours, so the
+            // rate reads with the same colours as the timeline above.
+            for (bin, parts) in series[row].enumerated() {
+                var y = base
+                let x = layout.binX(bin), width = max(0.5, layout.binX(bin + 1) - x - 0.5)
+                for part in parts where part.rate > 0 {
+                    let h = (rowHeight - 4) * part.rate / peak
+                    y -= h
+                    svg += "<rect class=\"rate\" x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(n(width))\" height=\"\(n(max(0.5, h)))\" fill=\"\(part.colour)\">"
+                    svg += "<title>\(xml(Human.rate(Int64(part.rate.rounded())))) from \(xml(part.source)) at +\(xml(Human.duration(Int64(bin) * layout.binMicros)))</title></rect>\n"
+                }
             }
-            svg += "<polyline class=\"rate\" fill=\"none\" stroke=\"\(layout.nodeColour(node.name))\" stroke-width=\"1.5\" points=\"\(points.joined(separator: " "))\"/>\n"
+            svg += restartLines(node, layout, top: y0, height: rowHeight)
             for rejection in node.rejections { svg += cross(x: layout.x(rejection.at), y: base - 5, rejection: rejection) }
             svg += "</g>\n"
         }
@@ -181,7 +186,8 @@ extension SwarmReport {
             let at = layout.start + (layout.end - layout.start) * Int64(i) / Int64(ticks)
             let x = layout.x(at)
             let anchor = i == 0 ? "start" : i == ticks ? "end" : "middle"
-            out += "<text x=\"\(n(x))\" y=\"\(n(y))\" text-anchor=\"\(anchor)\">+\(xml(Human.duration(at - layout.start)))</text>\n"
+            let label = i == 0 ? "0" : "+" + Human.duration(at - layout.start)
+            out += "<text x=\"\(n(x))\" y=\"\(n(y))\" text-anchor=\"\(anchor)\">\(xml(label))</text>\n"
         }
         return out
     }
@@ -209,7 +215,9 @@ struct Layout {
         let nodes = report.nodes
         let times = nodes.flatMap { $0.runStarts + $0.arrivals.map(\.at) + $0.rejections.map(\.at) }
         start = times.min() ?? 0
-        end = max(start + 1, times.max() ?? 0)
+        // A little room after the last event, so its mark is not drawn on the frame.
+        let last = max(start + 1, times.max() ?? 0)
+        end = last + max(1, (last - start) / 50)
         bins = 60
         binMicros = max(1, (end - start + Int64(bins) - 1) / Int64(bins))
 
@@ -250,7 +258,6 @@ struct Layout {
     }
 
     func colour(_ arrival: SwarmReport.Arrival) -> String { colours[arrival.source] ?? "#bbb" }
-    func nodeColour(_ name: String) -> String { colours[name] ?? "#222" }
 
     func x(_ at: Int64) -> Double {
         Double(Self.left) + Double(Self.plotWidth) * Double(at - start) / Double(end - start)
@@ -258,13 +265,18 @@ struct Layout {
 
     func binX(_ bin: Int) -> Double { x(min(end, start + Int64(bin) * binMicros)) }
 
-    /// Bytes of held chunks received per second, per time slice.
-    func bytesPerSecond(_ node: SwarmReport.Node) -> [Double] {
-        var bytes = [Int64](repeating: 0, count: bins)
+    /// Per time slice, bytes of held chunks received per second from each source, in the
+    /// legend's order.
+    func bytesPerSecond(_ node: SwarmReport.Node) -> [[(source: String, colour: String, rate: Double)]] {
+        var bytes = [[String: Int64]](repeating: [:], count: bins)
         for arrival in node.arrivals where arrival.sourceKind != "file" {
-            bytes[min(bins - 1, max(0, Int((arrival.at - start) / binMicros)))] += arrival.bytes
+            bytes[min(bins - 1, max(0, Int((arrival.at - start) / binMicros)))][arrival.source, default: 0] += arrival.bytes
         }
-        return bytes.map { Double($0) * 1_000_000 / Double(binMicros) }
+        return bytes.map { slice in
+            sources.compactMap { source in
+                slice[source.name].map { (source.name, source.colour, Double($0) * 1_000_000 / Double(binMicros)) }
+            }
+        }
     }
 }
 
