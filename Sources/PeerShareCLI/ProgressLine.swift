@@ -52,15 +52,20 @@ public struct ProgressState: Sendable, Equatable {
 public enum ProgressLine {
     public static let maximumBarWidth = 40
     static let minimumBarWidth = 5
+    /// Room kept for a short note ("assembled", "exit 0") when sizing the bar.
+    static let reservedForNote = 10
 
     public static func render(_ state: ProgressState, width: Int) -> String {
         let room = width - 1
         guard room > 0 else { return "" }
         var label: String? = state.label.isEmpty ? nil : state.label
-        let counts = state.total.map { "\(state.heldChunks)/\($0.chunks) chunks" } ?? "\(state.heldChunks)/? chunks"
+        // With a total, every field has a fixed width: the line does not jitter as the rate
+        // changes, and the bars of the demo's lines (one per peer) line up.
+        let known = state.total != nil
+        let counts = state.total.map { pad(String(state.heldChunks), to: String($0.chunks).count) + "/\($0.chunks) chunks" } ?? "\(state.heldChunks)/? chunks"
         let percent = state.fraction.map { String(format: "%3d%%", Int(($0 * 100).rounded(.down))) }
-        var rate: String? = state.bytesPerSecond.map { ByteSize.format(Int64($0.rounded())) + "/s" }
-        var eta: String? = state.isComplete ? "done" : "ETA " + (state.secondsLeft.map(clock) ?? "--")
+        var rate: String? = known ? pad(state.bytesPerSecond.map { ByteSize.format(Int64($0.rounded())) + "/s" } ?? "", to: 12) : nil
+        var eta: String? = known ? (state.isComplete ? "done" : "ETA " + (state.secondsLeft.map(clock) ?? "--")).padding(toLength: 11, withPad: " ", startingAt: 0) : nil
         var note = state.note
 
         func line(bar: Int?) -> String {
@@ -77,19 +82,35 @@ public enum ProgressLine {
             if let note { parts.append(note) }
             return parts.joined(separator: " ")
         }
-
-        // Without a total there is nothing to fill a bar with.
-        let withoutBar = line(bar: nil)
-        if state.fraction != nil {
-            let spare = room - withoutBar.count - 3  // brackets and a space
-            if spare >= minimumBarWidth { return line(bar: min(spare, maximumBarWidth)) }
+        // Fields are padded for alignment; the padding is measured but not written at the end.
+        func trimmed(_ text: String) -> String {
+            String(text.reversed().drop(while: { $0 == " " }).reversed())
         }
-        var text = withoutBar
+
+        // Without a total there is nothing to fill a bar with. The bar's width does not
+        // depend on the note (which is dropped if it does not fit), so bars line up.
+        if state.fraction != nil {
+            let kept = note
+            note = nil
+            let spare = room - line(bar: nil).count - 3 - reservedForNote  // brackets and a space
+            note = kept
+            if spare >= minimumBarWidth {
+                let bar = min(spare, maximumBarWidth)
+                if line(bar: bar).count <= room { return trimmed(line(bar: bar)) }
+                note = nil
+                return trimmed(line(bar: bar))
+            }
+        }
+        var text = trimmed(line(bar: nil))
         for drop in [{ note = nil }, { rate = nil }, { eta = nil }, { label = nil }] where text.count > room {
             drop()
-            text = line(bar: nil)
+            text = trimmed(line(bar: nil))
         }
         return String(text.prefix(room))
+    }
+
+    private static func pad(_ text: String, to width: Int) -> String {
+        String(repeating: " ", count: max(0, width - text.count)) + text
     }
 
     /// `0:07`, `12:34`, `1:02:03`; `>99h` beyond that.

@@ -16,14 +16,14 @@ import Testing
     }
 
     @Test func midwayShowsCountsPercentRateEtaAndBar() {
-        let line = ProgressLine.render(state(41, of: 82, rate: 1_024_000), width: 100)
-        #expect(line.hasPrefix("peer1 [####################....................] 41/82 chunks  50% 1000.0 KiB/s ETA 0:05"))
-        #expect(line.count <= 99)
+        let line = ProgressLine.render(state(41, of: 82, rate: 1_024_000), width: 120)
+        #expect(line == "peer1 [####################....................] 41/82 chunks  50% 1000.0 KiB/s ETA 0:05")
+        #expect(line.count <= 119)
     }
 
     @Test func noChunksHeldYet() {
         let line = ProgressLine.render(state(0, of: 82), width: 80)
-        #expect(line.contains("0/82 chunks   0%"))
+        #expect(line.contains(" 0/82 chunks   0%"))
         #expect(line.contains("[" + String(repeating: ".", count: 5)))
         #expect(!line.contains("#"))
         #expect(line.contains("ETA --"))  // no rate measured: no guess
@@ -47,7 +47,7 @@ import Testing
 
     @Test func unknownTotalHasNoBarPercentOrEta() {
         let line = ProgressLine.render(state(3, of: nil, note: "waiting for the manifest"), width: 80)
-        #expect(line == "peer1 3/? chunks ETA -- waiting for the manifest")
+        #expect(line == "peer1 3/? chunks waiting for the manifest")
     }
 
     @Test func veryWideTerminalCapsTheBar() {
@@ -62,6 +62,15 @@ import Testing
         let line = ProgressLine.render(state(41, of: 82, rate: 1e6, note: "assembled"), width: width)
         #expect(line.count <= max(0, width - 1))
         if width >= 20 { #expect(line.contains("41/82"), "the counts are the last thing dropped") }
+    }
+
+    @Test func linesOfOneSwarmLineUp() {
+        // The demo draws one line per peer: whatever their rates, the bars end in one column.
+        let lines = [state(3, of: 164, rate: 512), state(100, of: 164, rate: 25e6), state(164, of: 164, note: "exit 0")]
+            .map { ProgressLine.render($0, width: 72) }
+        let columns = lines.map { line in line.distance(from: line.startIndex, to: line.firstIndex(of: "]")!) }
+        #expect(Set(columns).count == 1, "\(lines.joined(separator: "\n"))")
+        #expect(Set(lines.map { $0.distance(from: $0.startIndex, to: $0.range(of: "chunks")!.lowerBound) }).count == 1)
     }
 
     @Test func narrowDropsTheBarBeforeTheFigures() {
