@@ -12,7 +12,7 @@ import Foundation
 /// window width from TIOCGWINSZ), written by hand: vapor/console-kit's activity indicators
 /// draw one indicator on stdout from a Dispatch timer and bring their own command
 /// framework, and onevcat/Rainbow only colours text; neither draws a block that log lines
-/// scroll above, on stderr. See docs/LOGGING.md.
+/// scroll above, on stderr. See docs/WATCHING.md.
 public final class StatusConsole: @unchecked Sendable {
     // `status` and every write are guarded by `lock`, so that lines from different threads
     // stay whole and the block is never drawn twice.
