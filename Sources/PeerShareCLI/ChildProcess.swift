@@ -18,6 +18,8 @@ public final class ChildProcess: @unchecked Sendable {
         case lines(echo: Bool, copyTo: String? = nil)
         /// Each line handed to a function as it arrives (not kept, not in `lines`).
         case forward(@Sendable (String) -> Void)
+        /// An open file or device (a test's pseudo-terminal).
+        case handle(FileHandle)
     }
 
     // Mutable state is guarded by `lock`; Process itself is only touched in init and signal.
@@ -33,12 +35,16 @@ public final class ChildProcess: @unchecked Sendable {
     /// AsyncStream's iteration would end the stream for good).
     private let mailbox = LineMailbox()
 
-    public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit) throws {
+    /// `environment` replaces variables of ours for the child (the rest are inherited).
+    public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit, environment: [String: String] = [:]) throws {
         self.name = name
         let (stream, continuation) = AsyncStream<String>.makeStream()
         lines = stream
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         var readers: [LineReader] = []
         for (output, assign) in [(stdout, { (h: Any?) in self.process.standardOutput = h }), (stderr, { (h: Any?) in self.process.standardError = h })] {
             if case .lines(let echo, let copyTo) = output {
@@ -110,6 +116,7 @@ public final class ChildProcess: @unchecked Sendable {
         case .discard: return FileHandle.nullDevice
         case .ourStderr: return FileHandle.standardError
         case .lines, .forward: return nil
+        case .handle(let handle): return handle
         case .file(let path): return try appendHandle(path)
         }
     }

@@ -1,3 +1,4 @@
+import CPosixShim
 import Foundation
 import PeerShareCLI
 import Testing
@@ -72,5 +73,85 @@ import Testing
         #expect(missing.status == 1 && missing.stderr == "peershare-inspect: error: no such file: /nonexistent/peer.db\n")
         let notDemo = try await runCommand(Binaries.inspect, ["report", "--dir", temporaryDirectory()])
         #expect(notDemo.status == 1 && notDemo.stderr.contains("holds no peerN/peer.db"))
+    }
+}
+
+/// A pseudo-terminal for a child's stderr, so that it sees a terminal of a known width.
+struct PseudoTerminal {
+    let master: Int32
+    let slave: FileHandle
+
+    init(columns: UInt16) throws {
+        struct PTYError: Error {}
+        var name = [CChar](repeating: 0, count: 256)
+        master = peershare_open_pty(&name, name.count)
+        guard master >= 0 else { throw PTYError() }
+        let fd = open(String(cString: name), O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { throw PTYError() }
+        var size = winsize(ws_row: 40, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0)
+        _ = ioctl(fd, UInt(TIOCSWINSZ), &size)
+        // Raw output: the bytes the program wrote, without "\n" becoming "\r\n".
+        var mode = termios()
+        tcgetattr(fd, &mode)
+        cfmakeraw(&mode)
+        tcsetattr(fd, TCSANOW, &mode)
+        slave = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    /// Everything written to the terminal until every writer has closed it (EIO on Linux),
+    /// or at most `limit`; read on a thread of its own so that the writer never blocks on a
+    /// full buffer.
+    func readAll(limit: Duration = .seconds(120)) async -> String {
+        let master = self.master
+        let deadline = ContinuousClock.now + limit
+        return await withCheckedContinuation { continuation in
+            Thread {
+                var bytes: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while ContinuousClock.now < deadline {
+                    var ready = pollfd(fd: master, events: Int16(POLLIN), revents: 0)
+                    if poll(&ready, 1, 250) == 0 { continue }
+                    let count = read(master, &buffer, buffer.count)
+                    if count < 0 && errno == EINTR { continue }
+                    guard count > 0 else { break }
+                    bytes += buffer[0..<count]
+                }
+                close(master)
+                continuation.resume(returning: String(decoding: bytes, as: UTF8.self))
+            }.start()
+        }
+    }
+}
+
+@Suite(.serialized) struct LiveLinesEndToEndTests {
+    @Test func demoOnATerminalDrawsOneLinePerPeerInPlace() async throws {
+        let dir = temporaryDirectory("watch-tty")
+        let out = dir + "/stdout"
+        let terminal = try PseudoTerminal(columns: 100)
+        let demo = try ChildProcess(name: "demo", executable: Binaries.peershare,
+                                    arguments: ["demo", "--size", "1MiB", "--peers", "2", "--dir", dir + "/run", "--log-level", "warning"],
+                                    stdout: .file(out), stderr: .handle(terminal.slave), environment: ["TERM": "xterm"])
+        // Only the child holds the terminal open now, so reading ends when it exits.
+        try terminal.slave.close()
+        let screen = Task { await terminal.readAll() }
+        let status = await demo.waitForExit(timeout: .seconds(90))
+        if status == nil { await demo.stop(grace: .seconds(1)) }
+        let text = await screen.value
+        #expect(status == 0, "\(text.suffix(2000))")
+        // The two-line block is erased and redrawn in place…
+        #expect(text.contains("\r\u{1B}[2A\u{1B}[J"), "\(text.suffix(2000))")
+        // …and its last drawing shows both peers complete, each line within the width.
+        let last = text.components(separatedBy: "\u{1B}[J").last ?? ""
+        let lines = last.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2, "\(last)")
+        for (i, line) in lines.enumerated() {
+            #expect(line.hasPrefix("peer\(i + 1) [####"), "\(line)")
+            #expect(line.contains("11/11 chunks 100%") && line.hasSuffix("exit 0"), "\(line)")
+            #expect(line.count < 100)
+        }
+        // The results on stdout (not a terminal) carry no control characters.
+        let results = try String(contentsOfFile: out, encoding: .utf8)
+        #expect(results.contains("result: 2/2 peers complete and identical"))
+        #expect(!results.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\r" })
     }
 }

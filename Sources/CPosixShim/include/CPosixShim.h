@@ -1,7 +1,14 @@
 #ifndef PEERSHARE_CPOSIXSHIM_H
 #define PEERSHARE_CPOSIXSHIM_H
 
+#include <stddef.h>
+
 /// syncfs(2) is a GNU extension that Swift's Glibc module does not import; this exposes it.
 int peershare_syncfs(int fd);
+
+/// Opens a pseudo-terminal pair (posix_openpt, grantpt, unlockpt, ptsname_r: X/Open calls
+/// the Glibc module does not import). Returns the master's descriptor and writes the
+/// slave's path into `name`; -1 on failure. The tests use it to give a child a terminal.
+int peershare_open_pty(char *name, size_t length);
 
 #endif
