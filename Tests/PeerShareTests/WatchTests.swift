@@ -155,3 +155,34 @@ struct PseudoTerminal {
         #expect(!results.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\r" })
     }
 }
+
+extension LiveLinesEndToEndTests {
+    @Test func peerOnATerminalDrawsItsProgressLine() async throws {
+        let dir = temporaryDirectory("watch-tty-peer")
+        _ = try writeTestFile(dir + "/movie.bin", size: 5 * 102_400 + 7)
+        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
+                                     arguments: ["owner", "--file", dir + "/movie.bin", "--port", "0", "--dir", dir + "/owner", "--peers", "1", "--quiet"],
+                                     stdout: .lines(echo: false), stderr: .discard)
+        defer { Task { await owner.stop() } }
+        let listening = try #require(await owner.waitForLine(prefix: "listening on ", timeout: .seconds(30)))
+        let endpoint = String(listening.dropFirst("listening on ".count))
+
+        let terminal = try PseudoTerminal(columns: 90)
+        let peer = try ChildProcess(name: "peer", executable: Binaries.peershare,
+                                    arguments: ["peer", "--name", "solo", "--owner", endpoint, "--port", "0", "--dir", dir + "/peer", "--wait-for-downloaders", "0"],
+                                    stdout: .discard, stderr: .handle(terminal.slave), environment: ["TERM": "xterm"])
+        try terminal.slave.close()
+        let screen = Task { await terminal.readAll() }
+        let status = await peer.waitForExit(timeout: .seconds(60))
+        if status == nil { await peer.stop(grace: .seconds(1)) }
+        let text = await screen.value
+        #expect(status == 0, "\(text.suffix(2000))")
+        // Log lines scroll above the one-line block, which is erased before each…
+        #expect(text.contains("\r\u{1B}[1A\u{1B}[J"))
+        #expect(text.contains(" solo received chunk "))
+        // …and the line left on screen is the final state.
+        let last = try #require(text.components(separatedBy: "\u{1B}[J").last)
+        #expect(last.hasPrefix("solo [####") && last.contains("6/6 chunks 100%") && last.hasSuffix("assembled\n"), "\(last)")
+        #expect(last.split(separator: "\n").allSatisfy { $0.count < 90 })
+    }
+}
