@@ -19,6 +19,7 @@ import Testing
         // stderr: every line one JSON object with the event row's fields.
         let lines = result.stderr.split(separator: "\n")
         var received: [String: Set<Int>] = [:]
+        var peer1Rows: Set<String> = []
         for line in lines {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
             for field in ["at", "level", "node", "kind", "chunk_id", "source_kind", "source", "message"] {
@@ -27,8 +28,14 @@ import Testing
             if object["kind"] as? String == "chunk_received", let node = object["node"] as? String, let chunk = object["chunk_id"] as? Int {
                 #expect(object["source"] is String)
                 received[node, default: []].insert(chunk)
+                if node == "peer1" { peer1Rows.insert("\(object["at"]!) \(chunk) \(object["source_kind"]!) \(object["source"]!) \(object["message"]!)") }
             }
         }
+        // The log lines and the index's rows are the same events, field for field.
+        let events = try await runCommand(Binaries.inspect, ["events", "--db", dir + "/peer1/peer.db", "--kind", "chunk_received", "--format", "json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(events.stdout.utf8)) as? [[String: Any]])
+        #expect(Set(rows.map { "\($0["at"]!) \($0["chunk_id"]!) \($0["source_kind"]!) \($0["source"]!) \($0["message"]!)" }) == peer1Rows)
+        #expect(rows.count == 6)
         // 600 KiB in 100 KiB chunks: every peer logged receiving each of the 6 chunks.
         #expect(received == ["peer1": Set(0..<6), "peer2": Set(0..<6), "peer3": Set(0..<6)])
         // stdout: the results, and the report's path.
