@@ -24,6 +24,7 @@ extension SwarmReport {
             .legend i { display: inline-block; width: 11px; height: 11px; margin-right: 4px; vertical-align: -1px; }
             svg { display: block; margin: 6px 0; }
             svg text { font: 11px system-ui, sans-serif; fill: #333; }
+            svg text.axis { fill: #888; font-size: 10px; }
             </style>
             </head>
             <body>
@@ -34,7 +35,7 @@ extension SwarmReport {
         page += summaryTable(layout)
         page += legend(layout)
         page += "<h2>Timeline: when each chunk arrived, and from whom</h2>\n"
-        page += "<p class=\"note\">One row per node; across, time since the first start; down, the chunk ID. Each mark is a chunk held, coloured by its source. Dashed lines are restarts; red crosses are rejected chunks.</p>\n"
+        page += "<p class=\"note\">One row per node; across, time since the first start; down, the chunk ID (0 at the top). Each mark is a chunk held, coloured by its source. Dashed lines are restarts; red crosses are rejected chunks.</p>\n"
         page += timeline(layout)
         page += "<h2>Chunk map: who sent each chunk</h2>\n"
         page += "<p class=\"note\">One grid per node, chunk 0 at the top left, row by row. Empty cells are chunks not held.</p>\n"
@@ -84,6 +85,9 @@ extension SwarmReport {
             svg += "<text x=\"0\" y=\"\(n(y0 + 14))\">\(xml(node.name))</text>\n"
             svg += "<text x=\"0\" y=\"\(n(y0 + 28))\">\(node.arrivals.count) chunks</text>\n"
             svg += "<rect x=\"\(Layout.left)\" y=\"\(n(y0))\" width=\"\(Layout.plotWidth)\" height=\"\(n(rowHeight))\" fill=\"#f7f7f7\" stroke=\"#ddd\"/>\n"
+            // The chunk-ID axis: first and last chunk at the plot's left edge.
+            svg += "<text class=\"axis\" x=\"\(Layout.left - 4)\" y=\"\(n(y0 + 9))\" text-anchor=\"end\">0</text>\n"
+            svg += "<text class=\"axis\" x=\"\(Layout.left - 4)\" y=\"\(n(y0 + rowHeight - 1))\" text-anchor=\"end\">\(chunks - 1)</text>\n"
             svg += restartLines(node, layout, top: y0, height: rowHeight)
             for arrival in node.arrivals {
                 let x = layout.x(arrival.at)
