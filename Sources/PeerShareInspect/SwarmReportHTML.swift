@@ -107,8 +107,12 @@ extension SwarmReport {
 
     private func chunkMap(_ layout: Layout) -> String {
         let largest = Int(nodes.compactMap(\.chunkCount).max() ?? 0)
-        let columns = max(1, min(largest, 100))
-        let cell = max(4.0, min(14.0, Double(Layout.plotWidth) / Double(columns)))
+        // Cells as large as fit one row (up to 14 px), shrunk (down to 2 px, with more
+        // columns) until a node's grid is at most 240 px tall: 10,000 chunks stay a block.
+        var cell = min(14.0, Double(Layout.plotWidth) / Double(max(1, min(largest, 100))))
+        func columns(_ cell: Double) -> Int { max(1, min(max(1, largest), Int(Double(Layout.plotWidth) / cell))) }
+        while cell > 2, Double((largest + columns(cell) - 1) / columns(cell)) * cell > 240 { cell -= 0.5 }
+        let columns = columns(cell)
         let gridRows = max(1, (largest + columns - 1) / columns)
         let blockHeight = Double(gridRows) * cell + 10
         let height = Double(nodes.count) * blockHeight + 8
