@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "peershare",
             dependencies: [
-                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore",
+                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -99,6 +99,7 @@ let package = Package(
             dependencies: [
                 "PeerShareCore", "PeerShareStore", "PeerShareCLI", "PeerShareInspect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -16,6 +16,10 @@ public final class ChildProcess: @unchecked Sendable {
         /// Read line by line into `lines`, echoed to our stderr if asked, and appended to
         /// a file if one is given.
         case lines(echo: Bool, copyTo: String? = nil)
+        /// Each line handed to a function as it arrives (not kept, not in `lines`).
+        case forward(@Sendable (String) -> Void)
+        /// An open file or device (a test's pseudo-terminal).
+        case handle(FileHandle)
     }
 
     // Mutable state is guarded by `lock`; Process itself is only touched in init and signal.
@@ -31,18 +35,26 @@ public final class ChildProcess: @unchecked Sendable {
     /// AsyncStream's iteration would end the stream for good).
     private let mailbox = LineMailbox()
 
-    public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit) throws {
+    /// `environment` replaces variables of ours for the child (the rest are inherited).
+    public init(name: String, executable: String, arguments: [String], stdout: Output, stderr: Output = .inherit, environment: [String: String] = [:]) throws {
         self.name = name
         let (stream, continuation) = AsyncStream<String>.makeStream()
         lines = stream
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        var readers: [(FileHandle, Bool, FileHandle?)] = []
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        var readers: [LineReader] = []
         for (output, assign) in [(stdout, { (h: Any?) in self.process.standardOutput = h }), (stderr, { (h: Any?) in self.process.standardError = h })] {
             if case .lines(let echo, let copyTo) = output {
                 let pipe = Pipe()
                 assign(pipe)
-                readers.append((pipe.fileHandleForReading, echo, try copyTo.map { try Self.appendHandle($0) }))
+                readers.append(LineReader(handle: pipe.fileHandleForReading, echo: echo, copy: try copyTo.map { try Self.appendHandle($0) }, forward: nil))
+            } else if case .forward(let forward) = output {
+                let pipe = Pipe()
+                assign(pipe)
+                readers.append(LineReader(handle: pipe.fileHandleForReading, echo: false, copy: nil, forward: forward))
             } else if case .inherit = output {
                 // Left unset: Foundation's Process sends a stream set to nil to /dev/null.
                 continue
@@ -60,19 +72,23 @@ public final class ChildProcess: @unchecked Sendable {
         }
         let mailbox = self.mailbox
         let open = Counter(readers.count)
-        for (handle, echo, copy) in readers {
+        for reader in readers {
             // A plain thread doing blocking reads: a pipe has no event loop of its own.
             Thread {
                 var pending = Data()
                 while true {
-                    let data = handle.availableData
+                    let data = reader.handle.availableData
                     if data.isEmpty { break }
-                    copy?.write(data)
+                    reader.copy?.write(data)
                     pending.append(data)
                     while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                         let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
                         pending.removeSubrange(pending.startIndex...newline)
-                        if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+                        if let forward = reader.forward {
+                            forward(line)
+                            continue
+                        }
+                        if reader.echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
                         continuation.yield(line)
                         mailbox.deliver(line)
                     }
@@ -99,7 +115,8 @@ public final class ChildProcess: @unchecked Sendable {
         case .inherit: return nil
         case .discard: return FileHandle.nullDevice
         case .ourStderr: return FileHandle.standardError
-        case .lines: return nil
+        case .lines, .forward: return nil
+        case .handle(let handle): return handle
         case .file(let path): return try appendHandle(path)
         }
     }
@@ -183,6 +200,14 @@ public final class ChildProcess: @unchecked Sendable {
             _ = await waitForExit(timeout: .seconds(30))
         }
     }
+}
+
+/// One pipe read line by line by its own thread.
+private struct LineReader: @unchecked Sendable {
+    let handle: FileHandle
+    let echo: Bool
+    let copy: FileHandle?
+    let forward: (@Sendable (String) -> Void)?
 }
 
 /// Output lines waiting to be matched, and the one wait (at most) looking for a line.

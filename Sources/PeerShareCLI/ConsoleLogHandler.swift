@@ -1,16 +1,27 @@
 import Foundation
 import Logging
+import PeerShareCore
 
-/// One line per event on stderr: `2026-11-24T21:40:00.123Z peer2 received chunk 17 from peer3 ...`.
-/// Logs go to stderr so that stdout carries only results (and the "listening on" line).
+/// Writes each log line to stderr (through a `StatusConsole`, so that lines scroll above a live
+/// progress line instead of through it). Results go to stdout; logs never do.
+///
+/// text: `2026-11-24T21:40:00.123Z peer2 received chunk 17 from peer3 ...` (the level only when not info).
+/// json: `{"at":"2026-11-24T21:40:00.123456Z","level":"info","node":"peer2","kind":"chunk_received",
+/// "chunk_id":17,"source_kind":"peer","source":"peer3","message":"received chunk 17 ..."}`:
+/// the fields of the index's `events` rows, taken from the metadata the node attaches from
+/// the same `EventRecord` it stores (`LogField`); null for lines that are not events.
 public struct ConsoleLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
+    private let format: LogFormat
+    private let console: StatusConsole
 
-    public init(label: String, level: Logger.Level = .info) {
+    public init(label: String, format: LogFormat = .text, level: Logger.Level = .info, console: StatusConsole) {
         self.label = label
+        self.format = format
         self.logLevel = level
+        self.console = console
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -19,23 +30,89 @@ public struct ConsoleLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = Self.timestamp() + " " + label
-        if event.level != .info { line += " " + event.level.rawValue }
-        line += " " + event.message.description
-        line = line.replacingOccurrences(of: "\n", with: " ") + "\n"
-        // One write per line keeps lines from different threads whole.
-        FileHandle.standardError.write(Data(line.utf8))
+        console.writeLine(Self.line(level: event.level, message: event.message.description,
+                                    metadata: metadata.merging(event.metadata ?? [:]) { $1 },
+                                    label: label, format: format, now: Self.nowMicros()))
     }
 
-    static func timestamp() -> String {
+    /// One log line, without its newline. Pure, for the tests.
+    public static func line(level: Logger.Level, message: String, metadata: Logger.Metadata, label: String, format: LogFormat, now: Int64) -> String {
+        let at = metadata[LogField.at].flatMap { Int64($0.description) } ?? now
+        switch format {
+        case .text:
+            var line = UTCTime.iso(at, fractionDigits: 3) + " " + label
+            if level != .info { line += " " + level.rawValue }
+            line += " " + message
+            // One event, one line, whatever the message holds.
+            return line.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
+        case .json:
+            var object = JSONLine()
+            object.add("at", .string(UTCTime.iso(at, fractionDigits: 6)))
+            object.add("level", .string(level.rawValue))
+            object.add("node", .string(label))
+            object.add("kind", metadata[LogField.kind].map { .string($0.description) } ?? .null)
+            object.add("chunk_id", metadata[LogField.chunkID].flatMap { Int64($0.description) }.map { .int($0) } ?? .null)
+            object.add("source_kind", metadata[LogField.sourceKind].map { .string($0.description) } ?? .null)
+            object.add("source", metadata[LogField.source].map { .string($0.description) } ?? .null)
+            object.add("message", .string(message))
+            return object.text
+        }
+    }
+
+    static func nowMicros() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        var t = ts.tv_sec
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+}
+
+/// A flat JSON object written in the order its fields were added (stable for readers who
+/// grep), on one line.
+struct JSONLine {
+    enum Value { case string(String), int(Int64), null }
+    private var fields: [String] = []
+
+    mutating func add(_ key: String, _ value: Value) {
+        let encoded: String
+        switch value {
+        case .string(let s): encoded = Self.quote(s)
+        case .int(let n): encoded = String(n)
+        case .null: encoded = "null"
+        }
+        fields.append(Self.quote(key) + ":" + encoded)
+    }
+
+    var text: String { "{" + fields.joined(separator: ",") + "}" }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// UTC timestamps for log lines.
+public enum UTCTime {
+    /// `2026-11-24T21:40:00.123Z` (3 digits) or `...00.123456Z` (6), from microseconds since the epoch.
+    public static func iso(_ micros: Int64, fractionDigits: Int) -> String {
+        var seconds = time_t(micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000)
+        let fraction = micros - Int64(seconds) * 1_000_000
         var parts = tm()
-        gmtime_r(&t, &parts)
-        let millis = ts.tv_nsec / 1_000_000
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+        gmtime_r(&seconds, &parts)
+        let scaled = fractionDigits == 3 ? fraction / 1000 : fraction
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%0\(fractionDigits)lldZ",
                       Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(millis))
+                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), scaled)
     }
 }

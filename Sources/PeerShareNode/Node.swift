@@ -118,9 +118,16 @@ public actor Node {
 
     /// Logs one activity to the console and to the index's events table.
     public func log(_ kind: EventKind, chunk: ChunkID? = nil, source: ChunkIndex.Source? = nil, _ message: String, level: Logger.Level = .info) {
-        pendingEvents.append(EventRecord(kind: kind, chunk: chunk, source: source, message: message))
+        let event = EventRecord(kind: kind, chunk: chunk, source: source, message: message)
+        pendingEvents.append(event)
         scheduleRecordFlush()
-        logger.log(level: level, "\(message)")
+        emit(event, level: level)
+    }
+
+    /// The console half of an event: its message, with the row's fields as metadata (for
+    /// `--log-format json`), taken from the very record that goes into the index.
+    private func emit(_ event: EventRecord, level: Logger.Level = .info) {
+        logger.log(level: level, "\(event.message)", metadata: event.logMetadata)
     }
 
     /// Commits waiting event and transfer rows once the actor is free: everything logged
@@ -226,6 +233,16 @@ public actor Node {
     // MARK: Chunks
 
     public var heldCount: Int { held.count }
+
+    /// Chunks and bytes held out of the manifest's, for a progress line.
+    public var progress: NodeProgress {
+        guard let manifest else { return NodeProgress(heldChunks: held.count, heldBytes: 0, total: nil, isAssembled: false) }
+        // Every chunk is full-size but the last: no need to add up sizes one by one.
+        let last = ChunkID(UInt32(max(0, manifest.chunkCount - 1)))
+        var bytes = Int64(held.count) * Int64(manifest.chunkSize)
+        if manifest.chunkCount > 0, held.contains(last) { bytes -= Int64(manifest.chunkSize - manifest.size(of: last)) }
+        return NodeProgress(heldChunks: held.count, heldBytes: bytes, total: (manifest.chunkCount, manifest.fileSize), isAssembled: isAssembled)
+    }
     public var isComplete: Bool { manifest != nil && held.isComplete }
     public var heldChunks: ChunkSet { held }
 
@@ -341,7 +358,7 @@ public actor Node {
                         transfers: transfers, events: events)
                     pendingEvents.removeAll(keepingCapacity: true)
                     pendingTransfers.removeAll(keepingCapacity: true)
-                    for event in received { logger.info("\(event.message)") }
+                    for event in received { emit(event) }
                 } catch {
                     failure = "could not index \(batch.count) chunks: \(error)"
                 }
@@ -402,8 +419,7 @@ public actor Node {
     /// Remembers that the neighbour at `address` knows this peer is complete.
     func toldComplete(neighbour: String, address: Endpoint) {
         do {
-            try index.recordToldComplete(neighbour: neighbour, address: address.description)
-            logger.info("told download neighbour \(neighbour) that every chunk is held")
+            emit(try index.recordToldComplete(neighbour: neighbour, address: address.description))
         } catch {
             logger.error("could not record in the index: \(error)")
         }
@@ -484,9 +500,10 @@ public actor Node {
             let millis = Double(Clock.nowMicros() - startedAt) / 1000
             let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, SHA-256 \(digest.short) verified (\(formatMillis(millis)) ms)"
             do {
-                try index.markAssembled(event: EventRecord(kind: .assembled, message: message))
+                let event = EventRecord(kind: .assembled, message: message)
+                try index.markAssembled(event: event)
                 isAssembled = true
-                logger.info("\(message)")
+                emit(event)
             } catch {
                 fail("could not record assembly: \(error)")
             }
@@ -584,6 +601,7 @@ public actor Node {
 
     func recordOwnedChunks(_ chunks: [ChunkIndex.ReceivedChunk], event: EventRecord) throws {
         try index.commitChunks(chunks, events: [event])
+        emit(event)
     }
 
     func sourceModificationTime() throws -> Int64? { try index.sourceModificationTime() }
@@ -632,6 +650,28 @@ public actor Node {
 func formatMillis(_ value: Double) -> String {
     let rounded = (value * 10).rounded() / 10
     return String(rounded)
+}
+
+/// A snapshot of how far a node is, for progress lines.
+public struct NodeProgress: Sendable {
+    public let heldChunks: Int
+    public let heldBytes: Int64
+    /// Chunks and bytes in the manifest; nil until it is known.
+    public let total: (chunks: Int, bytes: Int64)?
+    public let isAssembled: Bool
+}
+
+extension EventRecord {
+    /// The fields of the event's row, keyed by `LogField`, for structured log handlers.
+    public var logMetadata: Logger.Metadata {
+        var metadata: Logger.Metadata = [LogField.at: "\(at)", LogField.kind: "\(kind.rawValue)"]
+        if let chunk { metadata[LogField.chunkID] = "\(chunk.rawValue)" }
+        if let source {
+            metadata[LogField.sourceKind] = "\(source.kind.rawValue)"
+            metadata[LogField.source] = "\(source.name)"
+        }
+        return metadata
+    }
 }
 
 /// A verified chunk in a temporary file, waiting for its batch to become durable.

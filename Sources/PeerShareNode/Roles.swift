@@ -58,6 +58,9 @@ public struct PeerConfiguration: Sendable {
     public var recheck = false
     public var maxUploadRate: Int?
     public var limits = SessionLimits()
+    /// Called with a snapshot after every change of what the peer holds (for a live progress
+    /// line); nil for none.
+    public var onProgress: (@Sendable (NodeProgress) -> Void)?
 
     public init(name: String, owner: Endpoint, host: String, port: Int, downloadFrom: [Endpoint], directory: String, databasePath: String,
                 window: Int, keepServing: Bool, waitForDownloaders: Int, connectPatience: Duration) {
@@ -176,7 +179,6 @@ public enum OwnerRole {
         try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
             kind: .split,
             message: "split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)"))
-        logger.info("split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)")
         return manifest
     }
 
@@ -218,6 +220,15 @@ public enum PeerRole {
                 group.addTask {
                     try await fetchFromOwner(config, node: node)
                     return false
+                }
+                if let report = config.onProgress {
+                    // Every change the node broadcasts, as a snapshot; ends when the group is cancelled.
+                    group.addTask {
+                        let changes = await node.subscribe()
+                        report(await node.progress)
+                        for await _ in changes { report(await node.progress) }
+                        return false
+                    }
                 }
                 for neighbour in config.downloadFrom {
                     group.addTask {

@@ -198,10 +198,14 @@ public final class ChunkIndex {
 
     /// Records that a download neighbour was told this node holds every chunk, keyed by its
     /// address so that a restart knows before connecting.
-    public func recordToldComplete(neighbour: String, address: String, now: Int64 = Clock.nowMicros()) throws {
+    /// Returns the event it stored, for the console.
+    @discardableResult
+    public func recordToldComplete(neighbour: String, address: String, now: Int64 = Clock.nowMicros()) throws -> EventRecord {
         let source = Source(kind: .peer, name: neighbour)
         _ = try sourceID(source, address: address)
-        try insert(EventRecord(at: now, kind: .toldComplete, source: source, message: "told download neighbour \(neighbour) at \(address) that every chunk is held"))
+        let event = EventRecord(at: now, kind: .toldComplete, source: source, message: "told download neighbour \(neighbour) at \(address) that every chunk is held")
+        try insert(event)
+        return event
     }
 
     /// Addresses of download neighbours already told that this node is complete.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PeerShareCLI
 import PeerShareInspect
 
@@ -17,7 +18,7 @@ struct InspectCommand: AsyncParsableCommand {
         commandName: "peershare-inspect",
         abstract: "Answer questions about a peer or owner from its SQLite index. Read-only: it never changes the index or the chunk files.",
         discussion: "Without a subcommand it prints the overview. Times are UTC. See the README for the JSON and CSV field names.",
-        subcommands: [OverviewCommand.self, ChunksCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self],
+        subcommands: [OverviewCommand.self, ChunksCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self, ReportCommand.self],
         defaultSubcommand: OverviewCommand.self)
 }
 
@@ -40,8 +41,12 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: .hidden)
     var explain = false
 
+    @OptionGroup var logging: LogOptions
+
     func open() throws -> InspectDatabase {
+        let logger = logging.makeLogger()
         let database = try InspectDatabase(path: db)
+        logger.debug("opened \(db) read-only, schema version \(database.schemaVersion)")
         if explain { database.plans = QueryPlans() }
         return database
     }
@@ -50,6 +55,14 @@ struct CommonOptions: ParsableArguments {
     func printPlans(_ database: InspectDatabase) {
         guard let plans = database.plans else { return }
         FileHandle.standardError.write(Data(plans.render().utf8))
+    }
+}
+
+extension LogOptions {
+    /// Sets up logging (stderr, in the chosen format and level) for this run.
+    func makeLogger() -> Logger {
+        bootstrap(console: StatusConsole())
+        return Logger(label: "peershare-inspect")
     }
 }
 
@@ -242,5 +255,51 @@ struct VerifyCommand: AsyncParsableCommand {
         let report = try await VerifyReport.run(database, directory: dir)
         emit(report.render(options.format.format))
         if !report.isClean { throw ExitCode(1) }
+    }
+}
+
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write one self-contained HTML page of a swarm: per node, a timeline of chunk arrivals, a chunk map and throughput, coloured by source.",
+        discussion: "Give the nodes' indexes with --db (repeatable), or a peershare demo folder with --dir (its peerN/peer.db). The page has inline SVG and CSS only: no scripts, nothing fetched.")
+
+    @Option(name: .customLong("db"), help: ArgumentHelp("A node's index (repeatable; one row per index, in this order).", valueName: "path"))
+    var databases: [String] = []
+
+    @Option(help: ArgumentHelp("A peershare demo folder: its peer1/peer.db, peer2/peer.db, …", valueName: "dir"))
+    var dir: String?
+
+    @Option(help: ArgumentHelp("The HTML file to write.", valueName: "path"))
+    var out: String = "swarm.html"
+
+    @Option(help: "The page's title.")
+    var title: String = "PeerShare swarm"
+
+    @OptionGroup var logging: LogOptions
+
+    func validate() throws {
+        guard databases.isEmpty != (dir == nil) else { throw ValidationError("give the indexes with --db, or a demo folder with --dir (one of the two)") }
+        guard !out.isEmpty else { throw ValidationError("--out must name a file") }
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger()
+        let opened = try dir.map { try SwarmReport.databases(inDemoFolder: $0) } ?? databases.map { try InspectDatabase(path: $0) }
+        let report = try SwarmReport.load(opened)
+        for node in report.nodes {
+            logger.info("\(node.name): \(node.arrivals.count) of \(node.chunkCount.map(String.init) ?? "?") chunks, \(node.restarts.count) restarts, \(node.rejections.count) rejected (\(node.database))")
+        }
+        let folder = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+            throw InspectError("cannot write \(out): no folder \(folder)")
+        }
+        do {
+            try report.html(title: title).write(toFile: out, atomically: true, encoding: .utf8)
+        } catch {
+            throw InspectError("cannot write \(out): \((error as NSError).localizedDescription)")
+        }
+        emit("\(out)\n")
     }
 }

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import Logging
 import PeerShareCLI
 import PeerShareCore
+import PeerShareInspect
 
 /// `peershare demo`: one owner and N peers as real processes on 127.0.0.1, wired as a ring
 /// (peer i downloads from peer i+1), run until every peer has assembled the file.
@@ -29,8 +31,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for every peer before giving up.")
     var timeout: Double = 600
 
-    @Flag(help: "Do not echo the nodes' logs; print only the result.")
-    var quiet = false
+    @Flag(help: "Write an HTML picture of the run (who sent which chunk when) to DIR/swarm.html and print its path.")
+    var report = false
+
+    /// --quiet hides the nodes' logs and the live lines; --log-level and --log-format are
+    /// passed on to every node.
+    @OptionGroup var logging: LogOptions
 
     func validate() throws {
         guard (1...200).contains(peers) else { throw ValidationError("--peers must be from 1 to 200") }
@@ -39,6 +45,11 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let console = StatusConsole()
+        let logger = logging.makeLogger(label: "demo", console: console)
+        let quiet = logging.quiet
+        // One live line per peer only on a terminal; otherwise the plain log lines alone.
+        let live = console.isLive && !quiet
         let root = URL(fileURLWithPath: dir).standardizedFileURL.path
         try prepareFolder(root)
         let source = try file.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? generateSample(in: root)
@@ -47,13 +58,18 @@ struct DemoCommand: AsyncParsableCommand {
         let fileName = URL(fileURLWithPath: source).lastPathComponent
         let ports = try reserveFreePorts(peers + 1)
         let executable = currentExecutablePath()
-        let log = { (line: String) in FileHandle.standardError.write(Data("demo: \(line)\n".utf8)) }
-        log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers in a ring, folder \(root)")
+        logger.info("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers in a ring, folder \(root)")
 
+        // The nodes' logs reach our stderr directly, or, under live lines, through the
+        // console, so that they scroll above the lines instead of through them.
+        let nodeLogs: ChildProcess.Output = quiet ? .discard : live ? .forward { console.writeLine($0) } : .inherit
+        // The nodes' "listening on" results are echoed as log lines, except into JSON logs,
+        // which stay one object per line (their `started` events say the same).
+        let echoResults = !quiet && logging.logFormat == .text
         let owner = try ChildProcess(
             name: "owner", executable: executable,
-            arguments: ["owner", "--file", source, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"],
-            stdout: .lines(echo: !quiet), stderr: quiet ? .discard : .inherit)
+            arguments: ["owner", "--file", source, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"] + logging.childArguments,
+            stdout: .lines(echo: echoResults), stderr: nodeLogs)
         var started: [ChildProcess] = [owner]
         do {
             guard await owner.waitForLine(prefix: "listening on", timeout: .seconds(timeout)) != nil else {
@@ -65,34 +81,44 @@ struct DemoCommand: AsyncParsableCommand {
             for i in 1...peers {
                 let next = i % peers + 1
                 var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ports[0])", "--port", "\(ports[i])",
-                                 "--dir", root + "/peer\(i)"]
+                                 "--dir", root + "/peer\(i)"] + logging.childArguments
                 if peers > 1 {
                     arguments += ["--download-from", "127.0.0.1:\(ports[next])"]
                 } else {
                     arguments += ["--wait-for-downloaders", "0"]
                 }
                 let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
-                                            stdout: quiet ? .discard : .ourStderr, stderr: quiet ? .discard : .inherit)
+                                            stdout: !echoResults ? .discard : live ? nodeLogs : .ourStderr, stderr: nodeLogs)
                 peerProcesses.append(peer)
                 started.append(peer)
             }
+            let launched = peerProcesses
+            let watcher = live ? Task { await DemoProgress.watch(launched, root: root, console: console) } : nil
             // Wait for every peer to exit, noting when each did.
             let deadline = Duration.milliseconds(Int64(timeout * 1000))
-            let launched = peerProcesses
-            let finishTimes = try await withDeadline(deadline) {
-                try await withThrowingTaskGroup(of: (Int, Int32, Duration).self) { group in
-                    for (i, peer) in launched.enumerated() {
-                        group.addTask {
-                            // Ends when the process exits, or when the deadline cancels the wait.
-                            let status = await peer.waitForExit(timeout: deadline) ?? -1
-                            return (i, status, start.duration(to: clock.now))
+            let finishTimes: [(Int, Int32, Duration)]
+            do {
+                finishTimes = try await withDeadline(deadline) {
+                    try await withThrowingTaskGroup(of: (Int, Int32, Duration).self) { group in
+                        for (i, peer) in launched.enumerated() {
+                            group.addTask {
+                                // Ends when the process exits, or when the deadline cancels the wait.
+                                let status = await peer.waitForExit(timeout: deadline) ?? -1
+                                return (i, status, start.duration(to: clock.now))
+                            }
                         }
+                        var results: [(Int, Int32, Duration)] = []
+                        for try await result in group { results.append(result) }
+                        return results.sorted { $0.0 < $1.0 }
                     }
-                    var results: [(Int, Int32, Duration)] = []
-                    for try await result in group { results.append(result) }
-                    return results.sorted { $0.0 < $1.0 }
                 }
+            } catch {
+                watcher?.cancel()
+                await watcher?.value
+                throw error
             }
+            watcher?.cancel()
+            await watcher?.value
             let elapsed = start.duration(to: clock.now)
             var complete = 0
             print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers in a ring")
@@ -107,12 +133,21 @@ struct DemoCommand: AsyncParsableCommand {
             let megabytes = Double(sourceSize) * Double(peers) / 1e6
             print("result: \(complete)/\(peers) peers complete and identical, \(sourceSize) bytes each, \(format(elapsed)) s, \(String(format: "%.1f", seconds > 0 ? megabytes / seconds : 0)) MB/s delivered in total")
             await owner.stop()
+            if report { try writeReport(root: root) }
             guard complete == peers else { throw ExitCode(1) }
         } catch {
             for process in started { await process.stop(grace: .seconds(2)) }
             if error is DeadlineExceeded { throw DemoError("not every peer finished within \(Int(timeout)) s") }
             throw error
         }
+    }
+
+    /// The HTML picture of the run, from the peers' indexes (read-only), beside them.
+    private func writeReport(root: String) throws {
+        let path = root + "/swarm.html"
+        let databases = try SwarmReport.databases(inDemoFolder: root)
+        try SwarmReport.load(databases).html().write(toFile: path, atomically: true, encoding: .utf8)
+        print("report: \(path)")
     }
 
     /// Creates the run folder, or clears the node folders of an earlier demo run in it.

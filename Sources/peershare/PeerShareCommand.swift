@@ -101,6 +101,7 @@ struct OwnerCommand: AsyncParsableCommand {
 
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var logging: LogOptions
 
     func validate() throws {
         guard peers >= 1 else { throw ValidationError("--peers must be at least 1") }
@@ -120,7 +121,7 @@ struct OwnerCommand: AsyncParsableCommand {
         config.newManifest = newManifest
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
-        let logger = makeLogger(label: "owner")
+        let logger = logging.makeLogger(label: "owner", console: StatusConsole())
         let settings = config
         try await runAsService(logger: logger) { try await OwnerRole.run(settings, logger: logger) }
     }
@@ -168,6 +169,7 @@ struct PeerCommand: AsyncParsableCommand {
 
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var logging: LogOptions
 
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
@@ -191,22 +193,37 @@ struct PeerCommand: AsyncParsableCommand {
         config.recheck = recheck
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
-        let logger = makeLogger(label: name)
+        let console = StatusConsole()
+        let logger = logging.makeLogger(label: name, console: console)
+        // The live line only on a terminal, and not under --quiet.
+        guard console.isLive && !logging.quiet else {
+            let settings = config
+            try await runAsService(logger: logger) { try await PeerRole.run(settings, logger: logger) }
+            return
+        }
+        let line = PeerProgressLine(label: name, console: console)
+        config.onProgress = { line.update($0) }
         let settings = config
-        try await runAsService(logger: logger) { try await PeerRole.run(settings, logger: logger) }
+        defer { line.finish() }
+        try await runAsService(logger: logger) {
+            try await line.whileRefreshing { try await PeerRole.run(settings, logger: logger) }
+        }
     }
 }
 
-func makeLogger(label: String) -> Logger {
-    LoggingSystem.bootstrap { ConsoleLogHandler(label: $0) }
-    return Logger(label: label)
+extension LogOptions {
+    /// Sets up logging for this process and returns the logger of the node or tool `label`.
+    func makeLogger(label: String, console: StatusConsole) -> Logger {
+        bootstrap(console: console)
+        return Logger(label: label)
+    }
 }
 
 /// Runs a node under swift-service-lifecycle: SIGTERM and SIGINT cancel it gracefully, so it
 /// finishes or abandons the chunk in flight and closes its index before exiting 0.
 func runAsService(logger: Logger, _ body: @escaping @Sendable () async throws -> Void) async throws {
     var lifecycleLogger = logger
-    lifecycleLogger.logLevel = .warning
+    lifecycleLogger.logLevel = max(.warning, logger.logLevel)
     let service = NodeService(body: body)
     let group = ServiceGroup(configuration: .init(
         services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],

@@ -1,6 +1,8 @@
 #ifndef PEERSHARE_CPOSIXSHIM_H
 #define PEERSHARE_CPOSIXSHIM_H
 
+#include <stddef.h>
+
 /// syncfs(2) is a GNU extension that Swift's Glibc module does not import; this exposes it.
 int peershare_syncfs(int fd);
 
@@ -8,5 +10,10 @@ int peershare_syncfs(int fd);
 /// thread that contends for malloc its own arena, and chunk buffers allocated on one
 /// thread and freed on another leave each arena holding freed memory. Returns 1 on success.
 int peershare_limit_malloc_arenas(int count);
+
+/// Opens a pseudo-terminal pair (posix_openpt, grantpt, unlockpt, ptsname_r: X/Open calls
+/// the Glibc module does not import). Returns the master's descriptor and writes the
+/// slave's path into `name`; -1 on failure. The tests use it to give a child a terminal.
+int peershare_open_pty(char *name, size_t length);
 
 #endif
