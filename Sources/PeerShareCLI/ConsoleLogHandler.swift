@@ -44,6 +44,7 @@ public struct ConsoleLogHandler: LogHandler {
             if level != .info { line += " " + level.rawValue }
             line += " " + message
             // One event, one line, whatever the message holds.
+            guard line.utf8.contains(where: { $0 == 0x0A || $0 == 0x0D }) else { return line }
             return line.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "\r", with: " ")
         case .json:
             var object = JSONLine()
@@ -111,8 +112,22 @@ public enum UTCTime {
         var parts = tm()
         gmtime_r(&seconds, &parts)
         let scaled = fractionDigits == 3 ? fraction / 1000 : fraction
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%0\(fractionDigits)lldZ",
-                      Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), scaled)
+        // Built by hand, not with String(format:): a peer logs several lines per chunk, and
+        // Foundation's formatter showed up in its profile.
+        var text = ""
+        text.reserveCapacity(27)
+        func append(_ value: Int64, width: Int) {
+            let digits = String(value)
+            if digits.count < width { text += String(repeating: "0", count: width - digits.count) }
+            text += digits
+        }
+        append(Int64(parts.tm_year) + 1900, width: 4); text += "-"
+        append(Int64(parts.tm_mon) + 1, width: 2); text += "-"
+        append(Int64(parts.tm_mday), width: 2); text += "T"
+        append(Int64(parts.tm_hour), width: 2); text += ":"
+        append(Int64(parts.tm_min), width: 2); text += ":"
+        append(Int64(parts.tm_sec), width: 2); text += "."
+        append(scaled, width: fractionDigits); text += "Z"
+        return text
     }
 }

@@ -93,7 +93,8 @@ struct PseudoTerminal {
         var name = [CChar](repeating: 0, count: 256)
         master = peershare_open_pty(&name, name.count)
         guard master >= 0 else { throw PTYError() }
-        let fd = open(String(cString: name), O_RDWR | O_NOCTTY)
+        let path = String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let fd = open(path, O_RDWR | O_NOCTTY)
         guard fd >= 0 else { throw PTYError() }
         var size = winsize(ws_row: 40, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0)
         _ = ioctl(fd, UInt(TIOCSWINSZ), &size)
