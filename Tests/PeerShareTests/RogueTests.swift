@@ -178,7 +178,9 @@ struct RogueTests {
         let (refused, _) = try await attack(port: swarm.peerPorts[0], with: RogueCase(description: "a connection over the cap", bytes: []))
         #expect(refused)
         #expect(await peer1.waitForLine(timeout: .seconds(10)) { $0.contains("refused a connection") } != nil, "no refusal logged:\n\(swarm.log(of: 1))")
-        for channel in held { try await channel.channel.close() }
+        // The peer may already have closed some of them (they offer nothing, and the stall
+        // timeout is 2 s), so "already closed" is not a failure here.
+        for channel in held { try? await channel.channel.close() }
 
         // Memory stays bounded: nothing a rogue sent was buffered whole.
         for (name, pid) in [("owner", swarm.owner.pid), ("peer1", peer1.pid)] {
