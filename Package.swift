@@ -75,7 +75,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        // POSIX calls Swift's Glibc module does not import (syncfs, mallopt).
+        // C calls Swift's Glibc module does not import (syncfs, mallopt, a pseudo-terminal for tests).
         .target(name: "CPosixShim"),
         // libFuzzer target for the wire decoder; see tools/fuzz. Built normally it replays inputs.
         .executableTarget(
