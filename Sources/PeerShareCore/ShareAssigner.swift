@@ -1,9 +1,11 @@
 /// Decides which chunks the owner hands to each arriving peer.
 ///
-/// One rule covers every case: each arrival gets the `shareSize` chunks that have been
-/// handed out least so far, lowest ID first on ties. With `expectedPeers` peers the first
-/// that many arrivals therefore get disjoint shares that together cover the file, and any
-/// later arrival still gets a share: the chunks the swarm has been given least.
+/// One rule covers every case: each arrival gets the `shareSize` chunks that the owner has
+/// handed out least so far, lowest ID first on ties. "Handed out" counts every share a chunk
+/// is in and every copy the owner sent outside a share (to a peer that fell back on it): the
+/// owner's best knowledge of how many copies the swarm holds. With `expectedPeers` peers the
+/// first that many arrivals therefore get disjoint shares that together cover the file, and
+/// any later arrival still gets a share: the chunks the swarm holds least.
 public struct ShareAssigner: Sendable {
     public let chunkCount: Int
     public let expectedPeers: Int
@@ -46,6 +48,13 @@ public struct ShareAssigner: Sendable {
     }
 
     public func handoutCount(of id: ChunkID) -> Int { handouts[id.index] }
+
+    /// Counts a chunk the owner sent to a peer outside that peer's share (a fallback): the
+    /// swarm now holds one more copy of it, so later shares favour other chunks.
+    public mutating func noteSent(_ id: ChunkID, to peerName: String) {
+        guard id.index < chunkCount, shares[peerName]?.contains(id) != true else { return }
+        handouts[id.index] += 1
+    }
 }
 
 extension ShareAssigner {

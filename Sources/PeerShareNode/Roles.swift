@@ -205,6 +205,7 @@ public enum PeerRole {
         await node.setLimits(config.limits)
         do {
             try await node.prepare(recheck: config.recheck)
+            await node.expectNeighbours(config.downloadFrom.count)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             let held = await node.heldCount
@@ -261,8 +262,19 @@ public enum PeerRole {
         while true {
             try await node.waitUntil { $0.needsOwner || $0.failure != nil }
             if await node.failure != nil { return }
-            let channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
-                await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+            let channel: PeerChannel
+            do {
+                channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                }
+            } catch where !Task.isCancelled {
+                // An owner that left once the swarm holds the file is no loss: the neighbours
+                // carry on. Without the manifest, or with no neighbour left, it is the end.
+                let neighbours = await node.liveNeighbours
+                guard await node.manifest != nil, neighbours > 0 else { throw error }
+                await node.log(.disconnected, source: owner, "the owner at \(config.owner) is gone (\(error)); carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.liveNeighbours == 0 }
+                continue
             }
             await node.log(.connected, source: owner, "connected to the owner at \(config.owner)")
             do {
@@ -294,14 +306,16 @@ public enum PeerRole {
             // serves it) that it may stop.
             let channel: PeerChannel
             do {
-                channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
-                    await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                guard let connected = try await connectToNeighbour(neighbour, config: config, node: node) else {
+                    await node.log(.disconnected, "stopped reconnecting to download neighbour \(neighbour): every chunk is held")
+                    return
                 }
+                channel = connected
             } catch where !Task.isCancelled {
                 if await node.isComplete {
                     await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
                 } else {
-                    await node.fallBackToOwner(because: "download neighbour \(neighbour) unreachable for \(config.neighbourPatience.seconds) s")
+                    await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) unreachable for \(config.neighbourPatience.seconds) s")
                 }
                 return
             }
@@ -320,11 +334,39 @@ public enum PeerRole {
                 // A neighbour of another swarm, one that keeps sending bad chunks, or one that
                 // broke the protocol on every reconnect: avoid it and ask the owner instead.
                 await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
-                if await !node.isComplete {
-                    await node.fallBackToOwner(because: "download neighbour \(neighbour) misbehaved")
-                }
+                await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
                 return
             }
+        }
+    }
+
+    /// Connects to a download neighbour, retrying for the neighbour timeout. A peer that is
+    /// missing chunks stops retrying (nil) as soon as it completes from other sources, so a
+    /// dead neighbour does not keep it waiting; a complete one tries for the full time, to
+    /// tell the neighbour it may stop.
+    private static func connectToNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws -> PeerChannel? {
+        @Sendable func connect() async throws -> PeerChannel {
+            try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
+                await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+            }
+        }
+        if await node.isComplete { return try await connect() }
+        return try await withThrowingTaskGroup(of: PeerChannel?.self) { group in
+            group.addTask { try await connect() }
+            group.addTask {
+                try await node.waitUntil { $0.isComplete }
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { return nil }
+            if first == nil {
+                // Completed first; a connection made meanwhile is closed, not leaked.
+                group.cancelAll()
+                while let late = try? await group.next() {
+                    if let late { try? await late.executeThenClose { _, _ in } }
+                }
+            }
+            return first
         }
     }
 }

@@ -115,6 +115,19 @@ struct ShareAssignerTests {
         #expect(Set(seventh).isDisjoint(with: sixth), "the seventh should get chunks handed out once, not twice")
     }
 
+    @Test("chunks the owner sent outside a share count as held: a late arrival gets the others")
+    func fallbackCopiesCount() {
+        var assigner = ShareAssigner(chunkCount: 8, expectedPeers: 2)
+        let first = assigner.share(for: "a")
+        // "a" fell back on the owner for chunks 4-7; chunk 4 twice counts once per copy.
+        for id in [4, 5, 6, 7, 4] as [UInt32] { assigner.noteSent(ChunkID(id), to: "a") }
+        // Its own share's chunks are already counted.
+        for id in first { assigner.noteSent(id, to: "a") }
+        #expect(assigner.share(for: "b") == [0, 1, 2, 3].map { ChunkID($0) })
+        #expect(assigner.handoutCount(of: ChunkID(4)) == 2)
+        #expect(assigner.handoutCount(of: ChunkID(0)) == 2)
+    }
+
     @Test("a returning peer gets the same share, not a second slice")
     func stableForName() {
         var assigner = ShareAssigner(chunkCount: 10, expectedPeers: 2)
@@ -133,38 +146,6 @@ struct ShareAssignerTests {
         after.restore(b, for: "b")
         #expect(after.share(for: "a") == a)
         #expect(after.share(for: "c") == before.share(for: "c"))
-    }
-}
-
-@Suite("Chunk picking scenarios")
-struct ChunkPickerTests {
-    /// Builds a set from a picture: "x" held, "." not, one character per chunk.
-    func set(_ picture: String) -> ChunkSet {
-        ChunkSet(capacity: picture.count, picture.enumerated().filter { $0.element == "x" }.map { ChunkID(UInt32($0.offset)) })
-    }
-
-    @Test("asks for what the neighbour has and we lack, lowest first, up to the window")
-    func basic() {
-        let picks = ChunkPicker.pick(held: set("xx......"), offered: set("xxxxx.xx"), inFlight: [], limit: 3)
-        #expect(picks == [2, 3, 4].map { ChunkID($0) })
-    }
-
-    @Test("never asks for a chunk already in flight from another source")
-    func skipsInFlight() {
-        let picks = ChunkPicker.pick(held: set("........"), offered: set("xxxx...."), inFlight: [ChunkID(0), ChunkID(2)], limit: 8)
-        #expect(picks == [1, 3].map { ChunkID($0) })
-    }
-
-    @Test("from the owner, only the share")
-    func shareOnly() {
-        let picks = ChunkPicker.pick(held: set("x......."), offered: set("xxxxxxxx"), inFlight: [], wanted: set("xxx....."), limit: 8)
-        #expect(picks == [1, 2].map { ChunkID($0) })
-    }
-
-    @Test("nothing to ask when the neighbour has nothing new, or the window is full")
-    func nothing() {
-        #expect(ChunkPicker.pick(held: set("xx.."), offered: set("xx.."), inFlight: [], limit: 4).isEmpty)
-        #expect(ChunkPicker.pick(held: set("...."), offered: set("xxxx"), inFlight: [], limit: 0).isEmpty)
     }
 }
 
