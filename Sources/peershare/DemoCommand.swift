@@ -3,13 +3,15 @@ import Crypto
 import Foundation
 import PeerShareCLI
 import PeerShareCore
+import PeerShareStore
 
 /// `peershare demo`: one owner and N peers as real processes on 127.0.0.1, wired as a ring
-/// (peer i downloads from peer i+1), run until every peer has assembled the file.
+/// (peer i downloads from peer i+1) or a mesh (k random neighbours each), run until every
+/// peer has assembled the file.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run a local swarm: an owner and N peers in a ring, then check every copy.")
+        abstract: "Run a local swarm: an owner and N peers in a ring or a mesh, then check every copy.")
 
     @Option(help: "File to share (default: a generated sample of --size bytes).")
     var file: String?
@@ -19,6 +21,15 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "Number of peers.")
     var peers: Int = 5
+
+    @Option(help: "ring: peer i downloads from peer i+1. mesh: each peer downloads from --neighbours random others.")
+    var topology: TopologyKind = .ring
+
+    @Option(help: "Download neighbours per peer in a mesh.")
+    var neighbours: Int = 3
+
+    @Option(help: "Seed that chooses a mesh's neighbours (default: random; printed either way).")
+    var seed: UInt64?
 
     @Option(help: "Folder for the run: the owner's and each peer's folders go inside.")
     var dir: String = "peershare-demo"
@@ -34,6 +45,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...200).contains(peers) else { throw ValidationError("--peers must be from 1 to 200") }
+        guard neighbours >= 1 else { throw ValidationError("--neighbours must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if let file, !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("--file: cannot read \(file)") }
     }
@@ -48,7 +60,19 @@ struct DemoCommand: AsyncParsableCommand {
         let ports = try reserveFreePorts(peers + 1)
         let executable = currentExecutablePath()
         let log = { (line: String) in FileHandle.standardError.write(Data("demo: \(line)\n".utf8)) }
-        log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers in a ring, folder \(root)")
+        let meshSeed = seed ?? UInt64.random(in: 0...999_999)
+        let wiring = topology == .ring
+            ? SwarmTopology.ring(peers: peers)
+            : SwarmTopology.mesh(peers: peers, neighbours: neighbours, seed: meshSeed)
+        let shape = topology == .ring
+            ? "in a ring"
+            : "in a mesh, \(min(neighbours, max(peers - 1, 1))) neighbours each, seed \(meshSeed)"
+        log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers \(shape), folder \(root)")
+        if topology == .mesh {
+            for (i, sources) in wiring.downloadFrom.enumerated() {
+                log("peer\(i + 1) downloads from \(sources.map { "peer\($0 + 1)" }.joined(separator: ", "))")
+            }
+        }
 
         let owner = try ChildProcess(
             name: "owner", executable: executable,
@@ -61,15 +85,13 @@ struct DemoCommand: AsyncParsableCommand {
             }
             let clock = ContinuousClock()
             let start = clock.now
+            let startMicros = Clock.nowMicros()
             var peerProcesses: [ChildProcess] = []
             for i in 1...peers {
-                let next = i % peers + 1
                 var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ports[0])", "--port", "\(ports[i])",
-                                 "--dir", root + "/peer\(i)"]
-                if peers > 1 {
-                    arguments += ["--download-from", "127.0.0.1:\(ports[next])"]
-                } else {
-                    arguments += ["--wait-for-downloaders", "0"]
+                                 "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(wiring.downloaders[i - 1])"]
+                for source in wiring.downloadFrom[i - 1] {
+                    arguments += ["--download-from", "127.0.0.1:\(ports[source + 1])"]
                 }
                 let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
                                             stdout: quiet ? .discard : .ourStderr, stderr: quiet ? .discard : .inherit)
@@ -95,13 +117,14 @@ struct DemoCommand: AsyncParsableCommand {
             }
             let elapsed = start.duration(to: clock.now)
             var complete = 0
-            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers in a ring")
+            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers \(shape)")
             for (i, status, time) in finishTimes {
                 let copy = root + "/peer\(i + 1)/" + fileName
                 let identical = (try? sha256(ofFileAt: copy)) == sourceHash
                 if status == 0 && identical { complete += 1 }
                 let verdict = identical ? "identical to the source" : (FileManager.default.fileExists(atPath: copy) ? "DIFFERS from the source" : "missing")
-                print("  peer\(i + 1): exit \(status), \(verdict), done after \(format(time)) s")
+                let completed = completionTime(ofPeerIn: root + "/peer\(i + 1)", since: startMicros).map { "complete after \(format($0)) s, " } ?? ""
+                print("  peer\(i + 1): exit \(status), \(verdict), \(completed)done after \(format(time)) s")
             }
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let megabytes = Double(sourceSize) * Double(peers) / 1e6
@@ -113,6 +136,15 @@ struct DemoCommand: AsyncParsableCommand {
             if error is DeadlineExceeded { throw DemoError("not every peer finished within \(Int(timeout)) s") }
             throw error
         }
+    }
+
+    /// When the peer assembled the file, from its index (a peer in a mesh exits only once
+    /// its downloaders are complete too, so its exit is later).
+    private func completionTime(ofPeerIn folder: String, since start: Int64) -> Duration? {
+        guard let db = try? SQLiteConnection(path: folder + "/peer.db", mode: .readOnly),
+              let assembled = try? db.scalarInt("SELECT assembled_at FROM manifest WHERE id = 1")
+        else { return nil }
+        return .microseconds(max(0, assembled - start))
     }
 
     /// Creates the run folder, or clears the node folders of an earlier demo run in it.
@@ -170,6 +202,10 @@ func sha256(ofFileAt path: String) throws -> Digest32 {
         hasher.update(data: data)
     }
     return Digest32(hasher.finalize())
+}
+
+enum TopologyKind: String, ExpressibleByArgument, CaseIterable {
+    case ring, mesh
 }
 
 struct DemoError: Error, CustomStringConvertible {

@@ -216,3 +216,44 @@ struct ManifestTests {
         #expect(Digest32(hex: "zz") == nil)
     }
 }
+
+@Suite("Swarm topologies for the demo and the bench")
+struct SwarmTopologyTests {
+    /// Every peer can be reached from every other along download links (chunks flow
+    /// against them), so no chunk is stranded.
+    func stronglyConnected(_ topology: SwarmTopology) -> Bool {
+        func reachable(from start: Int) -> Set<Int> {
+            var seen: Set<Int> = [start], stack = [start]
+            while let peer = stack.popLast() {
+                for next in topology.downloadFrom[peer] where seen.insert(next).inserted { stack.append(next) }
+            }
+            return seen
+        }
+        return (0..<topology.peerCount).allSatisfy { reachable(from: $0).count == topology.peerCount }
+    }
+
+    @Test("the ring: peer i downloads from peer i+1; one peer has no neighbour")
+    func ring() {
+        #expect(SwarmTopology.ring(peers: 3).downloadFrom == [[1], [2], [0]])
+        #expect(SwarmTopology.ring(peers: 3).downloaders == [1, 1, 1])
+        #expect(SwarmTopology.ring(peers: 1).downloadFrom == [[]])
+    }
+
+    @Test("a mesh: k distinct neighbours each, never itself, connected, the same for the same seed",
+          arguments: [(2, 3), (5, 1), (5, 3), (20, 3), (50, 4)])
+    func mesh(peers: Int, k: Int) {
+        for seed: UInt64 in [1, 7, 12345] {
+            let topology = SwarmTopology.mesh(peers: peers, neighbours: k, seed: seed)
+            #expect(topology.peerCount == peers)
+            for (peer, sources) in topology.downloadFrom.enumerated() {
+                #expect(sources.count == min(k, peers - 1))
+                #expect(Set(sources).count == sources.count)
+                #expect(!sources.contains(peer))
+            }
+            #expect(stronglyConnected(topology), "seed \(seed)")
+            #expect(topology.downloaders.reduce(0, +) == peers * min(k, peers - 1))
+            #expect(topology == SwarmTopology.mesh(peers: peers, neighbours: k, seed: seed))
+        }
+        #expect(SwarmTopology.mesh(peers: 20, neighbours: 3, seed: 1) != SwarmTopology.mesh(peers: 20, neighbours: 3, seed: 2))
+    }
+}
