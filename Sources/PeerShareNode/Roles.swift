@@ -52,7 +52,7 @@ public struct PeerConfiguration: Sendable {
     public var waitForDownloaders: Int
     /// How long to keep retrying the owner before giving up.
     public var connectPatience: Duration
-    /// How long download neighbours may stay unreachable before the owner is asked instead.
+    /// How long a download neighbour may stay unreachable before it is given up on.
     public var neighbourPatience: Duration = .seconds(60)
     /// Re-hash every indexed chunk at start-up.
     public var recheck = false
