@@ -11,6 +11,8 @@ public struct ShareAssigner: Sendable {
     public let expectedPeers: Int
     private(set) var handouts: [Int]
     private(set) var shares: [String: [ChunkID]] = [:]
+    /// The same shares as sets, so that counting a sent chunk costs no search.
+    private var shareMembers: [String: ChunkSet] = [:]
 
     public init(chunkCount: Int, expectedPeers: Int) {
         precondition(expectedPeers > 0)
@@ -44,6 +46,7 @@ public struct ShareAssigner: Sendable {
         for i in picked { handouts[i] += 1 }
         let share = picked.map { ChunkID(UInt32($0)) }
         shares[peerName] = share
+        shareMembers[peerName] = ChunkSet(capacity: chunkCount, share)
         return share
     }
 
@@ -52,7 +55,7 @@ public struct ShareAssigner: Sendable {
     /// Counts a chunk the owner sent to a peer outside that peer's share (a fallback): the
     /// swarm now holds one more copy of it, so later shares favour other chunks.
     public mutating func noteSent(_ id: ChunkID, to peerName: String) {
-        guard id.index < chunkCount, shares[peerName]?.contains(id) != true else { return }
+        guard id.index < chunkCount, shareMembers[peerName]?.contains(id) != true else { return }
         handouts[id.index] += 1
     }
 }
@@ -64,5 +67,6 @@ extension ShareAssigner {
         let valid = share.filter { $0.index < chunkCount }
         for id in valid { handouts[id.index] += 1 }
         shares[peerName] = valid
+        shareMembers[peerName] = ChunkSet(capacity: chunkCount, valid)
     }
 }

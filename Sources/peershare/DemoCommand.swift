@@ -5,7 +5,7 @@ import PeerShareCLI
 import PeerShareCore
 import PeerShareStore
 
-/// `peershare demo`: one owner and N peers as real processes on 127.0.0.1, wired as a ring
+/// `peershare demo`: one owner and N peers as real processes on 127.0.0.1 (or --host), wired as a ring
 /// (peer i downloads from peer i+1) or a mesh (k random neighbours each), run until every
 /// peer has assembled the file.
 struct DemoCommand: AsyncParsableCommand {
@@ -30,6 +30,9 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "Seed that chooses a mesh's neighbours (default: random; printed either way).")
     var seed: UInt64?
+
+    @Option(help: "Loopback address every node listens on and dials: 127.0.0.1, or ::1 for IPv6.")
+    var host: String = "127.0.0.1"
 
     @Option(help: "Folder for the run: the owner's and each peer's folders go inside.")
     var dir: String = "peershare-demo"
@@ -57,7 +60,8 @@ struct DemoCommand: AsyncParsableCommand {
         let sourceHash = try sha256(ofFileAt: source)
         let sourceSize = try FileManager.default.attributesOfItem(atPath: source)[.size] as? Int64 ?? 0
         let fileName = URL(fileURLWithPath: source).lastPathComponent
-        let ports = try reserveFreePorts(peers + 1)
+        let ports = try reserveFreePorts(peers + 1, host: host)
+        let address = { (port: Int) in Endpoint(host: host, port: port).description }
         let executable = currentExecutablePath()
         let log = { (line: String) in FileHandle.standardError.write(Data("demo: \(line)\n".utf8)) }
         let meshSeed = seed ?? UInt64.random(in: 0...999_999)
@@ -67,7 +71,7 @@ struct DemoCommand: AsyncParsableCommand {
         let shape = topology == .ring
             ? "in a ring"
             : "in a mesh, \(min(neighbours, max(peers - 1, 1))) neighbours each, seed \(meshSeed)"
-        log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers \(shape), folder \(root)")
+        log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on \(address(ports[0])), \(peers) peers \(shape), folder \(root)")
         if topology == .mesh {
             for (i, sources) in wiring.downloadFrom.enumerated() {
                 log("peer\(i + 1) downloads from \(sources.map { "peer\($0 + 1)" }.joined(separator: ", "))")
@@ -76,7 +80,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         let owner = try ChildProcess(
             name: "owner", executable: executable,
-            arguments: ["owner", "--file", source, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"],
+            arguments: ["owner", "--file", source, "--host", host, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"],
             stdout: .lines(echo: !quiet), stderr: quiet ? .discard : .inherit)
         var started: [ChildProcess] = [owner]
         do {
@@ -88,10 +92,10 @@ struct DemoCommand: AsyncParsableCommand {
             let startMicros = Clock.nowMicros()
             var peerProcesses: [ChildProcess] = []
             for i in 1...peers {
-                var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ports[0])", "--port", "\(ports[i])",
+                var arguments = ["peer", "--name", "peer\(i)", "--owner", address(ports[0]), "--host", host, "--port", "\(ports[i])",
                                  "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(wiring.downloaders[i - 1])"]
                 for source in wiring.downloadFrom[i - 1] {
-                    arguments += ["--download-from", "127.0.0.1:\(ports[source + 1])"]
+                    arguments += ["--download-from", address(ports[source + 1])]
                 }
                 let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
                                             stdout: quiet ? .discard : .ourStderr, stderr: quiet ? .discard : .inherit)

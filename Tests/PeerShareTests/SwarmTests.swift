@@ -66,6 +66,20 @@ struct SwarmTests {
         #expect(sources.keys.filter { $0.hasPrefix("peer") }.count >= 1, "\(sources)")
     }
 
+    @Test("the demo over IPv6 (--host ::1), as a mesh of 3 with 2 neighbours each")
+    func demoOverIPv6() async throws {
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, [
+            "demo", "--host", "::1", "--topology", "mesh", "--neighbours", "2", "--peers", "3", "--size", "700KiB", "--dir", dir, "--quiet",
+        ], timeout: .seconds(120))
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("result: 3/3 peers complete and identical, 716800 bytes each"))
+        #expect(result.stderr.contains("owner on [::1]:"), "\(result.stderr)")
+        let bad = try await runCommand(Binaries.peershare, ["demo", "--host", "not-an-address", "--dir", temporaryDirectory(), "--quiet"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.split(separator: "\n").last?.hasPrefix("peershare: error: cannot find a free port on not-an-address: not an IP address") == true, "\(bad.stderr)")
+    }
+
     @Test("a late joiner, after the others finished and left, completes from the owner")
     func lateJoinerAfterEveryoneLeft() async throws {
         let swarm = try await Swarm.start(fileSize: 1_048_576, peers: 3)
