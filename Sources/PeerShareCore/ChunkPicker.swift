@@ -11,11 +11,13 @@
 ///    the same order, so what one neighbour just received is what the next one asks for.
 /// 3. Never a chunk already in flight from another source, except in the endgame: once at
 ///    most `endgameThreshold` chunks are missing, a chunk in flight elsewhere may be asked
-///    for once more (at most `maximumRequestsPerChunk` sources at once, never twice from
-///    the same source), so one slow source cannot hold the download at 99%.
+///    for again (at most `maximumRequestsPerChunk` sources at once, never twice from the
+///    same source), least-requested first, so slow sources cannot hold the download at 99%.
 public enum ChunkPicker {
-    /// Sources asked for one chunk at once in the endgame.
-    public static let maximumRequestsPerChunk = 2
+    /// Sources asked for one chunk at once in the endgame. Three, not two: the first two
+    /// copies may both be on slow sources (the owner and a rate-limited peer, say), and
+    /// there is no CANCEL, so each extra copy may cost a whole transfer.
+    public static let maximumRequestsPerChunk = 3
     /// Missing chunks at or below which the endgame starts.
     public static let defaultEndgameThreshold = 16
 

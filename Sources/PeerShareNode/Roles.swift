@@ -306,11 +306,11 @@ public enum PeerRole {
             // serves it) that it may stop.
             let channel: PeerChannel
             do {
-                guard let connected = try await connectToNeighbour(neighbour, config: config, node: node) else {
-                    await node.log(.disconnected, "stopped reconnecting to download neighbour \(neighbour): every chunk is held")
-                    return
+                // Even once complete from other sources, keep trying: the neighbour waits to
+                // hear that this peer (its downloader) is complete before it may exit.
+                channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
-                channel = connected
             } catch where !Task.isCancelled {
                 if await node.isComplete {
                     await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
@@ -337,36 +337,6 @@ public enum PeerRole {
                 await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
                 return
             }
-        }
-    }
-
-    /// Connects to a download neighbour, retrying for the neighbour timeout. A peer that is
-    /// missing chunks stops retrying (nil) as soon as it completes from other sources, so a
-    /// dead neighbour does not keep it waiting; a complete one tries for the full time, to
-    /// tell the neighbour it may stop.
-    private static func connectToNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws -> PeerChannel? {
-        @Sendable func connect() async throws -> PeerChannel {
-            try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
-                await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
-            }
-        }
-        if await node.isComplete { return try await connect() }
-        return try await withThrowingTaskGroup(of: PeerChannel?.self) { group in
-            group.addTask { try await connect() }
-            group.addTask {
-                try await node.waitUntil { $0.isComplete }
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { return nil }
-            if first == nil {
-                // Completed first; a connection made meanwhile is closed, not leaked.
-                group.cancelAll()
-                while let late = try? await group.next() {
-                    if let late { try? await late.executeThenClose { _, _ in } }
-                }
-            }
-            return first
         }
     }
 }

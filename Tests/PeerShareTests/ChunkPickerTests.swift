@@ -113,17 +113,30 @@ struct ChunkPickerTests {
         #expect(swarm.pick(from: "slow").isEmpty)
     }
 
-    @Test("endgame: at most two sources per chunk, and chunks nobody fetches come first")
+    @Test("endgame: at most three sources per chunk, chunks nobody fetches first, then the least requested")
     func endgameLimits() {
-        let swarm = PickerScenario(held: "1111110000")
+        let swarm = PickerScenario(held: "1111100000")
             .peer("A", has: "1111111111")
             .peer("B", has: "1111111111")
             .peer("C", has: "1111111111")
-            .requesting([6, 7], from: "A")
-            .requesting([6], from: "B")
-        // 6 has two sources already; 8 and 9 nobody fetches; 7 only A.
-        #expect(swarm.pick(from: "C") == [8, 9, 7])
+            .peer("D", has: "1111111111")
+            .requesting([5, 6, 7], from: "A")
+            .requesting([5, 6], from: "B")
+            .requesting([5], from: "C")
+        // 5 has three sources already; 8 and 9 nobody fetches; 7 one source, 6 two.
+        #expect(swarm.pick(from: "D") == [8, 9, 7, 6])
+        #expect(swarm.pick(from: "C") == [8, 9, 7, 6])
         #expect(swarm.pick(from: "B") == [8, 9, 7])
+    }
+
+    @Test("endgame: two slow sources on a chunk do not shut out a third")
+    func endgameThirdSource() {
+        let swarm = PickerScenario(held: "1111111110")
+            .peer("slow", has: "1111111111")
+            .peer("fast", has: "1111111111")
+            .requesting([9], from: "owner")
+            .requesting([9], from: "slow")
+        #expect(swarm.pick(from: "fast") == [9])
     }
 
     @Test("no endgame while many chunks are missing: in-flight chunks are left alone")
