@@ -159,6 +159,44 @@ struct SwarmTests {
         #expect(try db.scalarInt("SELECT count(*) FROM chunks") == 31)
     }
 
+    @Test("a neighbour frozen mid-transfer (SIGSTOP): what it owed comes from another source")
+    func neighbourFrozenMidTransfer() async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 2, launchPeers: false)
+        let owner = "127.0.0.1:\(swarm.ownerPort)"
+        // Two seeders of the whole file (with no neighbour, a peer gets everything from the owner).
+        let seeding = ["--keep-serving", "--max-upload-rate", "200KiB"]
+        let frozen = try startPeer("frozen", dir: swarm.dir, owner: owner, options: seeding)
+        let steady = try startPeer("steady", dir: swarm.dir, owner: owner, options: seeding)
+        var processes = [frozen, steady]
+        defer { for process in processes { process.signal(SIGCONT); process.signal(SIGKILL) } }
+        let frozenPort = try await listeningPort(of: frozen), steadyPort = try await listeningPort(of: steady)
+        #expect(await waitForAssembly(frozen, timeout: .seconds(60)))
+        #expect(await waitForAssembly(steady, timeout: .seconds(60)))
+        // The owner comes back serving at a crawl: the peer's chunks must come from the seeders.
+        await swarm.owner.stop()
+        let slowOwner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 2, options: ["--max-upload-rate", "1KiB"])
+        processes.append(slowOwner)
+        let ownerPort = try await listeningPort(of: slowOwner)
+        let peer = try startPeer("peer", dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
+                                 downloadFrom: ["127.0.0.1:\(frozenPort)", "127.0.0.1:\(steadyPort)"],
+                                 options: ["--wait-for-downloaders", "0", "--request-timeout", "6", "--handshake-timeout", "3"])
+        processes.append(peer)
+        #expect(await peer.waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "frozen") } != nil)
+        frozen.signal(SIGSTOP)
+        // Its outstanding requests go elsewhere: in the endgame, or after the 6 s request timeout.
+        let assembled = await waitForAssembly(peer, timeout: .seconds(60))
+        frozen.signal(SIGCONT)
+        for process in processes { await process.stop(grace: .seconds(2)) }
+        #expect(assembled, "\(tail(swarm.dir + "/peer.log"))")
+        #expect(fileDigest(swarm.dir + "/peer/source.bin") == fileDigest(swarm.source))
+        let db = try SQLiteConnection(path: swarm.dir + "/peer/peer.db", mode: .readOnly)
+        let askedOfFrozen = Set(try db.query("SELECT e.chunk_id FROM events e JOIN sources s ON s.id = e.source_id WHERE e.kind = 'chunk_requested' AND s.name = 'frozen'") { $0.int(0) })
+        let sources = try chunkSources(swarm.dir + "/peer/peer.db")
+        let owed = askedOfFrozen.subtracting(sources["frozen"] ?? [])
+        #expect(!owed.isEmpty, "nothing was outstanding at the frozen neighbour")
+        #expect(owed.isSubset(of: sources["steady", default: []].union(sources["owner", default: []])), "\(sources)")
+    }
+
     @Test("every other peer dead: the peer falls back to the owner and completes")
     func allNeighboursDead() async throws {
         let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 2, launchPeers: false)
