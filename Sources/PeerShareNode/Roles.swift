@@ -332,7 +332,8 @@ public enum PeerRole {
                 }
             } catch where !Task.isCancelled && (isMisbehaviour(error) || !(error is NodeError)) {
                 // A neighbour of another swarm, one that keeps sending bad chunks, or one that
-                // broke the protocol on every reconnect: avoid it and ask the owner instead.
+                // broke the protocol on every reconnect: avoid it. The other neighbours carry
+                // on; with none left, the owner is asked instead.
                 await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
                 await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
                 return

@@ -70,7 +70,7 @@ struct DemoCommand: AsyncParsableCommand {
             : SwarmTopology.mesh(peers: peers, neighbours: neighbours, seed: meshSeed)
         let shape = topology == .ring
             ? "in a ring"
-            : "in a mesh, \(min(neighbours, max(peers - 1, 1))) neighbours each, seed \(meshSeed)"
+            : "in a mesh, \(neighbourCount(wiring.downloadFrom[0].count)) each, seed \(meshSeed)"
         log("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on \(address(ports[0])), \(peers) peers \(shape), folder \(root)")
         if topology == .mesh {
             for (i, sources) in wiring.downloadFrom.enumerated() {
@@ -141,6 +141,8 @@ struct DemoCommand: AsyncParsableCommand {
             throw error
         }
     }
+
+    private func neighbourCount(_ k: Int) -> String { k == 1 ? "1 neighbour" : "\(k) neighbours" }
 
     /// When the peer assembled the file, from its index (a peer in a mesh exits only once
     /// its downloaders are complete too, so its exit is later).

@@ -66,6 +66,19 @@ struct SwarmTests {
         #expect(sources.keys.filter { $0.hasPrefix("peer") }.count >= 1, "\(sources)")
     }
 
+    @Test("the demo at the small end: one peer, and a mesh of two asking for more neighbours than there are")
+    func demoSmallSwarms() async throws {
+        let one = try await runCommand(Binaries.peershare, ["demo", "--peers", "1", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet"], timeout: .seconds(60))
+        #expect(one.status == 0, "\(one.stdout)\n\(one.stderr)")
+        #expect(one.stdout.contains("result: 1/1 peers complete and identical"))
+        let two = try await runCommand(Binaries.peershare, [
+            "demo", "--peers", "2", "--topology", "mesh", "--neighbours", "5", "--seed", "3", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet",
+        ], timeout: .seconds(60))
+        #expect(two.status == 0, "\(two.stdout)\n\(two.stderr)")
+        #expect(two.stdout.contains("2 peers in a mesh, 1 neighbour each, seed 3"))
+        #expect(two.stdout.contains("result: 2/2 peers complete and identical"))
+    }
+
     @Test("the demo over IPv6 (--host ::1), as a mesh of 3 with 2 neighbours each")
     func demoOverIPv6() async throws {
         let dir = temporaryDirectory()
