@@ -1,14 +1,18 @@
 /// Decides which chunks the owner hands to each arriving peer.
 ///
-/// One rule covers every case: each arrival gets the `shareSize` chunks that have been
-/// handed out least so far, lowest ID first on ties. With `expectedPeers` peers the first
-/// that many arrivals therefore get disjoint shares that together cover the file, and any
-/// later arrival still gets a share: the chunks the swarm has been given least.
+/// One rule covers every case: each arrival gets the `shareSize` chunks that the owner has
+/// handed out least so far, lowest ID first on ties. "Handed out" counts every share a chunk
+/// is in and every copy the owner sent outside a share (to a peer that fell back on it): the
+/// owner's best knowledge of how many copies the swarm holds. With `expectedPeers` peers the
+/// first that many arrivals therefore get disjoint shares that together cover the file, and
+/// any later arrival still gets a share: the chunks the swarm holds least.
 public struct ShareAssigner: Sendable {
     public let chunkCount: Int
     public let expectedPeers: Int
     private(set) var handouts: [Int]
     private(set) var shares: [String: [ChunkID]] = [:]
+    /// The same shares as sets, so that counting a sent chunk costs no search.
+    private var shareMembers: [String: ChunkSet] = [:]
 
     public init(chunkCount: Int, expectedPeers: Int) {
         precondition(expectedPeers > 0)
@@ -42,10 +46,18 @@ public struct ShareAssigner: Sendable {
         for i in picked { handouts[i] += 1 }
         let share = picked.map { ChunkID(UInt32($0)) }
         shares[peerName] = share
+        shareMembers[peerName] = ChunkSet(capacity: chunkCount, share)
         return share
     }
 
     public func handoutCount(of id: ChunkID) -> Int { handouts[id.index] }
+
+    /// Counts a chunk the owner sent to a peer outside that peer's share (a fallback): the
+    /// swarm now holds one more copy of it, so later shares favour other chunks.
+    public mutating func noteSent(_ id: ChunkID, to peerName: String) {
+        guard id.index < chunkCount, shareMembers[peerName]?.contains(id) != true else { return }
+        handouts[id.index] += 1
+    }
 }
 
 extension ShareAssigner {
@@ -55,5 +67,6 @@ extension ShareAssigner {
         let valid = share.filter { $0.index < chunkCount }
         for id in valid { handouts[id.index] += 1 }
         shares[peerName] = valid
+        shareMembers[peerName] = ChunkSet(capacity: chunkCount, valid)
     }
 }

@@ -62,6 +62,8 @@ struct DownloadSession {
             await node.log(.listSent, source: source, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
 
             var offered = ChunkSet(capacity: manifest.chunkCount)
+            // A neighbour's offer counts towards chunk rarity while this session lasts.
+            let neighbourID = remote == .neighbour ? await node.registerNeighbour() : nil
             var requested: [ChunkID: Int64] = [:]
             var badChunks = 0
             // The last time this neighbour gave us something we lacked, for stall detection.
@@ -76,6 +78,7 @@ struct DownloadSession {
                 while true {
                     if await finished() {
                         await node.release(requested.keys)
+                        if let neighbourID { await node.unregisterNeighbour(neighbourID) }
                         if remote == .neighbour {
                             // Tell the uploader we are complete, in case its last HAVE is still queued.
                             await io.sendIfOpen(.chunkList(bitfield: await node.heldChunks.bitfield))
@@ -88,7 +91,8 @@ struct DownloadSession {
                     }
                     let room = window - requested.count
                     if room > 0 {
-                        for id in await node.claim(offered: offered, fromOwner: remote == .owner, limit: room, source: source) {
+                        for id in await node.claim(offered: offered, fromOwner: remote == .owner, limit: room, source: source,
+                                                   neighbour: neighbourID, requestedHere: Set(requested.keys)) {
                             requested[id] = Clock.nowMicros()
                             try await io.send(.request(id))
                         }
@@ -130,9 +134,11 @@ struct DownloadSession {
                     case .local(.stateChanged):
                         continue
                     case .tick:
+                        // Stalled: nothing new from this neighbour for a while, and the neighbours
+                        // between them do not offer everything missing.
                         if remote == .neighbour, requested.isEmpty, ContinuousClock.now - lastUseful > io.limits.stallTimeout,
-                           case let held = await node.heldChunks, held.count + offered.subtracting(held).count < manifest.chunkCount {
-                            await node.fallBackToOwner(because: "download neighbour \(hello.name) has offered nothing new for \(io.limits.stallTimeout.seconds) s")
+                           await !node.neighboursCoverMissing {
+                            await node.fallBackToOwner(because: "download neighbour \(hello.name) has offered nothing new for \(io.limits.stallTimeout.seconds) s, and the neighbours lack chunks")
                         }
                         let oldest = requested.values.min() ?? Clock.nowMicros()
                         if Clock.nowMicros() - oldest > io.limits.requestTimeout.microseconds {
@@ -146,6 +152,7 @@ struct DownloadSession {
                 }
             } catch {
                 await node.release(requested.keys)
+                if let neighbourID { await node.unregisterNeighbour(neighbourID) }
                 throw error
             }
         }

@@ -29,7 +29,19 @@ public actor Node {
 
     public private(set) var manifest: Manifest?
     private(set) var held = ChunkSet(capacity: 0)
-    private var inFlight: Set<ChunkID> = []
+    /// Requests outstanding per chunk, from every source (more than one only in the endgame).
+    private var inFlight: [ChunkID: Int] = [:]
+    /// Chunks being verified, or verified and waiting for their batch to be made durable:
+    /// neither asked for again nor accepted twice.
+    private var storing: Set<ChunkID> = []
+    /// What each connected download neighbour offers (as of its session's last claim), and
+    /// per chunk how many of them offer it: the rarity the picker works from.
+    private var neighbourOffers: [Int: ChunkSet] = [:]
+    private var availability: [Int] = []
+    private var nextNeighbourID = 0
+    /// Download neighbours not given up on (unreachable, misbehaving). At zero, the owner
+    /// serves everything missing.
+    public private(set) var liveNeighbours = 0
     private(set) var share: ChunkSet?
     private var assigner: ShareAssigner?
     private(set) var isAssembled = false
@@ -257,7 +269,29 @@ public actor Node {
     public var needsOwner: Bool {
         guard manifest != nil else { return true }
         if isComplete { return false }
-        return !holdsShare || ownerFallback != nil
+        return !holdsShare || ownerServesEverything
+    }
+
+    /// Whether the owner is asked for any missing chunk, not only the share: after falling
+    /// back, or with no download neighbour left (or none to begin with).
+    var ownerServesEverything: Bool { ownerFallback != nil || liveNeighbours == 0 }
+
+    /// Sets how many download neighbours the peer starts with.
+    public func expectNeighbours(_ count: Int) {
+        liveNeighbours = count
+    }
+
+    /// A download neighbour is given up on. The others carry on; only when none is left is
+    /// the owner asked for everything missing.
+    func neighbourGaveUp(_ neighbour: Endpoint, because reason: String) {
+        liveNeighbours = max(0, liveNeighbours - 1)
+        guard !isComplete else { return }
+        if liveNeighbours == 0 {
+            fallBackToOwner(because: "\(reason), and no other download neighbour is left")
+        } else {
+            log(.disconnected, "gave up on download neighbour \(neighbour): \(reason); carrying on with \(liveNeighbours) other(s)", level: .warning)
+            broadcast(.stateChanged)
+        }
     }
 
     func fallBackToOwner(because reason: String) {
@@ -271,20 +305,74 @@ public actor Node {
     /// session requests the same chunk at the same time.
     /// Each pick is logged as a `chunk_requested` event from `source` (in the same visit to
     /// the actor: a request costs the session one hop, not two).
-    func claim(offered: ChunkSet, fromOwner: Bool, limit: Int, source: ChunkIndex.Source) -> [ChunkID] {
+    /// `neighbour` (from `registerNeighbour`) records the source's offer for the rarity
+    /// counts; `requestedHere` is what the session already awaits from it.
+    func claim(offered: ChunkSet, fromOwner: Bool, limit: Int, source: ChunkIndex.Source,
+               neighbour: Int? = nil, requestedHere: Set<ChunkID> = []) -> [ChunkID] {
         guard manifest != nil, offered.capacity == held.capacity else { return [] }
+        if let neighbour { updateOffer(of: neighbour, to: offered) }
         // The owner is asked only for the share, unless the neighbours were given up on.
-        let wanted = fromOwner && ownerFallback == nil ? share : nil
-        let picks = ChunkPicker.pick(held: held, offered: offered, inFlight: inFlight, wanted: wanted, limit: limit)
-        inFlight.formUnion(picks)
-        for id in picks { log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(source.name)") }
+        let wanted = fromOwner && !ownerServesEverything ? share : nil
+        var have = held
+        for id in storing { have.insert(id) }
+        let picks = ChunkPicker.pick(held: have, offered: offered, availability: availability, inFlight: inFlight,
+                                     requestedHere: requestedHere, wanted: wanted, limit: limit)
+        for id in picks {
+            inFlight[id, default: 0] += 1
+            let again = inFlight[id, default: 0] > 1 ? " (endgame: also requested elsewhere)" : ""
+            log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(source.name)\(again)")
+        }
         return picks
     }
 
     func release(_ ids: some Sequence<ChunkID>) {
         var any = false
-        for id in ids where inFlight.remove(id) != nil { any = true }
+        for id in ids where releaseOne(id) { any = true }
         if any { broadcast(.stateChanged) }
+    }
+
+    /// Ends one request for `id`; true if one was outstanding.
+    @discardableResult
+    private func releaseOne(_ id: ChunkID) -> Bool {
+        guard let count = inFlight[id] else { return false }
+        inFlight[id] = count > 1 ? count - 1 : nil
+        return true
+    }
+
+    // MARK: Neighbours' offers
+
+    /// A download-neighbour session starts: its offers count towards chunk rarity.
+    func registerNeighbour() -> Int {
+        nextNeighbourID += 1
+        return nextNeighbourID
+    }
+
+    /// The session ended: its offer no longer counts.
+    func unregisterNeighbour(_ neighbour: Int) {
+        guard let old = neighbourOffers.removeValue(forKey: neighbour) else { return }
+        for id in old.sorted where id.index < availability.count { availability[id.index] -= 1 }
+    }
+
+    /// Applies only what changed since the last claim, so a claim stays cheap for big files.
+    private func updateOffer(of neighbour: Int, to offered: ChunkSet) {
+        if availability.count != offered.capacity {
+            availability = Array(repeating: 0, count: offered.capacity)
+            neighbourOffers.removeAll()
+        }
+        let old = neighbourOffers[neighbour] ?? ChunkSet(capacity: offered.capacity)
+        guard old != offered else { return }
+        for id in offered.subtracting(old).sorted { availability[id.index] += 1 }
+        for id in old.subtracting(offered).sorted { availability[id.index] -= 1 }
+        neighbourOffers[neighbour] = offered
+    }
+
+    /// Whether the connected download neighbours between them offer every chunk still missing.
+    var neighboursCoverMissing: Bool {
+        guard manifest != nil, availability.count == held.capacity else { return false }
+        for index in availability.indices where availability[index] == 0 {
+            if !held.contains(ChunkID(UInt32(index))) { return false }
+        }
+        return true
     }
 
     public enum AcceptOutcome: Sendable, Equatable { case stored, rejected(String), duplicate }
@@ -293,10 +381,12 @@ public actor Node {
     /// and indexes it: file first (fsync, rename, fsync), row second.
     func accept(_ id: ChunkID, data: ByteBuffer, from source: ChunkIndex.Source, startedAt: Int64) async -> AcceptOutcome {
         guard let manifest, manifest.contains(id) else { return .rejected("chunk \(id) is not in the manifest") }
-        if held.contains(id) {
-            inFlight.remove(id)
+        if held.contains(id) || storing.contains(id) {
+            // An endgame copy of a chunk another source delivered first.
+            releaseOne(id)
             return .duplicate
         }
+        storing.insert(id)
         let directory = self.directory
         let verdict: Result<String, any Error> = await runBlocking {
             guard data.readableBytes == manifest.size(of: id) else {
@@ -312,7 +402,8 @@ public actor Node {
         switch verdict {
         case .failure(let error):
             let reason = (error as? NodeError)?.description ?? "\(error)"
-            inFlight.remove(id)
+            storing.remove(id)
+            releaseOne(id)
             pendingTransfers.append(.init(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt,
                                           bytes: data.readableBytes, outcome: .rejected, detail: reason))
             log(.chunkRejected, chunk: id, source: source, "rejected chunk \(id) from \(source.name): \(reason)", level: .warning)
@@ -365,14 +456,18 @@ public actor Node {
             }
             if let failure {
                 // Nothing was indexed: the chunks are released and will be fetched again.
-                for chunk in batch { inFlight.remove(chunk.id) }
+                for chunk in batch {
+                    storing.remove(chunk.id)
+                    releaseOne(chunk.id)
+                }
                 log(.error, failure, level: .error)
                 broadcast(.stateChanged)
                 continue
             }
             for chunk in batch {
                 held.insert(chunk.id)
-                inFlight.remove(chunk.id)
+                storing.remove(chunk.id)
+                inFlight[chunk.id] = nil
                 broadcast(.have(chunk.id))
             }
             scheduleSummary()
@@ -398,6 +493,8 @@ public actor Node {
 
     func recordUpload(_ id: ChunkID, to peer: ChunkIndex.Source, startedAt: Int64, bytes: Int) {
         pendingTransfers.append(.init(chunk: id, direction: "out", peer: peer, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: bytes, outcome: .sent))
+        // The owner's share rule counts copies sent outside shares too (see ShareAssigner).
+        assigner?.noteSent(id, to: peer.name)
         log(.chunkSent, chunk: id, source: peer, "sent chunk \(id) to \(peer.name) (\(bytes) B)")
     }
 

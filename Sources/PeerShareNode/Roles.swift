@@ -52,7 +52,7 @@ public struct PeerConfiguration: Sendable {
     public var waitForDownloaders: Int
     /// How long to keep retrying the owner before giving up.
     public var connectPatience: Duration
-    /// How long download neighbours may stay unreachable before the owner is asked instead.
+    /// How long a download neighbour may stay unreachable before it is given up on.
     public var neighbourPatience: Duration = .seconds(60)
     /// Re-hash every indexed chunk at start-up.
     public var recheck = false
@@ -207,6 +207,7 @@ public enum PeerRole {
         await node.setLimits(config.limits)
         do {
             try await node.prepare(recheck: config.recheck)
+            await node.expectNeighbours(config.downloadFrom.count)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             let held = await node.heldCount
@@ -272,8 +273,19 @@ public enum PeerRole {
         while true {
             try await node.waitUntil { $0.needsOwner || $0.failure != nil }
             if await node.failure != nil { return }
-            let channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
-                await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+            let channel: PeerChannel
+            do {
+                channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                }
+            } catch where !Task.isCancelled {
+                // An owner that left once the swarm holds the file is no loss: the neighbours
+                // carry on. Without the manifest, or with no neighbour left, it is the end.
+                let neighbours = await node.liveNeighbours
+                guard await node.manifest != nil, neighbours > 0 else { throw error }
+                await node.log(.disconnected, source: owner, "the owner at \(config.owner) is gone (\(error)); carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.liveNeighbours == 0 }
+                continue
             }
             await node.log(.connected, source: owner, "connected to the owner at \(config.owner)")
             do {
@@ -305,6 +317,8 @@ public enum PeerRole {
             // serves it) that it may stop.
             let channel: PeerChannel
             do {
+                // Even once complete from other sources, keep trying: the neighbour waits to
+                // hear that this peer (its downloader) is complete before it may exit.
                 channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
                     await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
@@ -312,7 +326,7 @@ public enum PeerRole {
                 if await node.isComplete {
                     await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
                 } else {
-                    await node.fallBackToOwner(because: "download neighbour \(neighbour) unreachable for \(config.neighbourPatience.seconds) s")
+                    await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) unreachable for \(config.neighbourPatience.seconds) s")
                 }
                 return
             }
@@ -329,11 +343,10 @@ public enum PeerRole {
                 }
             } catch where !Task.isCancelled && (isMisbehaviour(error) || !(error is NodeError)) {
                 // A neighbour of another swarm, one that keeps sending bad chunks, or one that
-                // broke the protocol on every reconnect: avoid it and ask the owner instead.
+                // broke the protocol on every reconnect: avoid it. The other neighbours carry
+                // on; with none left, the owner is asked instead.
                 await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
-                if await !node.isComplete {
-                    await node.fallBackToOwner(because: "download neighbour \(neighbour) misbehaved")
-                }
+                await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
                 return
             }
         }

@@ -5,13 +5,15 @@ import Logging
 import PeerShareCLI
 import PeerShareCore
 import PeerShareInspect
+import PeerShareStore
 
-/// `peershare demo`: one owner and N peers as real processes on 127.0.0.1, wired as a ring
-/// (peer i downloads from peer i+1), run until every peer has assembled the file.
+/// `peershare demo`: one owner and N peers as real processes on 127.0.0.1 (or --host), wired as a ring
+/// (peer i downloads from peer i+1) or a mesh (k random neighbours each), run until every
+/// peer has assembled the file.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run a local swarm: an owner and N peers in a ring, then check every copy.")
+        abstract: "Run a local swarm: an owner and N peers in a ring or a mesh, then check every copy.")
 
     @Option(help: "File to share (default: a generated sample of --size bytes).")
     var file: String?
@@ -21,6 +23,18 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "Number of peers.")
     var peers: Int = 5
+
+    @Option(help: "ring: peer i downloads from peer i+1. mesh: each peer downloads from --neighbours random others.")
+    var topology: TopologyKind = .ring
+
+    @Option(help: "Download neighbours per peer in a mesh.")
+    var neighbours: Int = 3
+
+    @Option(help: "Seed that chooses a mesh's neighbours (default: random; printed either way).")
+    var seed: UInt64?
+
+    @Option(help: "Loopback address every node listens on and dials: 127.0.0.1, or ::1 for IPv6.")
+    var host: String = "127.0.0.1"
 
     @Option(help: "Folder for the run: the owner's and each peer's folders go inside.")
     var dir: String = "peershare-demo"
@@ -40,6 +54,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...200).contains(peers) else { throw ValidationError("--peers must be from 1 to 200") }
+        guard neighbours >= 1 else { throw ValidationError("--neighbours must be at least 1") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if let file, !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("--file: cannot read \(file)") }
     }
@@ -56,9 +71,22 @@ struct DemoCommand: AsyncParsableCommand {
         let sourceHash = try sha256(ofFileAt: source)
         let sourceSize = try FileManager.default.attributesOfItem(atPath: source)[.size] as? Int64 ?? 0
         let fileName = URL(fileURLWithPath: source).lastPathComponent
-        let ports = try reserveFreePorts(peers + 1)
+        let ports = try reserveFreePorts(peers + 1, host: host)
+        let address = { (port: Int) in Endpoint(host: host, port: port).description }
         let executable = currentExecutablePath()
-        logger.info("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on 127.0.0.1:\(ports[0]), \(peers) peers in a ring, folder \(root)")
+        let meshSeed = seed ?? UInt64.random(in: 0...999_999)
+        let wiring = topology == .ring
+            ? SwarmTopology.ring(peers: peers)
+            : SwarmTopology.mesh(peers: peers, neighbours: neighbours, seed: meshSeed)
+        let shape = topology == .ring
+            ? "in a ring"
+            : "in a mesh, \(neighbourCount(wiring.downloadFrom[0].count)) each, seed \(meshSeed)"
+        logger.info("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on \(address(ports[0])), \(peers) peers \(shape), folder \(root)")
+        if topology == .mesh {
+            for (i, sources) in wiring.downloadFrom.enumerated() {
+                logger.info("peer\(i + 1) downloads from \(sources.map { "peer\($0 + 1)" }.joined(separator: ", "))")
+            }
+        }
 
         // The nodes' logs reach our stderr directly, or, under live lines, through the
         // console, so that they scroll above the lines instead of through them.
@@ -68,7 +96,7 @@ struct DemoCommand: AsyncParsableCommand {
         let echoResults = !quiet && logging.logFormat == .text
         let owner = try ChildProcess(
             name: "owner", executable: executable,
-            arguments: ["owner", "--file", source, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"] + logging.childArguments,
+            arguments: ["owner", "--file", source, "--host", host, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"] + logging.childArguments,
             stdout: .lines(echo: echoResults), stderr: nodeLogs)
         var started: [ChildProcess] = [owner]
         do {
@@ -77,15 +105,13 @@ struct DemoCommand: AsyncParsableCommand {
             }
             let clock = ContinuousClock()
             let start = clock.now
+            let startMicros = Clock.nowMicros()
             var peerProcesses: [ChildProcess] = []
             for i in 1...peers {
-                let next = i % peers + 1
-                var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ports[0])", "--port", "\(ports[i])",
-                                 "--dir", root + "/peer\(i)"] + logging.childArguments
-                if peers > 1 {
-                    arguments += ["--download-from", "127.0.0.1:\(ports[next])"]
-                } else {
-                    arguments += ["--wait-for-downloaders", "0"]
+                var arguments = ["peer", "--name", "peer\(i)", "--owner", address(ports[0]), "--host", host, "--port", "\(ports[i])",
+                                 "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(wiring.downloaders[i - 1])"] + logging.childArguments
+                for source in wiring.downloadFrom[i - 1] {
+                    arguments += ["--download-from", address(ports[source + 1])]
                 }
                 let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
                                             stdout: !echoResults ? .discard : live ? nodeLogs : .ourStderr, stderr: nodeLogs)
@@ -121,13 +147,14 @@ struct DemoCommand: AsyncParsableCommand {
             await watcher?.value
             let elapsed = start.duration(to: clock.now)
             var complete = 0
-            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers in a ring")
+            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers \(shape)")
             for (i, status, time) in finishTimes {
                 let copy = root + "/peer\(i + 1)/" + fileName
                 let identical = (try? sha256(ofFileAt: copy)) == sourceHash
                 if status == 0 && identical { complete += 1 }
                 let verdict = identical ? "identical to the source" : (FileManager.default.fileExists(atPath: copy) ? "DIFFERS from the source" : "missing")
-                print("  peer\(i + 1): exit \(status), \(verdict), done after \(format(time)) s")
+                let completed = completionTime(ofPeerIn: root + "/peer\(i + 1)", since: startMicros).map { "complete after \(format($0)) s, " } ?? ""
+                print("  peer\(i + 1): exit \(status), \(verdict), \(completed)done after \(format(time)) s")
             }
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let megabytes = Double(sourceSize) * Double(peers) / 1e6
@@ -148,6 +175,17 @@ struct DemoCommand: AsyncParsableCommand {
         let databases = try SwarmReport.databases(inDemoFolder: root)
         try SwarmReport.load(databases).html().write(toFile: path, atomically: true, encoding: .utf8)
         print("report: \(path)")
+    }
+
+    private func neighbourCount(_ k: Int) -> String { k == 1 ? "1 neighbour" : "\(k) neighbours" }
+
+    /// When the peer assembled the file, from its index (a peer in a mesh exits only once
+    /// its downloaders are complete too, so its exit is later).
+    private func completionTime(ofPeerIn folder: String, since start: Int64) -> Duration? {
+        guard let db = try? SQLiteConnection(path: folder + "/peer.db", mode: .readOnly),
+              let assembled = try? db.scalarInt("SELECT assembled_at FROM manifest WHERE id = 1")
+        else { return nil }
+        return .microseconds(max(0, assembled - start))
     }
 
     /// Creates the run folder, or clears the node folders of an earlier demo run in it.
@@ -205,6 +243,10 @@ func sha256(ofFileAt path: String) throws -> Digest32 {
         hasher.update(data: data)
     }
     return Digest32(hasher.finalize())
+}
+
+enum TopologyKind: String, ExpressibleByArgument, CaseIterable {
+    case ring, mesh
 }
 
 struct DemoError: Error, CustomStringConvertible {

@@ -24,7 +24,7 @@ struct PeerShareCommand: AsyncParsableCommand {
 
 /// Options every node shares.
 struct ListenOptions: ParsableArguments {
-    @Option(help: "Address to listen on.")
+    @Option(help: "Address to listen on (IPv4 or IPv6, e.g. 0.0.0.0, 192.168.1.5, ::1, ::).")
     var host: String = "127.0.0.1"
 
     @Option(help: "TCP port to listen on (0: let the OS choose; the chosen port is printed).")
@@ -137,7 +137,7 @@ struct PeerCommand: AsyncParsableCommand {
 
     @OptionGroup var listen: ListenOptions
 
-    @Option(name: .customLong("download-from"), help: "The download neighbour, as HOST:PORT.", transform: Endpoint.argument)
+    @Option(name: .customLong("download-from"), help: "A download neighbour, as HOST:PORT ([ADDRESS]:PORT for IPv6); repeat for several.", transform: Endpoint.argument)
     var downloadFrom: [Endpoint] = []
 
     @Option(help: "Folder for this peer's chunk files, summary file and assembled file.")
@@ -161,7 +161,7 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(help: "Seconds to keep retrying the owner before giving up.")
     var connectTimeout: Double = 30
 
-    @Option(help: "Seconds a download neighbour may stay unreachable before the owner is asked for what is missing.")
+    @Option(help: "Seconds a download neighbour may stay unreachable before it is given up on (with none left, the owner is asked for what is missing).")
     var neighbourTimeout: Double = 60
 
     @Flag(help: "Re-hash every indexed chunk file at start-up, not just check its size.")

@@ -115,6 +115,19 @@ struct ShareAssignerTests {
         #expect(Set(seventh).isDisjoint(with: sixth), "the seventh should get chunks handed out once, not twice")
     }
 
+    @Test("chunks the owner sent outside a share count as held: a late arrival gets the others")
+    func fallbackCopiesCount() {
+        var assigner = ShareAssigner(chunkCount: 8, expectedPeers: 2)
+        let first = assigner.share(for: "a")
+        // "a" fell back on the owner for chunks 4-7; chunk 4 twice counts once per copy.
+        for id in [4, 5, 6, 7, 4] as [UInt32] { assigner.noteSent(ChunkID(id), to: "a") }
+        // Its own share's chunks are already counted.
+        for id in first { assigner.noteSent(id, to: "a") }
+        #expect(assigner.share(for: "b") == [0, 1, 2, 3].map { ChunkID($0) })
+        #expect(assigner.handoutCount(of: ChunkID(4)) == 2)
+        #expect(assigner.handoutCount(of: ChunkID(0)) == 2)
+    }
+
     @Test("a returning peer gets the same share, not a second slice")
     func stableForName() {
         var assigner = ShareAssigner(chunkCount: 10, expectedPeers: 2)
@@ -133,38 +146,6 @@ struct ShareAssignerTests {
         after.restore(b, for: "b")
         #expect(after.share(for: "a") == a)
         #expect(after.share(for: "c") == before.share(for: "c"))
-    }
-}
-
-@Suite("Chunk picking scenarios")
-struct ChunkPickerTests {
-    /// Builds a set from a picture: "x" held, "." not, one character per chunk.
-    func set(_ picture: String) -> ChunkSet {
-        ChunkSet(capacity: picture.count, picture.enumerated().filter { $0.element == "x" }.map { ChunkID(UInt32($0.offset)) })
-    }
-
-    @Test("asks for what the neighbour has and we lack, lowest first, up to the window")
-    func basic() {
-        let picks = ChunkPicker.pick(held: set("xx......"), offered: set("xxxxx.xx"), inFlight: [], limit: 3)
-        #expect(picks == [2, 3, 4].map { ChunkID($0) })
-    }
-
-    @Test("never asks for a chunk already in flight from another source")
-    func skipsInFlight() {
-        let picks = ChunkPicker.pick(held: set("........"), offered: set("xxxx...."), inFlight: [ChunkID(0), ChunkID(2)], limit: 8)
-        #expect(picks == [1, 3].map { ChunkID($0) })
-    }
-
-    @Test("from the owner, only the share")
-    func shareOnly() {
-        let picks = ChunkPicker.pick(held: set("x......."), offered: set("xxxxxxxx"), inFlight: [], wanted: set("xxx....."), limit: 8)
-        #expect(picks == [1, 2].map { ChunkID($0) })
-    }
-
-    @Test("nothing to ask when the neighbour has nothing new, or the window is full")
-    func nothing() {
-        #expect(ChunkPicker.pick(held: set("xx.."), offered: set("xx.."), inFlight: [], limit: 4).isEmpty)
-        #expect(ChunkPicker.pick(held: set("...."), offered: set("xxxx"), inFlight: [], limit: 0).isEmpty)
     }
 }
 
@@ -233,5 +214,46 @@ struct ManifestTests {
         #expect(digest.hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(Digest32(hex: digest.hex) == digest)
         #expect(Digest32(hex: "zz") == nil)
+    }
+}
+
+@Suite("Swarm topologies for the demo and the bench")
+struct SwarmTopologyTests {
+    /// Every peer can be reached from every other along download links (chunks flow
+    /// against them), so no chunk is stranded.
+    func stronglyConnected(_ topology: SwarmTopology) -> Bool {
+        func reachable(from start: Int) -> Set<Int> {
+            var seen: Set<Int> = [start], stack = [start]
+            while let peer = stack.popLast() {
+                for next in topology.downloadFrom[peer] where seen.insert(next).inserted { stack.append(next) }
+            }
+            return seen
+        }
+        return (0..<topology.peerCount).allSatisfy { reachable(from: $0).count == topology.peerCount }
+    }
+
+    @Test("the ring: peer i downloads from peer i+1; one peer has no neighbour")
+    func ring() {
+        #expect(SwarmTopology.ring(peers: 3).downloadFrom == [[1], [2], [0]])
+        #expect(SwarmTopology.ring(peers: 3).downloaders == [1, 1, 1])
+        #expect(SwarmTopology.ring(peers: 1).downloadFrom == [[]])
+    }
+
+    @Test("a mesh: k distinct neighbours each, never itself, connected, the same for the same seed",
+          arguments: [(2, 3), (5, 1), (5, 3), (20, 3), (50, 4)])
+    func mesh(peers: Int, k: Int) {
+        for seed: UInt64 in [1, 7, 12345] {
+            let topology = SwarmTopology.mesh(peers: peers, neighbours: k, seed: seed)
+            #expect(topology.peerCount == peers)
+            for (peer, sources) in topology.downloadFrom.enumerated() {
+                #expect(sources.count == min(k, peers - 1))
+                #expect(Set(sources).count == sources.count)
+                #expect(!sources.contains(peer))
+            }
+            #expect(stronglyConnected(topology), "seed \(seed)")
+            #expect(topology.downloaders.reduce(0, +) == peers * min(k, peers - 1))
+            #expect(topology == SwarmTopology.mesh(peers: peers, neighbours: k, seed: seed))
+        }
+        #expect(SwarmTopology.mesh(peers: 20, neighbours: 3, seed: 1) != SwarmTopology.mesh(peers: 20, neighbours: 3, seed: 2))
     }
 }

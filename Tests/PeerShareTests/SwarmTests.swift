@@ -1,0 +1,320 @@
+import Foundation
+import PeerShareCLI
+import Testing
+@testable import PeerShareCore
+@testable import PeerShareStore
+
+/// A peer process a test starts with exactly the neighbours it names. Its stdout and stderr
+/// both arrive as lines (for "listening on" and log events) and go to DIR/NAME.log.
+func startPeer(_ name: String, dir: String, owner: String, host: String = "127.0.0.1", port: Int = 0,
+               downloadFrom: [String] = [], options: [String] = []) throws -> ChildProcess {
+    var arguments = ["peer", "--name", name, "--owner", owner, "--host", host, "--port", "\(port)",
+                     "--dir", dir + "/" + name, "--connect-timeout", "20"]
+    for neighbour in downloadFrom { arguments += ["--download-from", neighbour] }
+    let log = dir + "/" + name + ".log"
+    return try ChildProcess(name: name, executable: Binaries.peershare, arguments: arguments + options,
+                            stdout: .lines(echo: false), stderr: .lines(echo: false, copyTo: log))
+}
+
+/// The port from a "listening on HOST:PORT" line.
+func listeningPort(of process: ChildProcess, timeout: Duration = .seconds(60)) async throws -> Int {
+    guard let line = await process.waitForLine(prefix: "listening on", timeout: timeout),
+          let port = Int(line.split(separator: ":").last ?? "")
+    else { throw SwarmError("\(process.name) did not start listening") }
+    return port
+}
+
+/// Waits for the peer to log that it assembled the file.
+func waitForAssembly(_ process: ChildProcess, timeout: Duration) async -> Bool {
+    await process.waitForLine(timeout: timeout) { $0.contains("assembled source.bin") } != nil
+}
+
+/// Whether a log line says a chunk arrived from `source` ("received chunk 7 from peer2 (102400 B in 3.1 ms)").
+func receivedChunk(_ line: String, from source: String) -> Bool {
+    line.contains("received chunk ") && line.contains(" from \(source) (")
+}
+
+/// Chunk IDs the peer received from each source, from its index.
+func chunkSources(_ database: String) throws -> [String: Set<Int64>] {
+    let db = try SQLiteConnection(path: database, mode: .readOnly)
+    let rows = try db.query("SELECT s.name, c.chunk_id FROM chunks c JOIN sources s ON s.id = c.source_id") { ($0.text(0), $0.int(1)) }
+    return Dictionary(grouping: rows, by: \.0).mapValues { Set($0.map(\.1)) }
+}
+
+/// Event messages of one kind, from the peer's index.
+func eventMessages(_ database: String, kind: String) throws -> [String] {
+    let db = try SQLiteConnection(path: database, mode: .readOnly)
+    return try db.query("SELECT message FROM events WHERE kind = ? ORDER BY id", kind) { $0.text(0) }
+}
+
+@Suite("Swarms beyond the ring: meshes, late joiners, dead neighbours, a departed owner", .serialized)
+struct SwarmTests {
+    @Test("20 peers in a mesh (3 random neighbours each) all complete, with per-peer completion times")
+    func meshOfTwenty() async throws {
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, [
+            "demo", "--topology", "mesh", "--neighbours", "3", "--seed", "7", "--peers", "20",
+            "--size", "1MiB", "--dir", dir, "--quiet",
+        ], timeout: .seconds(180))
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("20 peers in a mesh, 3 neighbours each, seed 7"))
+        #expect(result.stdout.contains("result: 20/20 peers complete and identical, 1048576 bytes each"))
+        let completions = result.stdout.split(separator: "\n").filter { $0.contains("identical to the source, complete after") }
+        #expect(completions.count == 20, "\(result.stdout)")
+        // Chunks really travelled between peers: a peer got chunks from more than one neighbour.
+        let sources = try chunkSources(dir + "/peer1/peer.db")
+        #expect(sources.keys.filter { $0.hasPrefix("peer") }.count >= 1, "\(sources)")
+    }
+
+    @Test("the demo at the small end: one peer, and a mesh of two asking for more neighbours than there are")
+    func demoSmallSwarms() async throws {
+        let one = try await runCommand(Binaries.peershare, ["demo", "--peers", "1", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet"], timeout: .seconds(60))
+        #expect(one.status == 0, "\(one.stdout)\n\(one.stderr)")
+        #expect(one.stdout.contains("result: 1/1 peers complete and identical"))
+        let two = try await runCommand(Binaries.peershare, [
+            "demo", "--peers", "2", "--topology", "mesh", "--neighbours", "5", "--seed", "3", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet",
+        ], timeout: .seconds(60))
+        #expect(two.status == 0, "\(two.stdout)\n\(two.stderr)")
+        #expect(two.stdout.contains("2 peers in a mesh, 1 neighbour each, seed 3"))
+        #expect(two.stdout.contains("result: 2/2 peers complete and identical"))
+    }
+
+    @Test("the demo over IPv6 (--host ::1), as a mesh of 3 with 2 neighbours each")
+    func demoOverIPv6() async throws {
+        let dir = temporaryDirectory()
+        let result = try await runCommand(Binaries.peershare, [
+            "demo", "--host", "::1", "--topology", "mesh", "--neighbours", "2", "--peers", "3", "--size", "700KiB", "--dir", dir, "--quiet",
+        ], timeout: .seconds(120))
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("result: 3/3 peers complete and identical, 716800 bytes each"))
+        #expect(result.stderr.contains("owner on [::1]:"), "\(result.stderr)")
+        let bad = try await runCommand(Binaries.peershare, ["demo", "--host", "not-an-address", "--dir", temporaryDirectory(), "--quiet"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.split(separator: "\n").last?.hasPrefix("peershare: error: cannot find a free port on not-an-address: not an IP address") == true, "\(bad.stderr)")
+    }
+
+    @Test("a late joiner, after the others finished and left, completes from the owner")
+    func lateJoinerAfterEveryoneLeft() async throws {
+        let swarm = try await Swarm.start(fileSize: 1_048_576, peers: 3)
+        let statuses = await swarm.waitForPeers()
+        #expect(statuses == [0, 0, 0], "\(swarm.log(of: 1))")
+        // Its only neighbour is gone: it gives up on it and asks the owner for everything.
+        let late = try startPeer("late", dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)",
+                                 downloadFrom: ["127.0.0.1:\(swarm.peerPorts[0])"],
+                                 options: ["--neighbour-timeout", "1", "--wait-for-downloaders", "0"])
+        let status = await late.waitForExit(timeout: .seconds(60))
+        await swarm.stopAll()
+        await late.stop()
+        #expect(status == 0, "\(tail(swarm.dir + "/late.log"))")
+        #expect(fileDigest(swarm.dir + "/late/source.bin") == fileDigest(swarm.source))
+        let fallbacks = try eventMessages(swarm.dir + "/late/peer.db", kind: "fallback")
+        #expect(fallbacks.contains { $0.contains("no other download neighbour is left") }, "\(fallbacks)")
+        // The fourth arrival's share is the least handed-out chunks: ceil(11/3) of them.
+        let db = try SQLiteConnection(path: swarm.dir + "/late/peer.db", mode: .readOnly)
+        #expect(try db.scalarInt("SELECT count(*) FROM share") == 4)
+    }
+
+    @Test("a late joiner whose neighbours kept serving completes, mostly from them")
+    func lateJoinerFromPeers() async throws {
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 3, launchPeers: false)
+        var started: [ChildProcess] = []
+        defer { for process in started { process.signal(SIGKILL) } }
+        for i in 1...3 { started.append(try swarm.launch(i, extra: ["--keep-serving"], lines: true)) }
+        for process in started {
+            #expect(await waitForAssembly(process, timeout: .seconds(60)), "\(process.name) did not assemble")
+        }
+        let late = try startPeer("late", dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)",
+                                 downloadFrom: swarm.peerPorts.map { "127.0.0.1:\($0)" },
+                                 options: ["--wait-for-downloaders", "0"])
+        started.append(late)
+        let status = await late.waitForExit(timeout: .seconds(60))
+        for process in started { await process.stop() }
+        await swarm.owner.stop()
+        #expect(status == 0, "\(tail(swarm.dir + "/late.log"))")
+        #expect(fileDigest(swarm.dir + "/late/source.bin") == fileDigest(swarm.source))
+        let sources = try chunkSources(swarm.dir + "/late/peer.db")
+        let fromPeers = sources.filter { $0.key.hasPrefix("peer") }.values.map(\.count).reduce(0, +)
+        #expect(fromPeers > (sources["owner"]?.count ?? 0), "\(sources)")
+        #expect(try eventMessages(swarm.dir + "/late/peer.db", kind: "fallback").isEmpty)
+    }
+
+    @Test("a neighbour killed mid-transfer: its requests go elsewhere and the peer completes")
+    func neighbourKilledMidTransfer() async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 3, launchPeers: false)
+        let address = swarm.peerPorts.map { "127.0.0.1:\($0)" }
+        var peers: [ChildProcess] = []
+        defer { for process in peers { process.signal(SIGKILL) } }
+        for i in 0..<3 {
+            // A full mesh of three, uploads slowed so that the kill lands mid-transfer.
+            let others = (0..<3).filter { $0 != i }.map { address[$0] }
+            peers.append(try startPeer("peer\(i + 1)", dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)", port: swarm.peerPorts[i],
+                                       downloadFrom: others,
+                                       options: ["--keep-serving", "--max-upload-rate", "300KiB", "--neighbour-timeout", "2", "--stall-timeout", "2"]))
+        }
+        let gotOne = await peers[0].waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "peer2") }
+        #expect(gotOne != nil, "peer1 received nothing from peer2:\n\(tail(swarm.dir + "/peer1.log"))")
+        peers[1].signal(SIGKILL)
+        _ = await peers[1].waitForExit(timeout: .seconds(10))
+        for i in [0, 2] {
+            #expect(await waitForAssembly(peers[i], timeout: .seconds(90)), "peer\(i + 1):\n\(tail(swarm.dir + "/peer\(i + 1).log"))")
+        }
+        for process in peers { await process.stop() }
+        await swarm.owner.stop()
+        for i in [1, 3] {
+            #expect(fileDigest(swarm.dir + "/peer\(i)/source.bin") == fileDigest(swarm.source), "peer\(i)'s copy")
+        }
+        // Chunks peer1 had asked peer2 for, and did not get from it, came from another source.
+        let db = try SQLiteConnection(path: swarm.database(of: 1), mode: .readOnly)
+        let askedOfDead = Set(try db.query("SELECT e.chunk_id FROM events e JOIN sources s ON s.id = e.source_id WHERE e.kind = 'chunk_requested' AND s.name = 'peer2'") { $0.int(0) })
+        let fromDead = try chunkSources(swarm.database(of: 1))["peer2"] ?? []
+        let rerouted = askedOfDead.subtracting(fromDead)
+        #expect(!rerouted.isEmpty, "peer1 had nothing in flight from peer2 when it died")
+        #expect(try db.scalarInt("SELECT count(*) FROM chunks") == 31)
+    }
+
+    @Test("a neighbour frozen mid-transfer (SIGSTOP): what it owed comes from another source")
+    func neighbourFrozenMidTransfer() async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 2, launchPeers: false)
+        let owner = "127.0.0.1:\(swarm.ownerPort)"
+        // Two seeders of the whole file (with no neighbour, a peer gets everything from the owner).
+        let seeding = ["--keep-serving", "--max-upload-rate", "200KiB"]
+        let frozen = try startPeer("frozen", dir: swarm.dir, owner: owner, options: seeding)
+        let steady = try startPeer("steady", dir: swarm.dir, owner: owner, options: seeding)
+        var processes = [frozen, steady]
+        defer { for process in processes { process.signal(SIGCONT); process.signal(SIGKILL) } }
+        let frozenPort = try await listeningPort(of: frozen), steadyPort = try await listeningPort(of: steady)
+        #expect(await waitForAssembly(frozen, timeout: .seconds(60)))
+        #expect(await waitForAssembly(steady, timeout: .seconds(60)))
+        // The owner comes back serving at a crawl: the peer's chunks must come from the seeders.
+        await swarm.owner.stop()
+        let slowOwner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 2, options: ["--max-upload-rate", "1KiB"])
+        processes.append(slowOwner)
+        let ownerPort = try await listeningPort(of: slowOwner)
+        let peer = try startPeer("peer", dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
+                                 downloadFrom: ["127.0.0.1:\(frozenPort)", "127.0.0.1:\(steadyPort)"],
+                                 options: ["--wait-for-downloaders", "0", "--request-timeout", "6", "--handshake-timeout", "3"])
+        processes.append(peer)
+        #expect(await peer.waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "frozen") } != nil)
+        frozen.signal(SIGSTOP)
+        // Its outstanding requests go elsewhere: in the endgame, or after the 6 s request timeout.
+        let assembled = await waitForAssembly(peer, timeout: .seconds(60))
+        frozen.signal(SIGCONT)
+        for process in processes { await process.stop(grace: .seconds(2)) }
+        #expect(assembled, "\(tail(swarm.dir + "/peer.log"))")
+        #expect(fileDigest(swarm.dir + "/peer/source.bin") == fileDigest(swarm.source))
+        let db = try SQLiteConnection(path: swarm.dir + "/peer/peer.db", mode: .readOnly)
+        let askedOfFrozen = Set(try db.query("SELECT e.chunk_id FROM events e JOIN sources s ON s.id = e.source_id WHERE e.kind = 'chunk_requested' AND s.name = 'frozen'") { $0.int(0) })
+        let sources = try chunkSources(swarm.dir + "/peer/peer.db")
+        let owed = askedOfFrozen.subtracting(sources["frozen"] ?? [])
+        #expect(!owed.isEmpty, "nothing was outstanding at the frozen neighbour")
+        #expect(owed.isSubset(of: sources["steady", default: []].union(sources["owner", default: []])), "\(sources)")
+    }
+
+    @Test("every other peer dead: the peer falls back to the owner and completes")
+    func allNeighboursDead() async throws {
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 2, launchPeers: false)
+        let owner = "127.0.0.1:\(swarm.ownerPort)"
+        let other = try startPeer("peer2", dir: swarm.dir, owner: owner, port: swarm.peerPorts[1],
+                                  options: ["--keep-serving", "--max-upload-rate", "200KiB"])
+        defer { other.signal(SIGKILL) }
+        let peer = try startPeer("peer1", dir: swarm.dir, owner: owner, port: swarm.peerPorts[0],
+                                 downloadFrom: ["127.0.0.1:\(swarm.peerPorts[1])"],
+                                 options: ["--neighbour-timeout", "1", "--wait-for-downloaders", "0"])
+        defer { peer.signal(SIGKILL) }
+        #expect(await peer.waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "peer2") } != nil)
+        other.signal(SIGKILL)
+        let status = await peer.waitForExit(timeout: .seconds(60))
+        await swarm.owner.stop()
+        #expect(status == 0, "\(tail(swarm.dir + "/peer1.log"))")
+        #expect(fileDigest(swarm.dir + "/peer1/source.bin") == fileDigest(swarm.source))
+        let fallbacks = try eventMessages(swarm.database(of: 1), kind: "fallback")
+        #expect(fallbacks.contains { $0.contains("no other download neighbour is left") }, "\(fallbacks)")
+    }
+
+    @Test("the owner leaves once every chunk is in the swarm: the peers still complete")
+    func ownerLeavesAfterSeeding() async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 3, peerOptions: ["--max-upload-rate", "400KiB"], launchPeers: false)
+        var peers: [ChildProcess] = []
+        defer { for process in peers { process.signal(SIGKILL) } }
+        for i in 1...3 { peers.append(try swarm.launch(i, lines: true)) }
+        // Each peer says so once it holds its whole share: then every chunk exists in the swarm.
+        for process in peers {
+            #expect(await process.waitForLine(timeout: .seconds(60)) { $0.contains("nothing more needed from the owner") } != nil,
+                    "\(process.name) never held its share")
+        }
+        await swarm.owner.stop()
+        #expect(swarm.owner.exitStatus != nil)
+        var statuses: [Int32?] = []
+        for process in peers { statuses.append(await process.waitForExit(timeout: .seconds(90))) }
+        #expect(statuses == [0, 0, 0], "\(swarm.log(of: 1))")
+        for i in 1...3 {
+            #expect(fileDigest(swarm.dir + "/peer\(i)/source.bin") == fileDigest(swarm.source), "peer\(i)'s copy")
+        }
+        let ownerDB = try SQLiteConnection(path: swarm.dir + "/owner/owner.db", mode: .readOnly)
+        #expect(try ownerDB.scalarInt("SELECT count(*) FROM transfers WHERE direction = 'out'") == 31, "the owner sent each chunk once, then left")
+    }
+
+    @Test("endgame: the last chunks, stuck on slow sources, arrive from a fast neighbour within a bound")
+    func endgameOnSlowNeighbour() async throws {
+        // Two seeders get the whole file (with --peers 1, every share is the whole file).
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 1, launchPeers: false)
+        var processes: [ChildProcess] = []
+        defer { for process in processes { process.signal(SIGKILL) } }
+        let firstOwner = "127.0.0.1:\(swarm.ownerPort)"
+        let slow = try startPeer("slow", dir: swarm.dir, owner: firstOwner, options: ["--keep-serving", "--max-upload-rate", "8KiB"])
+        let fast = try startPeer("fast", dir: swarm.dir, owner: firstOwner, options: ["--keep-serving"])
+        processes += [slow, fast]
+        let slowPort = try await listeningPort(of: slow), fastPort = try await listeningPort(of: fast)
+        #expect(await waitForAssembly(slow, timeout: .seconds(60)))
+        #expect(await waitForAssembly(fast, timeout: .seconds(60)))
+        // The owner comes back serving at a crawl: only the fast neighbour is quick.
+        await swarm.owner.stop()
+        let owner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 1, options: ["--max-upload-rate", "1KiB"])
+        processes.append(owner)
+        let ownerPort = try await listeningPort(of: owner)
+        let peer = try startPeer("peer", dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
+                                 downloadFrom: ["127.0.0.1:\(slowPort)", "127.0.0.1:\(fastPort)"], options: ["--wait-for-downloaders", "0"])
+        processes.append(peer)
+        // Without the endgame, the owner's requests (100 s a chunk) and the slow
+        // neighbour's (12.5 s a chunk) hold the last chunks until the 30 s request timeout
+        // drops those connections; with it, they come from the fast neighbour at once.
+        let assembled = await waitForAssembly(peer, timeout: .seconds(20))
+        for process in processes { await process.stop(grace: .seconds(2)) }
+        #expect(assembled, "not assembled within 20 s:\n\(tail(swarm.dir + "/peer.log"))")
+        #expect(fileDigest(swarm.dir + "/peer/source.bin") == fileDigest(swarm.source))
+        let requests = try eventMessages(swarm.dir + "/peer/peer.db", kind: "chunk_requested")
+        #expect(requests.contains { $0.contains("from slow") }, "the slow neighbour was never asked")
+        #expect(requests.contains { $0.contains("from fast (endgame: also requested elsewhere)") }, "no endgame request")
+    }
+
+    @Test("IPv6: an owner and peers on ::1 complete, dialling [::1]:PORT")
+    func ipv6() async throws {
+        let dir = temporaryDirectory()
+        let source = dir + "/source.bin"
+        _ = try writeTestFile(source, size: 1_048_576)
+        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
+                                     arguments: ["owner", "--file", source, "--host", "::1", "--port", "0", "--dir", dir + "/owner", "--peers", "2"],
+                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        var processes = [owner]
+        defer { for process in processes { process.signal(SIGKILL) } }
+        let ownerLine = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60))
+        #expect(ownerLine?.hasPrefix("listening on [::1]:") == true, "\(ownerLine ?? "none"):\n\(tail(dir + "/owner.log"))")
+        let ownerPort = try #require(ownerLine.flatMap { Int($0.split(separator: ":").last ?? "") })
+        // peer1 has no download neighbour (the owner serves it everything); peer2 downloads from it.
+        let first = try startPeer("peer1", dir: dir, owner: "[::1]:\(ownerPort)", host: "::1")
+        processes.append(first)
+        let firstPort = try await listeningPort(of: first)
+        let second = try startPeer("peer2", dir: dir, owner: "[::1]:\(ownerPort)", host: "::1",
+                                   downloadFrom: ["[::1]:\(firstPort)"], options: ["--wait-for-downloaders", "0"])
+        processes.append(second)
+        let statuses = [await first.waitForExit(timeout: .seconds(60)), await second.waitForExit(timeout: .seconds(60))]
+        await owner.stop()
+        #expect(statuses == [0, 0], "\(tail(dir + "/peer1.log"))\n\(tail(dir + "/peer2.log"))")
+        for name in ["peer1", "peer2"] {
+            #expect(fileDigest(dir + "/\(name)/source.bin") == fileDigest(source), "\(name)'s copy")
+        }
+        let sources = try chunkSources(dir + "/peer2/peer.db")
+        #expect(sources["peer1"]?.isEmpty == false, "peer2 got nothing from peer1 over IPv6: \(sources)")
+        #expect(try String(contentsOfFile: dir + "/peer2.log", encoding: .utf8).contains("connected to download neighbour [::1]:\(firstPort)"))
+    }
+}
