@@ -74,12 +74,17 @@ public actor Node {
     func admitConnection() -> Bool {
         guard openUploadConnections < limits.maxConnections else { return false }
         openUploadConnections += 1
+        if openUploadConnections == 1 { broadcast(.stateChanged) }
         return true
     }
 
     func connectionClosed() {
         openUploadConnections -= 1
+        if openUploadConnections == 0 { broadcast(.stateChanged) }
     }
+
+    /// Connections from downloaders (and anyone else) open right now.
+    public var openUploadConnectionCount: Int { openUploadConnections }
 
     /// Upload pacing: bytes per second across all uploads, and when the next may start.
     private var uploadRate: Int?
@@ -507,6 +512,21 @@ public actor Node {
     }
 
     public var completeDownloaderCount: Int { completeDownloaders.count }
+
+    /// Set once this peer stopped waiting for downloaders that never connected (see
+    /// `stopWaitingForDownloaders`).
+    public private(set) var gaveUpOnDownloaders = false
+
+    /// No downloader has connected for `patience` while this peer holds the whole file. The
+    /// usual cause: a downloader finished and left while this peer was down, so the news
+    /// that it was complete died with the old process. Waiting longer cannot help; a
+    /// downloader that does come back later still finds its other sources and the owner.
+    func stopWaitingForDownloaders(after patience: Duration) {
+        guard !gaveUpOnDownloaders else { return }
+        gaveUpOnDownloaders = true
+        log(.disconnected, "stopped waiting for downloaders: \(completeDownloaders.count) reported complete, and none has connected for \(patience.seconds) s", level: .warning)
+        broadcast(.stateChanged)
+    }
 
     /// Download-neighbour connections that are over: each either told its uploader that this
     /// peer is complete, or gave up on it. A peer exits only after all of them, so that no

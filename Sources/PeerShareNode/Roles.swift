@@ -84,6 +84,27 @@ func announce(_ line: String) {
     _ = text.withCString { write(1, $0, strlen($0)) }
 }
 
+/// Once the peer holds and has assembled the whole file, a stretch of `patience` with no
+/// downloader connected ends its wait for downloaders (`Node.stopWaitingForDownloaders`).
+/// The stretch restarts whenever one connects. A timer by design: it bounds a wait for an
+/// event that may never come.
+func giveUpOnAbsentDownloaders(node: Node, patience: Duration) async throws {
+    while true {
+        try await node.waitUntil { $0.isComplete && $0.isAssembled && $0.openUploadConnectionCount == 0 }
+        let someoneConnected = try await withThrowingTaskGroup(of: Bool.self) { race in
+            race.addTask { try await node.waitUntil { $0.openUploadConnectionCount > 0 }; return true }
+            race.addTask { try await Task.sleep(for: patience); return false }
+            let first = try await race.next() ?? false
+            race.cancelAll()
+            return first
+        }
+        if !someoneConnected {
+            await node.stopWaitingForDownloaders(after: patience)
+            return
+        }
+    }
+}
+
 /// Accepts connections until cancelled, one child task per connection. A connection's
 /// failure is logged and ends only that connection.
 func serve(_ listener: Transport.Listener, node: Node) async throws {
@@ -241,11 +262,19 @@ public enum PeerRole {
                 let wait = config.waitForDownloaders
                 let keepServing = config.keepServing
                 let neighbours = config.downloadFrom.count
+                if wait > 0 && !keepServing {
+                    let patience = config.neighbourPatience
+                    group.addTask {
+                        try await giveUpOnAbsentDownloaders(node: node, patience: patience)
+                        return false
+                    }
+                }
                 group.addTask {
                     try await node.waitUntil {
                         $0.failure != nil
                             || (!keepServing && $0.isComplete && $0.isAssembled && $0.summaryIsCurrent
-                                && $0.completeDownloaderCount >= wait && $0.finishedNeighbourFetches == neighbours)
+                                && ($0.completeDownloaderCount >= wait || $0.gaveUpOnDownloaders)
+                                && $0.finishedNeighbourFetches == neighbours)
                     }
                     return true
                 }
@@ -255,7 +284,9 @@ public enum PeerRole {
                 }
             }
             if let failure = await node.failure { throw NodeError.failed(failure) }
-            await node.log(.stopped, "done: file assembled and \(config.waitForDownloaders == 0 ? "no downloader to wait for" : "upload neighbour complete")")
+            let downloaders = config.waitForDownloaders == 0 ? "no downloader to wait for"
+                : await node.gaveUpOnDownloaders ? "no downloader left to wait for" : "upload neighbour complete"
+            await node.log(.stopped, "done: file assembled and \(downloaders)")
             await node.close(outcome: "complete")
         } catch {
             await node.close(outcome: Task.isCancelled ? "stopped by signal" : "failed: \(error)")

@@ -45,8 +45,15 @@ enum KillPlan: Sendable {
 }
 
 /// Runs one incarnation: watches its log lines, kills it with SIGKILL per the plan, and
-/// reports the phase it died in (nil if it exited by itself).
-func watch(_ process: ChildProcess, plan: KillPlan) async -> (status: Int32?, phase: KillPhase?) {
+/// reports the phase it died in (nil if it exited by itself). An incarnation still running
+/// after `limit` is killed too and reported as not a planned kill, so the test fails with
+/// its log instead of hanging.
+func watch(_ process: ChildProcess, plan: KillPlan, limit: Duration = .seconds(120)) async -> (status: Int32?, phase: KillPhase?) {
+    let watchdog = Task {
+        try await Task.sleep(for: limit)
+        process.signal(SIGKILL)  // ends `lines`, so the loop below ends
+    }
+    defer { watchdog.cancel() }
     var seen: [String] = []
     var killed = false
     for await line in process.lines {
@@ -284,6 +291,23 @@ struct ResumeTests {
         let db = try SQLiteConnection(path: swarm.database(of: 1), mode: .readOnly)
         #expect(try db.scalarText("SELECT message FROM events WHERE kind = 'fallback'")?.contains("unreachable for 1.0 s") == true)
         #expect(try db.scalarInt("SELECT count(*) FROM chunks c JOIN sources s ON s.id = c.source_id WHERE s.kind = 'owner'") == 9)
+    }
+
+    @Test("a complete peer whose downloader never connects stops waiting after the neighbour timeout")
+    func downloaderNeverComes() async throws {
+        // The torture test found this: peer5 told peer1 it was complete, peer1 was killed
+        // before it recorded that, and peer5 had left by the time peer1 restarted. Here
+        // peer 2 (peer 1's downloader and neighbour) simply never starts.
+        var swarm = try await Swarm.start(fileSize: 9 * 102_400, peers: 2, launchPeers: false)
+        let peer = try swarm.launch(1, extra: ["--neighbour-timeout", "1"])
+        swarm.peers = [peer]
+        #expect(await peer.waitForExit(timeout: .seconds(60)) == 0, "\(swarm.log(of: 1))")
+        await swarm.stopAll()
+        #expect(fileDigest(swarm.dir + "/peer1/source.bin") == fileDigest(swarm.source))
+        let db = try SQLiteConnection(path: swarm.database(of: 1), mode: .readOnly)
+        #expect(try db.scalarText("SELECT message FROM events WHERE message LIKE 'stopped waiting for downloaders%'")?
+            .contains("0 reported complete, and none has connected for 1.0 s") == true, "\(swarm.log(of: 1))")
+        #expect(try db.scalarText("SELECT message FROM events WHERE kind = 'stopped' ORDER BY id LIMIT 1") == "done: file assembled and no downloader left to wait for")
     }
 
     @Test("SIGTERM mid-transfer stops a peer cleanly, and a relaunch resumes")
