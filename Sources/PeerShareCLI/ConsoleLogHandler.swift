@@ -76,31 +76,14 @@ struct JSONLine {
     mutating func add(_ key: String, _ value: Value) {
         let encoded: String
         switch value {
-        case .string(let s): encoded = Self.quote(s)
+        case .string(let s): encoded = JSONString.quoted(s)
         case .int(let n): encoded = String(n)
         case .null: encoded = "null"
         }
-        fields.append(Self.quote(key) + ":" + encoded)
+        fields.append(JSONString.quoted(key) + ":" + encoded)
     }
 
     var text: String { "{" + fields.joined(separator: ",") + "}" }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
 }
 
 /// UTC timestamps for log lines.

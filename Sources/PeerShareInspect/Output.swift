@@ -1,4 +1,5 @@
 import Foundation
+import PeerShareCore
 
 /// How a report is printed: aligned tables for people, JSON or CSV for programs.
 public enum OutputFormat: String, CaseIterable, Sendable {
@@ -106,7 +107,7 @@ public enum JSON {
             out += "{\n"
             for (i, field) in record.fields.enumerated() {
                 out += inner
-                writeString(field.name, into: &out)
+                JSONString.append(field.name, to: &out)
                 out += ": "
                 write(field.value, indent: indent + 1, into: &out)
                 out += i == record.fields.count - 1 ? "\n" : ",\n"
@@ -122,7 +123,7 @@ public enum JSON {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
-        case .string(let s): writeString(s, into: &out)
+        case .string(let s): JSONString.append(s, to: &out)
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {
@@ -134,36 +135,12 @@ public enum JSON {
             out += "{"
             for (i, field) in record.fields.enumerated() {
                 if i > 0 { out += ", " }
-                writeString(field.name, into: &out)
+                JSONString.append(field.name, to: &out)
                 out += ": "
                 writeCompact(field.value, into: &out)
             }
             out += "}"
         }
-    }
-
-    private static func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        // Most strings need no escaping: append them whole.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-            out += s
-            out += "\""
-            return
-        }
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
     }
 }
 
