@@ -31,7 +31,9 @@ public struct ConsoleLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         console.writeLine(Self.line(level: event.level, message: event.message.description,
-                                    metadata: metadata.merging(event.metadata ?? [:]) { $1 },
+                                    // A node logs several lines per chunk and its handler's own metadata is
+                                    // usually empty: merge only when there is something to merge.
+                                    metadata: metadata.isEmpty ? (event.metadata ?? [:]) : metadata.merging(event.metadata ?? [:]) { $1 },
                                     label: label, format: format, now: Self.nowMicros()))
     }
 
