@@ -110,28 +110,95 @@ public struct ChunkDirectory: Sendable {
         }
     }
 
-    /// Concatenates every chunk into the file's original name, checking the whole-file hash
-    /// before the rename makes it visible. Each chunk was verified when it arrived, so only
-    /// the whole file is hashed; if that fails, the chunks are re-hashed to name the culprit.
+    /// Concatenates every chunk into the file's original name in one go (see `AssemblyDraft`
+    /// for the same thing done a few chunks at a time).
     public func assemble(_ manifest: Manifest) throws -> Digest32 {
-        try PosixFiles.writeDurably(assembledPath(for: manifest), directory: root) { fd, path in
-            var hasher = SHA256()
+        var draft = try beginAssembly()
+        try append(to: &draft, upTo: manifest.chunkCount, of: manifest)
+        return try finish(draft, of: manifest)
+    }
+
+    /// Starts an assembled file: an empty temporary file in the root folder, which start-up
+    /// deletes if this process dies before `finish` renames it into place.
+    public func beginAssembly() throws(FileSystemError) -> AssemblyDraft {
+        let (fd, temporary) = try PosixFiles.createTemporary(in: root, tag: "assembly-")
+        return AssemblyDraft(fd: fd, temporary: temporary)
+    }
+
+    /// Appends chunks `draft.nextChunk ..< end` from their chunk files, hashing them into the
+    /// whole-file hash, and asks the kernel to start writing them to disk, so that the final
+    /// fsync has little left to do. On failure the draft is abandoned.
+    public func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws {
+        let firstByte = draft.bytesWritten
+        do {
+            while draft.nextChunk < end {
+                let id = ChunkID(UInt32(draft.nextChunk))
+                let chunk = try read(id, expectedSize: manifest.size(of: id))
+                chunk.withUnsafeReadableBytes { draft.hasher.update(bufferPointer: $0) }
+                try PosixFiles.writeAll(draft.fd, chunk, path: draft.temporary)
+                draft.bytesWritten += Int64(chunk.readableBytes)
+                draft.nextChunk += 1
+            }
+        } catch {
+            abandon(draft)
+            throw error
+        }
+        PosixFiles.startWriteback(draft.fd, from: firstByte, count: draft.bytesWritten - firstByte)
+    }
+
+    /// Checks the whole-file hash and makes the draft durable under the file's name (fsync,
+    /// rename, fsync of the folder). Each chunk was verified when it arrived, so only the
+    /// whole file is hashed; if that fails, the chunks are re-hashed to name the culprit.
+    /// The draft is closed either way.
+    public func finish(_ draft: AssemblyDraft, of manifest: Manifest) throws -> Digest32 {
+        let whole = Digest32(draft.hasher.finalize())
+        guard draft.nextChunk == manifest.chunkCount, whole == manifest.fileHash else {
+            abandon(draft)
             for id in manifest.layout.chunkIDs {
                 let chunk = try read(id, expectedSize: manifest.size(of: id))
-                chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
-                try PosixFiles.writeAll(fd, chunk, path: path)
+                let digest = chunk.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
+                if digest != manifest.hash(of: id) { throw AssemblyError.corruptChunk(id, digest) }
             }
-            let whole = Digest32(hasher.finalize())
-            guard whole == manifest.fileHash else {
-                for id in manifest.layout.chunkIDs {
-                    let chunk = try read(id, expectedSize: manifest.size(of: id))
-                    let digest = chunk.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
-                    if digest != manifest.hash(of: id) { throw AssemblyError.corruptChunk(id, digest) }
-                }
-                throw AssemblyError.wrongFileHash(whole)
-            }
+            throw AssemblyError.wrongFileHash(whole)
         }
-        return manifest.fileHash
+        do {
+            try PosixFiles.fsync(draft.fd, path: draft.temporary)
+        } catch {
+            abandon(draft)
+            throw error
+        }
+        close(draft.fd)
+        let path = assembledPath(for: manifest)
+        guard rename(draft.temporary, path) == 0 else {
+            let error = FileSystemError(operation: "cannot rename into", path: path, errno: errno)
+            unlink(draft.temporary)
+            throw error
+        }
+        try PosixFiles.fsyncDirectory(root)
+        return whole
+    }
+
+    /// Closes and deletes an unfinished assembled file.
+    public func abandon(_ draft: AssemblyDraft) {
+        close(draft.fd)
+        unlink(draft.temporary)
+    }
+}
+
+/// An assembled file in the making: a temporary file holding chunks `0 ..< nextChunk` in
+/// order, and the SHA-256 of those bytes so far. A value owned by one task at a time; the
+/// `ChunkDirectory` methods that take it block, so they run on a thread pool.
+public struct AssemblyDraft: Sendable {
+    fileprivate let fd: Int32
+    fileprivate let temporary: String
+    fileprivate var hasher = SHA256()
+    fileprivate var bytesWritten: Int64 = 0
+    /// The next chunk to append: every chunk before it is in the file.
+    public fileprivate(set) var nextChunk = 0
+
+    fileprivate init(fd: Int32, temporary: String) {
+        self.fd = fd
+        self.temporary = temporary
     }
 }
 

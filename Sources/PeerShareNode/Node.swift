@@ -60,7 +60,10 @@ public actor Node {
     private var summaryDirty = false
     private var summaryTimer: Task<Void, Never>?
     private var summaryWriter: Task<Void, Never>?
-    private var assemblyTask: Task<Void, Never>?
+    /// The assembled file so far, the step appending to it, and when the last chunk came.
+    private var assemblyDraft: AssemblyDraft?
+    private var assemblyStep: Task<Void, Never>?
+    private var completeAt: Int64?
     private var fatalError: String?
     /// Timeouts and caps for every connection.
     public private(set) var limits = SessionLimits()
@@ -224,7 +227,7 @@ public actor Node {
         }
         broadcast(.stateChanged)
         scheduleSummary()
-        assembleIfComplete()  // an empty file is complete as soon as its manifest is known
+        advanceAssembly()  // an empty file is complete as soon as its manifest is known
     }
 
     /// The owner's own manifest, after splitting the file.
@@ -476,7 +479,8 @@ public actor Node {
                 broadcast(.have(chunk.id))
             }
             scheduleSummary()
-            if held.isComplete { startAssembly() }
+            if held.isComplete { noteComplete() }
+            advanceAssembly()
         }
         chunkCommitter = nil
         broadcast(.stateChanged)
@@ -598,24 +602,57 @@ public actor Node {
 
     // MARK: Assembly
 
-    private func startAssembly() {
-        guard !isAssembled, assemblyTask == nil, let manifest else { return }
-        let directory = self.directory
-        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks")
-        assemblyTask = Task {
-            let started = Clock.nowMicros()
-            let result = await self.runBlocking { try directory.assemble(manifest) }
-            self.finishAssembly(result, startedAt: started)
+    /// The assembled file grows while chunks arrive: whenever the chunks after its end are
+    /// held, they are appended in order, a step of at most `assemblyStepChunks` at a time so
+    /// that hashing and uploads on the same threads are not held up for long. When the last
+    /// chunk is in, the whole-file hash is checked and the file made durable under its name.
+    /// So once the last chunk arrives only the tail is left to copy, and the disk has been
+    /// writing the rest all along instead of all of it at the final fsync.
+    private func advanceAssembly() {
+        guard role == .peer, !isAssembled, assemblyStep == nil, fatalError == nil, let manifest else { return }
+        let start = assemblyDraft?.nextChunk ?? 0
+        var end = start
+        while end < manifest.chunkCount, end - start < Self.assemblyStepChunks, held.contains(ChunkID(UInt32(end))) { end += 1 }
+        let finishing = end == manifest.chunkCount
+        guard end > start || finishing else { return }
+        if finishing && completeAt == nil { noteComplete() }
+        let directory = self.directory, draft = assemblyDraft, stepEnd = end
+        assemblyStep = Task {
+            let result: Result<AssemblyStep, any Error> = await self.runBlocking {
+                var draft = try draft ?? directory.beginAssembly()
+                try directory.append(to: &draft, upTo: stepEnd, of: manifest)
+                return finishing ? .finished(try directory.finish(draft, of: manifest)) : .appended(draft)
+            }
+            self.assemblyStepDone(result)
         }
     }
 
-    private func finishAssembly(_ result: Result<Digest32, any Error>, startedAt: Int64) {
-        assemblyTask = nil
+    private static let assemblyStepChunks = 64
+
+    private enum AssemblyStep: Sendable {
+        case appended(AssemblyDraft)
+        case finished(Digest32)
+    }
+
+    /// Every chunk is held: says so, and times the rest of the assembly from here.
+    private func noteComplete() {
+        guard completeAt == nil, let manifest else { return }
+        completeAt = Clock.nowMicros()
+        let inPlace = assemblyDraft?.nextChunk ?? 0
+        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(inPlace) already in place)")
+    }
+
+    private func assemblyStepDone(_ result: Result<AssemblyStep, any Error>) {
+        assemblyStep = nil
         guard let manifest else { return }
         switch result {
-        case .success(let digest):
-            let millis = Double(Clock.nowMicros() - startedAt) / 1000
-            let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, SHA-256 \(digest.short) verified (\(formatMillis(millis)) ms)"
+        case .success(.appended(let draft)):
+            assemblyDraft = draft
+            advanceAssembly()
+        case .success(.finished(let digest)):
+            assemblyDraft = nil
+            let millis = Double(Clock.nowMicros() - (completeAt ?? Clock.nowMicros())) / 1000
+            let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, SHA-256 \(digest.short) verified (\(formatMillis(millis)) ms after the last chunk)"
             do {
                 let event = EventRecord(kind: .assembled, message: message)
                 try index.markAssembled(event: event)
@@ -625,17 +662,15 @@ public actor Node {
                 fail("could not record assembly: \(error)")
             }
         case .failure(AssemblyError.corruptChunk(let id, let digest)):
-            // Damaged on disk since it was verified: forget it and fetch it again.
+            // Damaged on disk since it was verified: forget it, fetch it again, start over.
+            assemblyDraft = nil
+            completeAt = nil
             forget([(id, "its file now hashes to \(digest.short)")])
         case .failure(let error):
+            assemblyDraft = nil
             fail("assembly failed: \(error)")
         }
         broadcast(.stateChanged)
-    }
-
-    /// Starts assembly if every chunk is already held (a resumed peer).
-    func assembleIfComplete() {
-        if isComplete && !isAssembled { startAssembly() }
     }
 
     // MARK: Start-up
@@ -673,7 +708,7 @@ public actor Node {
             logger.warning("the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again")
         }
         scheduleSummary()
-        assembleIfComplete()
+        advanceAssembly()  // a resumed peer picks up from the chunks it holds
     }
 
     /// Drops chunks from the index (and from what this node offers) so they are fetched again.

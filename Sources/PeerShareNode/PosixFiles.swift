@@ -67,6 +67,14 @@ enum PosixFiles {
         if let failedErrno { throw FileSystemError(operation: "cannot write", path: path, errno: failedErrno) }
     }
 
+    /// Starts writeback of bytes just written, without waiting (see `peershare_start_writeback`).
+    /// Only a hint to the kernel: an error here changes nothing, and the fsync that follows
+    /// still reports any real write failure.
+    static func startWriteback(_ fd: Int32, from offset: Int64, count: Int64) {
+        guard count > 0 else { return }
+        _ = peershare_start_writeback(fd, offset, count)
+    }
+
     static func fsync(_ fd: Int32, path: String) throws(FileSystemError) {
         guard Glibc.fsync(fd) == 0 else { throw FileSystemError(operation: "cannot fsync", path: path, errno: errno) }
     }

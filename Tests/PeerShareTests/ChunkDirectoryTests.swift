@@ -45,6 +45,43 @@ struct ChunkDirectoryTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.root).filter { $0.hasPrefix(".peershare-tmp") }.isEmpty)
     }
 
+    @Test("assembly a few chunks at a time gives the same bytes; a short or abandoned draft never appears under the file's name")
+    func assemblyInSteps() throws {
+        let directory = try ChunkDirectory(root: temporaryDirectory())
+        let (manifest, data) = try sampleManifest(size: 950, chunkSize: 100)
+        for id in manifest.layout.chunkIDs {
+            let start = Int(manifest.layout.offset(of: id))
+            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
+        }
+        func temporaries() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: directory.root).filter { $0.hasPrefix(".peershare-tmp") }
+        }
+        var draft = try directory.beginAssembly()
+        for end in [1, 1, 4, 9, 10] {
+            try directory.append(to: &draft, upTo: end, of: manifest)
+            #expect(draft.nextChunk == end)
+        }
+        #expect(try temporaries().count == 1, "the draft is a temporary file until it is finished")
+        #expect(try directory.finish(draft, of: manifest) == manifest.fileHash)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))) == Data(data))
+        #expect(try temporaries().isEmpty)
+
+        try FileManager.default.removeItem(atPath: directory.assembledPath(for: manifest))
+        var short = try directory.beginAssembly()
+        try directory.append(to: &short, upTo: 9, of: manifest)
+        #expect(throws: AssemblyError.self) { try directory.finish(short, of: manifest) }
+        directory.abandon(try directory.beginAssembly())
+        #expect(!FileManager.default.fileExists(atPath: directory.assembledPath(for: manifest)))
+        #expect(try temporaries().isEmpty)
+
+        // A chunk file that vanished mid-draft: the step fails and takes its draft with it.
+        var broken = try directory.beginAssembly()
+        try directory.append(to: &broken, upTo: 3, of: manifest)
+        try FileManager.default.removeItem(atPath: directory.path(of: ChunkID(3)))
+        #expect(throws: FileSystemError.self) { try directory.append(to: &broken, upTo: 5, of: manifest) }
+        #expect(try temporaries().isEmpty)
+    }
+
     @Test("an empty file assembles to an empty file")
     func emptyAssembly() throws {
         let directory = try ChunkDirectory(root: temporaryDirectory())

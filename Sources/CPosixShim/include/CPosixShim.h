@@ -6,6 +6,12 @@
 /// syncfs(2) is a GNU extension that Swift's Glibc module does not import; this exposes it.
 int peershare_syncfs(int fd);
 
+/// Starts writeback of a file's byte range without waiting for it (Linux
+/// sync_file_range with SYNC_FILE_RANGE_WRITE; a no-op returning 0 elsewhere). It makes no
+/// promise of durability: an fsync is still needed. It spreads the disk writes of a file
+/// that grows over minutes instead of leaving them all to that final fsync.
+int peershare_start_writeback(int fd, long long offset, long long length);
+
 /// mallopt(M_ARENA_MAX, count) on glibc (a no-op returning 0 elsewhere): glibc gives each
 /// thread that contends for malloc its own arena, and chunk buffers allocated on one
 /// thread and freed on another leave each arena holding freed memory. Returns 1 on success.
