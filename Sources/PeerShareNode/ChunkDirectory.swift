@@ -6,6 +6,7 @@ import Darwin
 import Crypto
 import NIOCore
 import PeerShareCore
+import PeerShareWire
 
 /// A node's folder: one file per chunk under `chunks/`, the summary file, the assembled file.
 ///
@@ -79,6 +80,18 @@ public struct ChunkDirectory: Sendable {
             for (_, temporary) in batch { unlink(temporary) }
             throw error
         }
+    }
+
+    /// Opens a chunk file to be sent with `sendfile`, after checking it has the size the
+    /// manifest gives: the PIECE's length prefix is written before the file's bytes.
+    public func openForSending(_ id: ChunkID, expectedSize: Int) throws(FileSystemError) -> ChunkFile {
+        let path = path(of: id)
+        let fd = try PosixFiles.openForReading(path)
+        guard let size = PosixFiles.size(of: fd), size == expectedSize else {
+            close(fd)
+            throw FileSystemError(operation: "chunk file is not \(expectedSize) bytes:", path: path, errno: EIO)
+        }
+        return ChunkFile(descriptor: fd, size: expectedSize)
     }
 
     public func read(_ id: ChunkID, expectedSize: Int) throws(FileSystemError) -> ByteBuffer {

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PeerShareCore
 import PeerShareStore
+import PeerShareWire
 
 /// Something that happened inside a node, broadcast to its sessions.
 public enum NodeEvent: Sendable {
@@ -487,8 +488,9 @@ public actor Node {
     }
 
     /// One request from a downloader, in one visit to the actor: logs it, and returns the
-    /// chunk's bytes and, under --max-upload-rate, when it may be sent; nil if not held.
-    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source) async throws -> (ByteBuffer, ContinuousClock.Instant?)? {
+    /// chunk file, open for sending, and, under --max-upload-rate, when it may be sent; nil
+    /// if not held.
+    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source) async throws -> (ChunkFile, ContinuousClock.Instant?)? {
         guard let manifest, held.contains(id) else {
             log(.requestHandled, chunk: id, source: peer, "rejected request from \(peer.name) for chunk \(id): not held")
             return nil
@@ -496,8 +498,8 @@ public actor Node {
         log(.requestHandled, chunk: id, source: peer, "handling request from \(peer.name) for chunk \(id)")
         let directory = self.directory
         let size = manifest.size(of: id)
-        let data = try await io.runIfActive { try directory.read(id, expectedSize: size) }
-        return (data, uploadSlot(for: data.readableBytes))
+        let file = try await io.runIfActive { try directory.openForSending(id, expectedSize: size) }
+        return (file, uploadSlot(for: size))
     }
 
     func recordUpload(_ id: ChunkID, to peer: ChunkIndex.Source, startedAt: Int64, bytes: Int) {

@@ -187,6 +187,13 @@ enum PosixFiles {
         return Int64(st.st_size)
     }
 
+    /// The size of an open regular file.
+    static func size(of fd: Int32) -> Int? {
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(st.st_size)
+    }
+
     /// The canonical absolute path of an existing file or folder; the path itself if that fails.
     static func absolutePath(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }

@@ -18,7 +18,7 @@ enum SessionInput: Sendable {
 
 struct SessionIO {
     private var inputs: AsyncChannel<SessionInput>.Iterator
-    private let outbound: NIOAsyncChannelOutboundWriter<PeerMessage>
+    private let outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>
     let limits: SessionLimits
     private let sendWatch: SendWatch
     private let clock = ContinuousClock()
@@ -28,7 +28,7 @@ struct SessionIO {
     /// Set once the remote's HELLO has been accepted; before that the handshake timeout runs.
     var handshakeDone = false
 
-    init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<PeerMessage>, limits: SessionLimits, sendWatch: SendWatch) {
+    init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>, limits: SessionLimits, sendWatch: SendWatch) {
         self.sendWatch = sendWatch
         self.inputs = inputs.makeAsyncIterator()
         self.outbound = outbound
@@ -85,10 +85,14 @@ struct SessionIO {
     /// closes a connection whose remote has read nothing for the request timeout while we
     /// wait to send, so it cannot pin a connection slot (see `withSession`).
     mutating func send(_ message: PeerMessage) async throws {
+        try await send(frame: .message(message))
+    }
+
+    mutating func send(frame: OutboundFrame) async throws {
         sendWatch.begin()
         defer { sendWatch.end() }
         do {
-            try await outbound.write(message)
+            try await outbound.write(frame)
         } catch {
             if sendWatch.timedOut {
                 let timeout = NodeError.protocolViolation("the remote read nothing for \(limits.requestTimeout.seconds) s")
@@ -109,9 +113,13 @@ struct SessionIO {
     /// Sends unless the remote has already gone. An uploader uses this so that a downloader
     /// which closes early (it needs nothing more) still has its final messages read.
     mutating func sendIfOpen(_ message: PeerMessage) async {
+        await sendIfOpen(frame: .message(message))
+    }
+
+    mutating func sendIfOpen(frame: OutboundFrame) async {
         guard !remoteStoppedReading else { return }
         do {
-            try await send(message)
+            try await send(frame: frame)
         } catch {
             remoteStoppedReading = true
         }

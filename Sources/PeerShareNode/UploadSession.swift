@@ -70,13 +70,13 @@ struct UploadSession {
                     let startedAt = Clock.nowMicros()
                     if io.remoteStoppedReading {
                         continue
-                    } else if let (data, slot) = try await node.handleRequest(for: id, from: remote) {
+                    } else if let (file, slot) = try await node.handleRequest(for: id, from: remote) {
                         if let slot {
                             // Pacing under --max-upload-rate is a timer by design.
                             try await Task.sleep(until: slot, clock: .continuous)
                         }
-                        await io.sendIfOpen(.piece(id, data))
-                        if !io.remoteStoppedReading { await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: data.readableBytes) }
+                        await io.sendIfOpen(frame: .pieceFromFile(id, file))
+                        if !io.remoteStoppedReading { await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: file.region.readableBytes) }
                     } else {
                         await io.sendIfOpen(.reject(id))
                     }

@@ -1,4 +1,5 @@
 import NIOCore
+import PeerShareCore
 
 /// Splits the byte stream into length-prefixed frames and parses each into a `PeerMessage`.
 ///
@@ -55,14 +56,58 @@ public struct PeerMessageDecoder: ByteToMessageDecoder {
     }
 }
 
-/// Writes each message as a length prefix followed by its body.
-public struct PeerMessageEncoder: MessageToByteEncoder {
-    public typealias OutboundIn = PeerMessage
+/// What a session hands its channel: a message, or a PIECE whose chunk bytes go from the
+/// chunk file to the socket with `sendfile`, never read into memory.
+public enum OutboundFrame: Sendable {
+    case message(PeerMessage)
+    case pieceFromFile(ChunkID, ChunkFile)
+}
+
+/// An open chunk file on its way to the socket as a PIECE's payload. Its file is closed
+/// when the last reference goes: after the channel has written it, or dropped it unwritten
+/// because the connection closed. Whoever opens it checks its size first, since the frame's
+/// length is taken from it.
+public final class ChunkFile: Sendable {
+    public let region: FileRegion
+
+    /// Takes ownership of `descriptor`.
+    public init(descriptor: CInt, size: Int) {
+        region = FileRegion(fileHandle: NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor), readerIndex: 0, endIndex: size)
+    }
+
+    deinit { try? region.fileHandle.close() }
+}
+
+/// Writes each frame as a length prefix followed by its body. A PIECE goes out as its
+/// 9-byte head followed by the chunk bytes as they are: a buffer, which the socket write
+/// gathers with the head into one `writev`, or a file region, sent with `sendfile`. The
+/// 100 KiB are never copied into a frame buffer.
+public final class PeerMessageWriter: ChannelOutboundHandler {
+    public typealias OutboundIn = OutboundFrame
+    public typealias OutboundOut = IOData
 
     public init() {}
 
-    public func encode(data: PeerMessage, out: inout ByteBuffer) throws {
-        data.encodeFrame(into: &out)
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .message(let message):
+            var head = context.channel.allocator.buffer(capacity: WireLimits.lengthFieldBytes + min(message.bodyLength, 64))
+            if let payload = message.encodeFrameHead(into: &head) {
+                context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
+                context.write(wrapOutboundOut(.byteBuffer(payload)), promise: promise)
+            } else {
+                context.write(wrapOutboundOut(.byteBuffer(head)), promise: promise)
+            }
+        case .pieceFromFile(let id, let file):
+            var head = context.channel.allocator.buffer(capacity: PeerMessage.pieceHeadLength)
+            PeerMessage.writePieceHead(id, payloadLength: file.region.readableBytes, into: &head)
+            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
+            let written = context.eventLoop.makePromise(of: Void.self)
+            // Holds the file open until the region is written or failed.
+            written.futureResult.whenComplete { _ in withExtendedLifetime(file) {} }
+            written.futureResult.cascade(to: promise)
+            context.write(wrapOutboundOut(.fileRegion(file.region)), promise: written)
+        }
     }
 }
 
@@ -71,6 +116,26 @@ extension PeerMessage {
         out.reserveCapacity(minimumWritableBytes: WireLimits.lengthFieldBytes + bodyLength)
         out.writeInteger(UInt32(bodyLength))
         encodeBody(into: &out)
+    }
+
+    /// Writes the frame, except that a PIECE's chunk bytes are returned instead of copied
+    /// behind its head; they must follow it on the wire.
+    public func encodeFrameHead(into out: inout ByteBuffer) -> ByteBuffer? {
+        guard case .piece(let id, let data) = self else {
+            encodeFrame(into: &out)
+            return nil
+        }
+        Self.writePieceHead(id, payloadLength: data.readableBytes, into: &out)
+        return data
+    }
+
+    /// A PIECE frame up to its chunk bytes: length prefix, type, chunk ID.
+    static let pieceHeadLength = WireLimits.lengthFieldBytes + 1 + 4
+
+    static func writePieceHead(_ id: ChunkID, payloadLength: Int, into out: inout ByteBuffer) {
+        out.writeInteger(UInt32(1 + 4 + payloadLength))
+        out.writeInteger(Kind.piece.rawValue)
+        out.writeInteger(id.rawValue)
     }
 
     /// The complete frame, length prefix included.

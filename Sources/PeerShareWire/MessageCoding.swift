@@ -30,7 +30,7 @@ extension PeerMessage {
         case .have(let id), .request(let id), .reject(let id):
             out.writeInteger(id.rawValue)
         case .piece(let id, let data):
-            out.writeInteger(id.rawValue)
+            out.writeInteger(id.rawValue)  // the head as in writePieceHead
             out.writeImmutableBuffer(data)
         case .keepAlive:
             break

@@ -304,3 +304,10 @@ struct RogueTests {
         #expect(try db.scalarInt("SELECT count(*) FROM manifest") == 0, "the refused manifest must not be stored")
     }
 }
+
+extension NIOAsyncChannelOutboundWriter where OutboundOut == OutboundFrame {
+    /// Rogue servers write plain messages.
+    func write(_ message: PeerMessage) async throws {
+        try await write(OutboundFrame.message(message))
+    }
+}

@@ -49,6 +49,52 @@ struct WireTests {
         try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { PeerMessageDecoder() }
     }
 
+    @Test("the channel writer puts exactly each message's frame on the wire, a PIECE's chunk bytes as a buffer of their own")
+    func writer() throws {
+        let channel = EmbeddedChannel(handler: PeerMessageWriter())
+        defer { _ = try? channel.finish() }
+        for message in sampleMessages {
+            try channel.writeOutbound(OutboundFrame.message(message))
+            var written: [ByteBuffer] = []
+            while let data = try channel.readOutbound(as: IOData.self) {
+                guard case .byteBuffer(let buffer) = data else { Issue.record("a message became a file region"); continue }
+                written.append(buffer)
+            }
+            var wire = ByteBuffer()
+            for buffer in written { wire.writeImmutableBuffer(buffer) }
+            #expect(wire == message.frame, "\(message.kind)")
+            if case .piece(_, let data) = message {
+                #expect(written.count == 2 && written[1] == data, "a PIECE is its 9-byte head, then the chunk bytes untouched")
+            } else {
+                #expect(written.count == 1)
+            }
+        }
+    }
+
+    @Test("a PIECE sent from a chunk file is the same frame, and the file is closed once written")
+    func writerFromFile() throws {
+        let bytes = (0..<102_400).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let path = NSTemporaryDirectory() + "peershare-writer-\(UUID().uuidString).chunk"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let channel = EmbeddedChannel(handler: PeerMessageWriter())
+        defer { _ = try? channel.finish() }
+
+        var file: ChunkFile? = ChunkFile(descriptor: open(path, O_RDONLY), size: bytes.count)
+        let handle = try #require(file).region.fileHandle
+        try channel.writeOutbound(OutboundFrame.pieceFromFile(ChunkID(3), try #require(file)))
+        file = nil
+        guard case .byteBuffer(var wire) = try channel.readOutbound(as: IOData.self),
+              case .fileRegion(let region) = try channel.readOutbound(as: IOData.self) else {
+            Issue.record("expected a head buffer, then a file region")
+            return
+        }
+        #expect(region.readerIndex == 0 && region.endIndex == bytes.count)
+        wire.writeBytes(bytes)
+        #expect(wire == PeerMessage.piece(ChunkID(3), ByteBuffer(bytes: bytes)).frame)
+        #expect(!handle.isOpen, "the chunk file stays open only until its region is written")
+    }
+
     @Test("several frames in one read, and a frame split across reads")
     func splitFrames() throws {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(PeerMessageDecoder()))
