@@ -61,10 +61,14 @@ public actor Node {
     private var summaryDirty = false
     private var summaryTimer: Task<Void, Never>?
     private var summaryWriter: Task<Void, Never>?
-    /// The assembled file so far, the step appending to it, and when the last chunk came.
+    /// The assembled file so far (nil while a step has it), the step appending to it, how
+    /// many chunks it holds, and when the last chunk came.
     private var assemblyDraft: AssemblyDraft?
     private var assemblyStep: Task<Void, Never>?
+    private var chunksInDraft = 0
     private var completeAt: Int64?
+    /// Set by `close`: no new assembly step starts.
+    private var isClosing = false
     private var fatalError: String?
     /// Timeouts and caps for every connection.
     public private(set) var limits = SessionLimits()
@@ -611,14 +615,16 @@ public actor Node {
     /// So once the last chunk arrives only the tail is left to copy, and the disk has been
     /// writing the rest all along instead of all of it at the final fsync.
     private func advanceAssembly() {
-        guard role == .peer, !isAssembled, assemblyStep == nil, fatalError == nil, let manifest else { return }
-        let start = assemblyDraft?.nextChunk ?? 0
+        guard role == .peer, !isAssembled, assemblyStep == nil, fatalError == nil, !isClosing, let manifest else { return }
+        let start = chunksInDraft
         var end = start
         while end < manifest.chunkCount, end - start < Self.assemblyStepChunks, held.contains(ChunkID(UInt32(end))) { end += 1 }
         let finishing = end == manifest.chunkCount
         guard end > start || finishing else { return }
         if finishing && completeAt == nil { noteComplete() }
+        // The step owns the draft (and its descriptor) until it hands it back.
         let directory = self.directory, draft = assemblyDraft, stepEnd = end
+        assemblyDraft = nil
         assemblyStep = Task {
             let result: Result<AssemblyStep, any Error> = await self.runBlocking {
                 var draft = try draft ?? directory.beginAssembly()
@@ -640,8 +646,7 @@ public actor Node {
     private func noteComplete() {
         guard completeAt == nil, let manifest else { return }
         completeAt = Clock.nowMicros()
-        let inPlace = assemblyDraft?.nextChunk ?? 0
-        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(inPlace) already in place)")
+        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(chunksInDraft) already in place)")
     }
 
     private func assemblyStepDone(_ result: Result<AssemblyStep, any Error>) {
@@ -650,9 +655,10 @@ public actor Node {
         switch result {
         case .success(.appended(let draft)):
             assemblyDraft = draft
+            chunksInDraft = draft.nextChunk
             advanceAssembly()
         case .success(.finished(let digest)):
-            assemblyDraft = nil
+            chunksInDraft = 0
             let millis = Double(Clock.nowMicros() - (completeAt ?? Clock.nowMicros())) / 1000
             let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, SHA-256 \(digest.short) verified (\(formatMillis(millis)) ms after the last chunk)"
             do {
@@ -665,11 +671,11 @@ public actor Node {
             }
         case .failure(AssemblyError.corruptChunk(let id, let digest)):
             // Damaged on disk since it was verified: forget it, fetch it again, start over.
-            assemblyDraft = nil
+            chunksInDraft = 0
             completeAt = nil
             forget([(id, "its file now hashes to \(digest.short)")])
         case .failure(let error):
-            assemblyDraft = nil
+            chunksInDraft = 0
             fail("assembly failed: \(error)")
         }
         broadcast(.stateChanged)
@@ -744,7 +750,15 @@ public actor Node {
         // A batch being made durable is finished (its rows are committed); the rest of the
         // events follow. Chunks not yet in a batch are abandoned: their temporary files
         // are deleted at the next start.
+        isClosing = true
         await chunkCommitter?.value
+        // A step in flight finishes (and may still record the assembly); an unfinished
+        // draft is deleted now rather than at the next start.
+        await assemblyStep?.value
+        if let draft = assemblyDraft {
+            directory.abandon(draft)
+            assemblyDraft = nil
+        }
         log(.stopped, "stopped: \(outcome)")
         flushRecords()
         index.close(outcome: outcome)

@@ -323,6 +323,10 @@ struct ResumeTests {
         let heldAtStop = try db.scalarInt("SELECT count(*) FROM chunks") ?? 0
         #expect(heldAtStop >= 4 && heldAtStop < 21)
         db.close()
+        // The file is assembled while chunks arrive; a clean stop deletes the unfinished
+        // draft instead of leaving it for the next start.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: swarm.dir + "/peer1").filter { $0.hasPrefix(".peershare-tmp-") }
+        #expect(leftovers.isEmpty, "left behind by a clean stop: \(leftovers)")
 
         let again = try swarm.launch(1)
         swarm.peers = [again]
