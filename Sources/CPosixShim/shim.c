@@ -20,6 +20,18 @@ int peershare_start_writeback(int fd, long long offset, long long length) {
 #endif
 }
 
+int peershare_set_direct_io(int fd, int on) {
+#if defined(__linux__) && defined(O_DIRECT)
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    flags = on ? (flags | O_DIRECT) : (flags & ~O_DIRECT);
+    return fcntl(fd, F_SETFL, flags) == 0 ? 0 : -1;
+#else
+    (void)fd; (void)on;
+    return -1;
+#endif
+}
+
 int peershare_limit_malloc_arenas(int count) {
 #if defined(__GLIBC__)
     return mallopt(M_ARENA_MAX, count);

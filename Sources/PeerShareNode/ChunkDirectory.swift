@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CPosixShim
 import Crypto
 import NIOCore
 import PeerShareCore
@@ -132,31 +133,54 @@ public struct ChunkDirectory: Sendable {
     }
 
     /// Starts an assembled file: an empty temporary file in the root folder, which start-up
-    /// deletes if this process dies before `finish` renames it into place.
-    public func beginAssembly() throws(FileSystemError) -> AssemblyDraft {
+    /// deletes if this process dies before `finish` renames it into place. Its bytes are
+    /// written with direct I/O where the file system allows it (see `AssemblyDraft`), unless
+    /// `directIO` is false.
+    public func beginAssembly(directIO: Bool = true) throws(FileSystemError) -> AssemblyDraft {
         let (fd, temporary) = try PosixFiles.createTemporary(in: root, tag: "assembly-")
-        return AssemblyDraft(fd: fd, temporary: temporary)
+        guard let staging = StagingBuffer() else {
+            close(fd)
+            unlink(temporary)
+            throw FileSystemError(operation: "no memory for the staging buffer of", path: temporary, errno: ENOMEM)
+        }
+        let direct = directIO && peershare_set_direct_io(fd, 1) == 0
+        return AssemblyDraft(fd: fd, temporary: temporary, direct: direct, staging: staging)
     }
 
     /// Appends chunks `draft.nextChunk ..< end` from their chunk files, hashing them into the
-    /// whole-file hash, and asks the kernel to start writing them to disk, so that the final
-    /// fsync has little left to do. On failure the draft is abandoned.
+    /// whole-file hash. The bytes go through the draft's staging buffer and leave it in large
+    /// aligned writes; up to one block may stay staged for the next step. On failure the
+    /// draft is abandoned.
     public func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws {
-        let firstByte = draft.bytesWritten
         do {
             while draft.nextChunk < end {
                 let id = ChunkID(UInt32(draft.nextChunk))
-                let chunk = try read(id, expectedSize: manifest.size(of: id))
-                chunk.withUnsafeReadableBytes { draft.hasher.update(bufferPointer: $0) }
-                try PosixFiles.writeAll(draft.fd, chunk, path: draft.temporary)
-                draft.bytesWritten += Int64(chunk.readableBytes)
+                try stage(id, expectedSize: manifest.size(of: id), into: &draft)
                 draft.nextChunk += 1
             }
+            try draft.flush(final: false)
         } catch {
             abandon(draft)
             throw error
         }
-        PosixFiles.startWriteback(draft.fd, from: firstByte, count: draft.bytesWritten - firstByte)
+    }
+
+    /// Reads one chunk file into the staging buffer (flushing it whenever it fills) and
+    /// hashes what it read.
+    private func stage(_ id: ChunkID, expectedSize: Int, into draft: inout AssemblyDraft) throws {
+        let path = path(of: id)
+        let fd = try PosixFiles.openForReading(path)
+        defer { close(fd) }
+        var remaining = expectedSize
+        while remaining > 0 {
+            if draft.staging.room == 0 { try draft.flush(final: false) }
+            let room = UnsafeMutableRawBufferPointer(start: draft.staging.base + draft.staging.filled, count: min(remaining, draft.staging.room))
+            let n = try PosixFiles.read(fd, into: room, path: path)
+            guard n == room.count else { throw FileSystemError(operation: "chunk file is short:", path: path, errno: EIO) }
+            draft.hasher.update(bufferPointer: UnsafeRawBufferPointer(room))
+            draft.staging.filled += n
+            remaining -= n
+        }
     }
 
     /// Checks the whole-file hash and makes the draft durable under the file's name (fsync,
@@ -164,6 +188,7 @@ public struct ChunkDirectory: Sendable {
     /// whole file is hashed; if that fails, the chunks are re-hashed to name the culprit.
     /// The draft is closed either way.
     public func finish(_ draft: AssemblyDraft, of manifest: Manifest) throws -> Digest32 {
+        var draft = draft
         let whole = Digest32(draft.hasher.finalize())
         guard draft.nextChunk == manifest.chunkCount, whole == manifest.fileHash else {
             abandon(draft)
@@ -175,6 +200,7 @@ public struct ChunkDirectory: Sendable {
             throw AssemblyError.wrongFileHash(whole)
         }
         do {
+            try draft.flush(final: true)
             try PosixFiles.fsync(draft.fd, path: draft.temporary)
         } catch {
             abandon(draft)
@@ -199,19 +225,89 @@ public struct ChunkDirectory: Sendable {
 }
 
 /// An assembled file in the making: a temporary file holding chunks `0 ..< nextChunk` in
-/// order, and the SHA-256 of those bytes so far. A value owned by one task at a time; the
-/// `ChunkDirectory` methods that take it block, so they run on a thread pool.
+/// order (the last few bytes possibly still in its staging buffer), and the SHA-256 of those
+/// bytes so far. A value owned by one task at a time; the `ChunkDirectory` methods that take
+/// it block, so they run on a thread pool.
+///
+/// The assembled copy is written once and never read back by the node, so where the file
+/// system allows it the draft is written with direct I/O: the bytes go from the staging
+/// buffer to the disk without a second copy into the page cache, which would only have to
+/// be written back later (and evicts the chunk files that uploads are served from). The
+/// final fsync then has only metadata left to flush. Where direct I/O is refused, the same
+/// writes go through the page cache, with writeback started after each step.
 public struct AssemblyDraft: Sendable {
     fileprivate let fd: Int32
     fileprivate let temporary: String
     fileprivate var hasher = SHA256()
+    /// Bytes in the file (staged bytes not counted).
     fileprivate var bytesWritten: Int64 = 0
-    /// The next chunk to append: every chunk before it is in the file.
+    /// Whether the next writes bypass the page cache (see above).
+    public fileprivate(set) var direct: Bool
+    fileprivate let staging: StagingBuffer
+    /// The next chunk to append: every chunk before it is in the file or staged.
     public fileprivate(set) var nextChunk = 0
 
-    fileprivate init(fd: Int32, temporary: String) {
+    fileprivate init(fd: Int32, temporary: String, direct: Bool, staging: StagingBuffer) {
         self.fd = fd
         self.temporary = temporary
+        self.direct = direct
+        self.staging = staging
+    }
+
+    /// Writes the staged bytes out. Direct writes must be whole blocks, so unless `final`
+    /// a partial last block stays staged; at the end it goes out through the page cache.
+    fileprivate mutating func flush(final: Bool) throws(FileSystemError) {
+        let alignment = Int(PEERSHARE_DIRECT_IO_ALIGNMENT)
+        var count = staging.filled
+        if direct {
+            let whole = count / alignment * alignment
+            if whole > 0 {
+                let written = write(fd, staging.base, whole)
+                if written == whole {
+                    staging.consume(whole)
+                    bytesWritten += Int64(whole)
+                } else if written < 0 && errno == EINVAL {
+                    // The file system took the flag but not the write: go through the page cache.
+                    direct = false
+                    _ = peershare_set_direct_io(fd, 0)
+                } else {
+                    throw FileSystemError(operation: "cannot write", path: temporary, errno: written < 0 ? errno : EIO)
+                }
+            }
+            count = staging.filled
+            guard final && count > 0 else { return }
+            direct = false
+            _ = peershare_set_direct_io(fd, 0)
+        }
+        guard count > 0 else { return }
+        try PosixFiles.writeAll(fd, UnsafeRawBufferPointer(start: staging.base, count: count), path: temporary)
+        staging.consume(count)
+        PosixFiles.startWriteback(fd, from: bytesWritten, count: Int64(count))
+        bytesWritten += Int64(count)
+    }
+}
+
+/// The draft's staging buffer: aligned for direct I/O, 1 MiB (ten 100 KiB chunks per
+/// write). Owned by one draft, and so by one task at a time.
+final class StagingBuffer: @unchecked Sendable {
+    static let capacity = 1 << 20
+    let base: UnsafeMutableRawPointer
+    /// Bytes staged, from `base`.
+    var filled = 0
+    var room: Int { Self.capacity - filled }
+
+    init?() {
+        var pointer: UnsafeMutableRawPointer?
+        guard posix_memalign(&pointer, Int(PEERSHARE_DIRECT_IO_ALIGNMENT), Self.capacity) == 0, let pointer else { return nil }
+        base = pointer
+    }
+
+    deinit { free(base) }
+
+    /// Drops the first `count` staged bytes, keeping the rest at the front.
+    func consume(_ count: Int) {
+        if count < filled { memmove(base, base + count, filled - count) }
+        filled -= count
     }
 }
 

@@ -12,6 +12,16 @@ int peershare_syncfs(int fd);
 /// that grows over minutes instead of leaving them all to that final fsync.
 int peershare_start_writeback(int fd, long long offset, long long length);
 
+/// Turns direct I/O (O_DIRECT: writes go from the caller's buffer to the disk, bypassing
+/// the page cache) on or off for an open file. Returns 0 on success, -1 where the file
+/// system or the platform does not support it (every platform but Linux). Direct writes
+/// need buffers, sizes and offsets aligned to `PEERSHARE_DIRECT_IO_ALIGNMENT`.
+int peershare_set_direct_io(int fd, int on);
+
+/// The alignment direct I/O needs here: 4096 bytes covers the logical block size of every
+/// disk and file system Linux runs PeerShare on.
+#define PEERSHARE_DIRECT_IO_ALIGNMENT 4096
+
 /// mallopt(M_ARENA_MAX, count) on glibc (a no-op returning 0 elsewhere): glibc gives each
 /// thread that contends for malloc its own arena, and chunk buffers allocated on one
 /// thread and freed on another leave each arena holding freed memory. Returns 1 on success.
