@@ -91,11 +91,11 @@ struct DownloadSession {
                     }
                     let room = window - requested.count
                     if room > 0 {
-                        for id in await node.claim(offered: offered, fromOwner: remote == .owner, limit: room, source: source,
-                                                   neighbour: neighbourID, requestedHere: Set(requested.keys)) {
-                            requested[id] = Clock.nowMicros()
-                            try await io.send(.request(id))
-                        }
+                        let picks = await node.claim(offered: offered, fromOwner: remote == .owner, limit: room, source: source,
+                                                     neighbour: neighbourID, requestedHere: Set(requested.keys))
+                        let now = Clock.nowMicros()
+                        for id in picks { requested[id] = now }
+                        try await io.send(picks.map { .request($0) })
                     }
                     switch try await io.next() {
                     case .message(.chunkList(let bitfield)):
@@ -129,8 +129,8 @@ struct DownloadSession {
                         await node.release([id])
                     case .message(let other):
                         throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
-                    case .local(.have(let id)):
-                        if remote == .neighbour { try await io.send(.have(id)) }
+                    case .local(.held(let ids)):
+                        if remote == .neighbour { try await io.send(ids.map { .have($0) }) }
                     case .local(.stateChanged):
                         continue
                     case .tick:

@@ -8,8 +8,10 @@ import PeerShareWire
 
 /// Something that happened inside a node, broadcast to its sessions.
 public enum NodeEvent: Sendable {
-    /// A chunk became available locally; uploaders announce it with HAVE.
-    case have(ChunkID)
+    /// Chunks became available locally (one commit batch, ascending); uploaders announce
+    /// them with HAVE. One event per batch, not per chunk: every session wakes once for it
+    /// and writes its HAVEs with one flush.
+    case held([ChunkID])
     /// Anything else changed (a claim released, the manifest arrived, a neighbour completed).
     case stateChanged
 }
@@ -481,8 +483,8 @@ public actor Node {
                 held.insert(chunk.id)
                 storing.remove(chunk.id)
                 inFlight[chunk.id] = nil
-                broadcast(.have(chunk.id))
             }
+            broadcast(.held(batch.map(\.id).sorted()))
             scheduleSummary()
             if held.isComplete { noteComplete() }
             advanceAssembly()

@@ -89,10 +89,20 @@ struct SessionIO {
     }
 
     mutating func send(frame: OutboundFrame) async throws {
+        try await send(frames: CollectionOfOne(frame))
+    }
+
+    /// Sends several messages with one flush: one write to the socket, not one each.
+    mutating func send(_ messages: [PeerMessage]) async throws {
+        guard !messages.isEmpty else { return }
+        try await send(frames: messages.lazy.map { .message($0) })
+    }
+
+    private mutating func send(frames: some Sequence<OutboundFrame> & Sendable) async throws {
         sendWatch.begin()
         defer { sendWatch.end() }
         do {
-            try await outbound.write(frame)
+            try await outbound.write(contentsOf: frames)
         } catch {
             if sendWatch.timedOut {
                 let timeout = NodeError.protocolViolation("the remote read nothing for \(limits.requestTimeout.seconds) s")
@@ -120,6 +130,15 @@ struct SessionIO {
         guard !remoteStoppedReading else { return }
         do {
             try await send(frame: frame)
+        } catch {
+            remoteStoppedReading = true
+        }
+    }
+
+    mutating func sendIfOpen(_ messages: [PeerMessage]) async {
+        guard !remoteStoppedReading else { return }
+        do {
+            try await send(messages)
         } catch {
             remoteStoppedReading = true
         }

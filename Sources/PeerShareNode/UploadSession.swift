@@ -82,8 +82,8 @@ struct UploadSession {
                     }
                 case .message(let other):
                     throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
-                case .local(.have(let id)):
-                    if !theirs.contains(id) { await io.sendIfOpen(.have(id)) }
+                case .local(.held(let ids)):
+                    await io.sendIfOpen(ids.filter { !theirs.contains($0) }.map { .have($0) })
                 case .local(.stateChanged), .tick:
                     continue
                 case .closed:
