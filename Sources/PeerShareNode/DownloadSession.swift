@@ -68,15 +68,11 @@ struct DownloadSession {
             var badChunks = 0
             // The last time this neighbour gave us something we lacked, for stall detection.
             var lastUseful = ContinuousClock.now
-            func finished() async -> Bool {
-                switch remote {
-                case .owner: await !node.needsOwner
-                case .neighbour: await node.isComplete
-                }
-            }
             do {
                 while true {
-                    if await finished() {
+                    let step = await node.nextDownloadStep(fromOwner: remote == .owner, offered: offered, room: window - requested.count,
+                                                           source: source, neighbour: neighbourID, requestedHere: Set(requested.keys))
+                    guard case .request(let picks) = step else {
                         await node.release(requested.keys)
                         if let neighbourID { await node.unregisterNeighbour(neighbourID) }
                         if remote == .neighbour {
@@ -89,14 +85,9 @@ struct DownloadSession {
                         if remote == .neighbour, !io.remoteStoppedReading { await node.toldComplete(neighbour: hello.name, address: endpoint) }
                         return .finished
                     }
-                    let room = window - requested.count
-                    if room > 0 {
-                        let picks = await node.claim(offered: offered, fromOwner: remote == .owner, limit: room, source: source,
-                                                     neighbour: neighbourID, requestedHere: Set(requested.keys))
-                        let now = Clock.nowMicros()
-                        for id in picks { requested[id] = now }
-                        try await io.send(picks.map { .request($0) })
-                    }
+                    let now = Clock.nowMicros()
+                    for id in picks { requested[id] = now }
+                    try await io.send(picks.map { .request($0) })
                     switch try await io.next() {
                     case .message(.chunkList(let bitfield)):
                         guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {

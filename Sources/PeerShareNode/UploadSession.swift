@@ -42,56 +42,77 @@ struct UploadSession {
             var theirs = ChunkSet(capacity: manifest.chunkCount)
             var reportedComplete = false
             var requestsPerChunk: [ChunkID: Int] = [:]
+            // Sent chunks are recorded with the next request's visit to the node, or when
+            // the session ends: one visit per chunk served instead of two.
+            var sent: [CompletedUpload] = []
+            func recordSent() async {
+                guard !sent.isEmpty else { return }
+                await node.recordUploads(sent, to: remote)
+                sent.removeAll()
+            }
             func noteProgress() async {
                 if theirs.isComplete && !reportedComplete {
                     reportedComplete = true
                     await node.downloaderCompleted(hello.name)
                 }
             }
-            while true {
-                switch try await io.next() {
-                case .message(.chunkList(let bitfield)):
-                    guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
-                        throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
-                    }
-                    theirs = list
-                    await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
-                    await noteProgress()
-                case .message(.have(let id)):
-                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                    theirs.insert(id)
-                    await noteProgress()
-                case .message(.request(let id)):
-                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                    requestsPerChunk[id, default: 0] += 1
-                    guard requestsPerChunk[id, default: 0] <= io.limits.maxRequestsPerChunk else {
-                        throw NodeError.protocolViolation("\(hello.name) requested chunk \(id) \(requestsPerChunk[id, default: 0]) times: a request flood")
-                    }
-                    let startedAt = Clock.nowMicros()
-                    if io.remoteStoppedReading {
-                        continue
-                    } else if let (file, slot) = try await node.handleRequest(for: id, from: remote) {
-                        if let slot {
-                            // Pacing under --max-upload-rate is a timer by design.
-                            try await Task.sleep(until: slot, clock: .continuous)
+            do {
+                while true {
+                    switch try await io.next() {
+                    case .message(.chunkList(let bitfield)):
+                        guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
+                            throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
                         }
-                        await io.sendIfOpen(frame: .pieceFromFile(id, file))
-                        if !io.remoteStoppedReading { await node.recordUpload(id, to: remote, startedAt: startedAt, bytes: file.region.readableBytes) }
-                    } else {
-                        await io.sendIfOpen(.reject(id))
+                        theirs = list
+                        await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
+                        await noteProgress()
+                    case .message(.have(let id)):
+                        guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                        theirs.insert(id)
+                        await noteProgress()
+                    case .message(.request(let id)):
+                        guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                        requestsPerChunk[id, default: 0] += 1
+                        guard requestsPerChunk[id, default: 0] <= io.limits.maxRequestsPerChunk else {
+                            throw NodeError.protocolViolation("\(hello.name) requested chunk \(id) \(requestsPerChunk[id, default: 0]) times: a request flood")
+                        }
+                        let startedAt = Clock.nowMicros()
+                        if io.remoteStoppedReading { continue }
+                        let finished = sent
+                        sent.removeAll()
+                        if let (file, slot) = try await node.handleRequest(for: id, from: remote, recording: finished) {
+                            if let slot {
+                                // Pacing under --max-upload-rate is a timer by design.
+                                try await Task.sleep(until: slot, clock: .continuous)
+                            }
+                            await io.sendIfOpen(frame: .pieceFromFile(id, file))
+                            if !io.remoteStoppedReading {
+                                sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: file.region.readableBytes))
+                            }
+                        } else {
+                            await io.sendIfOpen(.reject(id))
+                        }
+                    case .message(let other):
+                        throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
+                    case .local(.held(let ids)):
+                        await io.sendIfOpen(ids.filter { !theirs.contains($0) }.map { .have($0) })
+                    case .local(.stateChanged):
+                        continue
+                    case .tick:
+                        // A downloader that asks for nothing more for a while still sees its
+                        // last chunks recorded within a second.
+                        await recordSent()
+                    case .closed:
+                        await recordSent()
+                        await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")
+                        return
+                    case .failed(let error):
+                        throw error
                     }
-                case .message(let other):
-                    throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
-                case .local(.held(let ids)):
-                    await io.sendIfOpen(ids.filter { !theirs.contains($0) }.map { .have($0) })
-                case .local(.stateChanged), .tick:
-                    continue
-                case .closed:
-                    await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")
-                    return
-                case .failed(let error):
-                    throw error
                 }
+            } catch {
+                await recordSent()
+                throw error
             }
         }
     }
