@@ -52,7 +52,7 @@ public enum ChunkPicker {
 
         // Normal phase: chunks nobody is fetching, rarest first.
         var best = BestPicks(limit: limit)
-        for id in candidates.sorted where inFlight[id, default: 0] == 0 && !requestedHere.contains(id) {
+        for id in candidates.members where inFlight[id, default: 0] == 0 && !requestedHere.contains(id) {
             best.offer(id, key: (rarity(id), 0))
             // Candidates come in ID order, so once full with the rarest possible, nothing can beat them.
             if best.isFull && best.worstKey.0 <= 1 { break }
@@ -63,7 +63,7 @@ public enum ChunkPicker {
 
         // Endgame: chunks already in flight elsewhere, least-requested first, then rarest.
         var endgame = BestPicks(limit: limit - picks.count)
-        for id in candidates.sorted where !requestedHere.contains(id) {
+        for id in candidates.members where !requestedHere.contains(id) {
             let requests = inFlight[id, default: 0]
             guard requests > 0, requests < maximumRequestsPerChunk else { continue }
             endgame.offer(id, key: (requests, rarity(id)))

@@ -58,15 +58,34 @@ public struct ChunkSet: Hashable, Sendable {
     public var sorted: [ChunkID] {
         var out: [ChunkID] = []
         out.reserveCapacity(count)
-        for (w, word) in words.enumerated() where word != 0 {
-            var bits = word
-            while bits != 0 {
-                let bit = bits.trailingZeroBitCount
-                out.append(ChunkID(UInt32(w * 64 + bit)))
-                bits &= bits - 1
-            }
-        }
+        out.append(contentsOf: members)
         return out
+    }
+
+    /// Members in ascending order, one at a time: for loops that may stop early, without
+    /// building the whole array first (a 1 GiB file has 10,000 chunks).
+    public var members: Members { Members(words: words) }
+
+    public struct Members: Sequence, IteratorProtocol {
+        fileprivate let words: [UInt64]
+        private var wordIndex = 0
+        private var bits: UInt64
+
+        fileprivate init(words: [UInt64]) {
+            self.words = words
+            self.bits = words.first ?? 0
+        }
+
+        public mutating func next() -> ChunkID? {
+            while bits == 0 {
+                wordIndex += 1
+                guard wordIndex < words.count else { return nil }
+                bits = words[wordIndex]
+            }
+            let bit = bits.trailingZeroBitCount
+            bits &= bits - 1
+            return ChunkID(UInt32(wordIndex * 64 + bit))
+        }
     }
 
     /// Chunks in `self` that are not in `other`.
@@ -88,7 +107,7 @@ public struct ChunkSet: Hashable, Sendable {
 
     public var bitfield: [UInt8] {
         var bytes = [UInt8](repeating: 0, count: Self.bitfieldByteCount(capacity: capacity))
-        for id in sorted {
+        for id in members {
             bytes[id.index >> 3] |= 0x80 >> UInt8(id.index & 7)
         }
         return bytes

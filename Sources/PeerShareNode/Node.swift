@@ -365,7 +365,7 @@ public actor Node {
     /// The session ended: its offer no longer counts.
     func unregisterNeighbour(_ neighbour: Int) {
         guard let old = neighbourOffers.removeValue(forKey: neighbour) else { return }
-        for id in old.sorted where id.index < availability.count { availability[id.index] -= 1 }
+        for id in old.members where id.index < availability.count { availability[id.index] -= 1 }
     }
 
     /// Applies only what changed since the last claim, so a claim stays cheap for big files.
@@ -376,8 +376,8 @@ public actor Node {
         }
         let old = neighbourOffers[neighbour] ?? ChunkSet(capacity: offered.capacity)
         guard old != offered else { return }
-        for id in offered.subtracting(old).sorted { availability[id.index] += 1 }
-        for id in old.subtracting(offered).sorted { availability[id.index] -= 1 }
+        for id in offered.subtracting(old).members { availability[id.index] += 1 }
+        for id in old.subtracting(offered).members { availability[id.index] -= 1 }
         neighbourOffers[neighbour] = offered
     }
 

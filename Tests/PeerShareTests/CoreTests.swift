@@ -88,6 +88,16 @@ struct ChunkSetTests {
         #expect(missing.sorted.first == ChunkID(1) && missing.sorted.last == ChunkID(129))
         #expect(held.remove(ChunkID(0)) && !held.contains(ChunkID(0)))
     }
+
+    @Test("members come in ascending order across word boundaries, and a loop can stop early",
+          arguments: [[], [0], [63], [64], [0, 63, 64, 127, 128, 199], Array(0..<200)] as [[UInt32]])
+    func members(ids: [UInt32]) {
+        let set = ChunkSet(capacity: 200, ids.map { ChunkID($0) })
+        #expect(Array(set.members) == ids.map { ChunkID($0) })
+        #expect(set.sorted == ids.map { ChunkID($0) })
+        #expect(Array(set.members.prefix(2)) == ids.prefix(2).map { ChunkID($0) })
+        #expect(Array(ChunkSet(capacity: 0).members).isEmpty)
+    }
 }
 
 @Suite("The owner's share assignment")
