@@ -255,36 +255,55 @@ public struct AssemblyDraft: Sendable {
     }
 
     /// Writes the staged bytes out. Direct writes must be whole blocks, so unless `final`
-    /// a partial last block stays staged; at the end it goes out through the page cache.
+    /// a partial last block stays staged; at the end it goes out through the page cache, as
+    /// does everything once direct I/O is off.
     fileprivate mutating func flush(final: Bool) throws(FileSystemError) {
-        let alignment = Int(PEERSHARE_DIRECT_IO_ALIGNMENT)
-        var count = staging.filled
         if direct {
-            let whole = count / alignment * alignment
-            if whole > 0 {
-                let written = write(fd, staging.base, whole)
-                if written == whole {
-                    staging.consume(whole)
-                    bytesWritten += Int64(whole)
-                } else if written < 0 && errno == EINVAL {
-                    // The file system took the flag but not the write: go through the page cache.
-                    direct = false
-                    _ = peershare_set_direct_io(fd, 0)
-                } else {
-                    throw FileSystemError(operation: "cannot write", path: temporary, errno: written < 0 ? errno : EIO)
-                }
+            try writeWholeBlocksDirectly()
+            if direct {
+                guard final && staging.filled > 0 else { return }
+                stopDirectIO()
             }
-            count = staging.filled
-            guard final && count > 0 else { return }
-            direct = false
-            _ = peershare_set_direct_io(fd, 0)
         }
+        let count = staging.filled
         guard count > 0 else { return }
         try PosixFiles.writeAll(fd, UnsafeRawBufferPointer(start: staging.base, count: count), path: temporary)
         staging.consume(count)
         PosixFiles.startWriteback(fd, from: bytesWritten, count: Int64(count))
         bytesWritten += Int64(count)
     }
+
+    /// Writes every whole block staged with direct I/O. A file system that takes the flag
+    /// but refuses the write (EINVAL), or a short write that leaves the file's end off a
+    /// block boundary, turns direct I/O off; the caller then writes the rest buffered.
+    private mutating func writeWholeBlocksDirectly() throws(FileSystemError) {
+        let alignment = Int(PEERSHARE_DIRECT_IO_ALIGNMENT)
+        while direct {
+            let whole = staging.filled / alignment * alignment
+            guard whole > 0 else { return }
+            let written = refuseDirectWritesForTesting ? -1 : write(fd, staging.base, whole)
+            let failure = refuseDirectWritesForTesting ? EINVAL : errno
+            if written > 0 {
+                staging.consume(written)
+                bytesWritten += Int64(written)
+                if written % alignment != 0 { stopDirectIO() }
+            } else if written < 0 && failure == EINTR {
+                continue
+            } else if written < 0 && failure == EINVAL {
+                stopDirectIO()
+            } else {
+                throw FileSystemError(operation: "cannot write", path: temporary, errno: written < 0 ? failure : EIO)
+            }
+        }
+    }
+
+    private mutating func stopDirectIO() {
+        direct = false
+        _ = peershare_set_direct_io(fd, 0)
+    }
+
+    /// Tests set this to take the path of a file system that refuses direct writes.
+    var refuseDirectWritesForTesting = false
 }
 
 /// The draft's staging buffer: aligned for direct I/O, 1 MiB (ten 100 KiB chunks per

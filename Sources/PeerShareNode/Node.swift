@@ -51,6 +51,9 @@ public actor Node {
     private var completeDownloaders: Set<String> = []
     private var subscribers: [Int: AsyncStream<NodeEvent>.Continuation] = [:]
     private var nextSubscriberID = 0
+    /// Chunks this process received and stored: their files were written moments ago, so
+    /// opening one to upload it is a lookup in the kernel's caches (see `handleRequest`).
+    private var storedThisRun = ChunkSet(capacity: 0)
     /// Verified chunks in temporary files, waiting to be made durable and indexed together.
     private var pendingChunks: [PendingChunk] = []
     private var chunkCommitter: Task<Void, Never>?
@@ -479,8 +482,10 @@ public actor Node {
                 broadcast(.stateChanged)
                 continue
             }
+            if storedThisRun.capacity != held.capacity { storedThisRun = ChunkSet(capacity: held.capacity) }
             for chunk in batch {
                 held.insert(chunk.id)
+                storedThisRun.insert(chunk.id)
                 storing.remove(chunk.id)
                 inFlight[chunk.id] = nil
             }
@@ -496,9 +501,11 @@ public actor Node {
     /// One request from a downloader, in one visit to the actor: records the uploads the
     /// session finished since its last visit, logs the request, and returns the chunk file,
     /// open for sending, and, under --max-upload-rate, when it may be sent; nil if not held.
-    /// The file is opened here rather than on the I/O pool: it was written moments ago, so
-    /// the open is a lookup in the kernel's caches, cheaper than the two thread hand-offs.
-    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source, recording sent: [CompletedUpload]) throws -> (ChunkFile, ContinuousClock.Instant?)? {
+    /// A chunk this process stored itself is opened right here: its file was written moments
+    /// ago, so the open is a lookup in the kernel's caches, cheaper than two thread hand-offs.
+    /// Any other chunk file (the owner's split, a resumed peer's) may need the disk, so it is
+    /// opened on the I/O pool, where a slow open holds up no other session.
+    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source, recording sent: [CompletedUpload]) async throws -> (ChunkFile, ContinuousClock.Instant?)? {
         recordUploads(sent, to: peer)
         guard let manifest, held.contains(id) else {
             log(.requestHandled, chunk: id, source: peer, "rejected request from \(peer.name) for chunk \(id): not held")
@@ -506,7 +513,10 @@ public actor Node {
         }
         log(.requestHandled, chunk: id, source: peer, "handling request from \(peer.name) for chunk \(id)")
         let size = manifest.size(of: id)
-        let file = try directory.openForSending(id, expectedSize: size)
+        let directory = self.directory
+        let file = storedThisRun.contains(id)
+            ? try directory.openForSending(id, expectedSize: size)
+            : try await io.runIfActive { try directory.openForSending(id, expectedSize: size) }
         return (file, uploadSlot(for: size))
     }
 

@@ -107,6 +107,25 @@ struct ChunkDirectoryTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))) == Data(data))
     }
 
+    @Test("a file system that refuses direct writes midway gets the same bytes through the page cache")
+    func directWritesRefused() throws {
+        let directory = try ChunkDirectory(root: temporaryDirectory())
+        defer { try? FileManager.default.removeItem(atPath: directory.root) }
+        let (manifest, data) = try sampleManifest(size: 40 * 102_400 + 77, chunkSize: 102_400)
+        for id in manifest.layout.chunkIDs {
+            let start = Int(manifest.layout.offset(of: id))
+            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
+        }
+        var draft = try directory.beginAssembly()
+        try directory.append(to: &draft, upTo: 15, of: manifest)
+        draft.refuseDirectWritesForTesting = true
+        try directory.append(to: &draft, upTo: 30, of: manifest)
+        #expect(!draft.direct, "a refused direct write turns direct I/O off")
+        try directory.append(to: &draft, upTo: manifest.chunkCount, of: manifest)
+        #expect(try directory.finish(draft, of: manifest) == manifest.fileHash)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))) == Data(data))
+    }
+
     @Test("an empty file assembles to an empty file")
     func emptyAssembly() throws {
         let directory = try ChunkDirectory(root: temporaryDirectory())
