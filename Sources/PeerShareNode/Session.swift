@@ -127,18 +127,18 @@ struct SessionIO {
     }
 
     mutating func sendIfOpen(frame: OutboundFrame) async {
-        guard !remoteStoppedReading else { return }
-        do {
-            try await send(frame: frame)
-        } catch {
-            remoteStoppedReading = true
-        }
+        await sendIfOpen(frames: CollectionOfOne(frame))
     }
 
     mutating func sendIfOpen(_ messages: [PeerMessage]) async {
+        guard !messages.isEmpty else { return }
+        await sendIfOpen(frames: messages.lazy.map { .message($0) })
+    }
+
+    private mutating func sendIfOpen(frames: some Sequence<OutboundFrame> & Sendable) async {
         guard !remoteStoppedReading else { return }
         do {
-            try await send(messages)
+            try await send(frames: frames)
         } catch {
             remoteStoppedReading = true
         }

@@ -31,10 +31,7 @@ struct ChunkDirectoryTests {
     func assembly() throws {
         let directory = try ChunkDirectory(root: temporaryDirectory())
         let (manifest, data) = try sampleManifest(size: 250, chunkSize: 100)
-        for id in manifest.layout.chunkIDs {
-            let start = Int(manifest.layout.offset(of: id))
-            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
-        }
+        try writeChunks(of: manifest, from: data, into: directory)
         #expect(try directory.assemble(manifest) == manifest.fileHash)
         #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))) == Data(data))
 
@@ -49,10 +46,7 @@ struct ChunkDirectoryTests {
     func assemblyInSteps() throws {
         let directory = try ChunkDirectory(root: temporaryDirectory())
         let (manifest, data) = try sampleManifest(size: 950, chunkSize: 100)
-        for id in manifest.layout.chunkIDs {
-            let start = Int(manifest.layout.offset(of: id))
-            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
-        }
+        try writeChunks(of: manifest, from: data, into: directory)
         func temporaries() throws -> [String] {
             try FileManager.default.contentsOfDirectory(atPath: directory.root).filter { $0.hasPrefix(".peershare-tmp") }
         }
@@ -91,10 +85,7 @@ struct ChunkDirectoryTests {
         let directory = try ChunkDirectory(root: temporaryDirectory())
         defer { try? FileManager.default.removeItem(atPath: directory.root) }
         let (manifest, data) = try sampleManifest(size: file.size, chunkSize: file.chunkSize)
-        for id in manifest.layout.chunkIDs {
-            let start = Int(manifest.layout.offset(of: id))
-            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
-        }
+        try writeChunks(of: manifest, from: data, into: directory)
         var draft = try directory.beginAssembly(directIO: directIO)
         if !directIO { #expect(!draft.direct) }
         var end = 0
@@ -112,10 +103,7 @@ struct ChunkDirectoryTests {
         let directory = try ChunkDirectory(root: temporaryDirectory())
         defer { try? FileManager.default.removeItem(atPath: directory.root) }
         let (manifest, data) = try sampleManifest(size: 40 * 102_400 + 77, chunkSize: 102_400)
-        for id in manifest.layout.chunkIDs {
-            let start = Int(manifest.layout.offset(of: id))
-            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
-        }
+        try writeChunks(of: manifest, from: data, into: directory)
         var draft = try directory.beginAssembly()
         try directory.append(to: &draft, upTo: 15, of: manifest)
         draft.refuseDirectWritesForTesting = true
@@ -132,5 +120,13 @@ struct ChunkDirectoryTests {
         let (manifest, _) = try sampleManifest(size: 0)
         #expect(try directory.assemble(manifest) == manifest.fileHash)
         #expect(try Data(contentsOf: URL(fileURLWithPath: directory.assembledPath(for: manifest))).isEmpty)
+    }
+
+    /// Every chunk of `manifest`, cut from `data`, as the chunk files a peer would hold.
+    private func writeChunks(of manifest: Manifest, from data: [UInt8], into directory: ChunkDirectory) throws {
+        for id in manifest.layout.chunkIDs {
+            let start = Int(manifest.layout.offset(of: id))
+            try directory.write(id, bytes: ByteBuffer(bytes: data[start..<start + manifest.size(of: id)]))
+        }
     }
 }
