@@ -77,11 +77,20 @@ let package = Package(
         ),
         // C calls Swift's Glibc module does not import (syncfs, mallopt, a pseudo-terminal for tests).
         .target(name: "CPosixShim"),
-        // libFuzzer target for the wire decoder; see tools/fuzz. Built normally it replays inputs.
+        // The fuzz targets (raw wire bytes, structure-aware frames, whole conversations), a
+        // library so that the tests replay the committed corpus through them.
+        .target(
+            name: "PeerShareFuzzing",
+            dependencies: [
+                "PeerShareCore", "PeerShareWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // libFuzzer's entry point for those targets; see tools/fuzz. Built normally it replays inputs.
         .executableTarget(
             name: "peershare-fuzz",
             dependencies: [
-                "PeerShareCore", "PeerShareWire",
+                "PeerShareCore", "PeerShareWire", "PeerShareFuzzing",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Sources/PeerShareFuzz"
@@ -105,7 +114,7 @@ let package = Package(
         .testTarget(
             name: "PeerShareTests",
             dependencies: [
-                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI", "PeerShareInspect",
+                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI", "PeerShareInspect", "PeerShareFuzzing",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

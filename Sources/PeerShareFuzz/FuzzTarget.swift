@@ -1,48 +1,63 @@
 import Foundation
 import NIOCore
 import PeerShareCore
+import PeerShareFuzzing
 import PeerShareWire
 
-// A libFuzzer target for the frame decoder and message parser (tools/fuzz builds it with
-// --sanitize=fuzzer -DFUZZING). Every input must either decode into messages that re-encode
-// to the same bytes, or throw a typed WireError; anything else (a trap, a mismatch) is a find.
+// The libFuzzer entry point for every target in PeerShareFuzzing (tools/fuzz builds it with
+// --sanitize=fuzzer -DFUZZING). PEERSHARE_FUZZ_TARGET names the target: wire (default),
+// frames or session. Built normally, the executable replays inputs instead.
+
+/// Read once, when the first input arrives.
+let selectedTarget = FuzzTarget(rawValue: ProcessInfo.processInfo.environment["PEERSHARE_FUZZ_TARGET"] ?? "wire") ?? .wire
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    if let mismatch = PeerMessageDecoder.roundTripMismatch(in: Array(UnsafeBufferPointer(start: data, count: size))) {
+    if let failure = selectedTarget.run(Array(UnsafeBufferPointer(start: data, count: size))) {
         // Under libFuzzer a find must crash: that is how it saves the input and reports it.
-        fatalError("round trip failed: \(mismatch)")
+        fatalError("\(selectedTarget) target: \(failure)")
     }
     return 0
 }
 
 #if !FUZZING
-/// Without libFuzzer: `peershare-fuzz FILE...` replays inputs (the corpus, a crash), and
-/// `peershare-fuzz --write-seeds DIR` writes the seed corpus: one file per message kind.
+/// Without libFuzzer: `peershare-fuzz [--target T] FILE...` replays inputs (a corpus, a
+/// crash) through a target, and `peershare-fuzz --write-seeds DIR` writes the wire seed
+/// corpus: one file per message kind.
 @main
 struct FuzzReplay {
     static func main() throws {
-        var arguments = CommandLine.arguments.dropFirst()
-        if arguments.first == "--write-seeds", let dir = arguments.dropFirst().first {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "--write-seeds", arguments.count == 2 {
             for (name, message) in seedMessages() {
-                try Data(message.frame.readableBytesView).write(to: URL(fileURLWithPath: dir + "/seed-" + name))
+                try Data(message.frame.readableBytesView).write(to: URL(fileURLWithPath: arguments[1] + "/seed-" + name))
             }
             return
+        }
+        var target = FuzzTarget.wire
+        if arguments.first == "--target" {
+            guard arguments.count >= 2, let named = FuzzTarget(rawValue: arguments[1]) else {
+                fail("--target takes one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))", status: 2)
+            }
+            target = named
+            arguments.removeFirst(2)
         }
         arguments = arguments.filter { !$0.hasPrefix("-") }
         var failures = 0
         for path in arguments {
-            guard let input = FileManager.default.contents(atPath: path) else {
-                FileHandle.standardError.write(Data("peershare-fuzz: cannot read \(path)\n".utf8))
-                exit(2)
-            }
-            if let mismatch = PeerMessageDecoder.roundTripMismatch(in: Array(input)) {
-                FileHandle.standardError.write(Data("peershare-fuzz: \(path): round trip failed: \(mismatch)\n".utf8))
+            guard let input = FileManager.default.contents(atPath: path) else { fail("cannot read \(path)", status: 2) }
+            if let failure = target.run(Array(input)) {
+                FileHandle.standardError.write(Data("peershare-fuzz: \(path): \(failure)\n".utf8))
                 failures += 1
             }
         }
         guard failures == 0 else { exit(1) }
-        print("replayed \(arguments.count) inputs: no failures")
+        print("replayed \(arguments.count) inputs through the \(target) target: no failures")
+    }
+
+    static func fail(_ message: String, status: Int32) -> Never {
+        FileHandle.standardError.write(Data("peershare-fuzz: \(message)\n".utf8))
+        exit(status)
     }
 
     static func seedMessages() -> [(String, PeerMessage)] {

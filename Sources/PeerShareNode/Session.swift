@@ -27,6 +27,8 @@ struct SessionIO {
     private let opened: ContinuousClock.Instant
     /// Set once the remote's HELLO has been accepted; before that the handshake timeout runs.
     var handshakeDone = false
+    /// Set once our HELLO has gone out; KEEPALIVEs may follow it, never precede it.
+    private var helloSent = false
 
     init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>, limits: SessionLimits, sendWatch: SendWatch) {
         self.sendWatch = sendWatch
@@ -58,7 +60,8 @@ struct SessionIO {
                 if now - lastReceived > limits.idleTimeout {
                     throw NodeError.protocolViolation("nothing received for \(limits.idleTimeout.seconds) s")
                 }
-                if handshakeDone, now - lastSent > limits.keepAliveInterval {
+                // Never before our own HELLO: the remote's gate refuses anything before it.
+                if handshakeDone, helloSent, now - lastSent > limits.keepAliveInterval {
                     await sendIfOpen(.keepAlive)
                 }
             default:
@@ -99,6 +102,7 @@ struct SessionIO {
     }
 
     private mutating func send(frames: some Sequence<OutboundFrame> & Sendable) async throws {
+        if !helloSent, case .message(.hello)? = frames.first(where: { _ in true }) { helloSent = true }
         sendWatch.begin()
         defer { sendWatch.end() }
         do {
@@ -200,25 +204,18 @@ extension PeerMessage {
     var label: String { "\(kind)" }
 }
 
-/// Builds the manifest from the owner's MANIFEST and HASHES messages.
+/// Builds the manifest from the owner's MANIFEST and HASHES messages. The connection's
+/// gate has already refused HASHES out of order; the receiver checks again, since it is
+/// what the manifest is built from.
 func receiveManifest(_ io: inout SessionIO, header: ManifestHeader) async throws -> Manifest {
-    var hashes: [Digest32] = []
-    hashes.reserveCapacity(Int(header.chunkCount))
-    while hashes.count < Int(header.chunkCount) {
+    var receiver = try ManifestReceiver(header)
+    while !receiver.isComplete {
         guard case .hashes(let first, let batch) = try await io.nextMessage(during: "manifest transfer") else {
             throw NodeError.protocolViolation("expected HASHES while receiving the manifest")
         }
-        guard Int(first) == hashes.count, hashes.count + batch.count <= Int(header.chunkCount) else {
-            throw NodeError.protocolViolation("HASHES batch at \(first) does not continue the manifest at \(hashes.count)")
-        }
-        hashes.append(contentsOf: batch)
+        try receiver.add(first: first, batch)
     }
-    do {
-        let layout = try ChunkLayout(fileSize: header.fileSize, chunkSize: Int(header.chunkSize))
-        return try Manifest(fileName: header.fileName, layout: layout, chunkHashes: hashes, fileHash: header.fileHash)
-    } catch {
-        throw NodeError.protocolViolation("invalid manifest: \(error)")
-    }
+    return try receiver.manifest()
 }
 
 /// The manifest as MANIFEST followed by HASHES batches.

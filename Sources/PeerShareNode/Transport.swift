@@ -11,8 +11,8 @@ public typealias PeerChannel = NIOAsyncChannel<PeerMessage, OutboundFrame>
 /// TCP plumbing: every connection gets the frame decoder and encoder, then is handed to
 /// structured concurrency as a `NIOAsyncChannel` of `PeerMessage`s.
 public enum Transport {
-    static func configure(_ channel: any Channel) throws -> PeerChannel {
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerMessageDecoder()))
+    static func configure(_ channel: any Channel, side: ConversationGate.Side) throws -> PeerChannel {
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerMessageDecoder(gate: ConversationGate(side: side))))
         try channel.pipeline.syncOperations.addHandler(PeerMessageWriter())
         return try PeerChannel(
             wrappingChannelSynchronously: channel,
@@ -48,7 +48,7 @@ public enum Transport {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.recvAllocator, value: Transport.receiveBuffers)
                 .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel), remote: describe(channel.remoteAddress)) }
+                    channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel, side: .uploading), remote: describe(channel.remoteAddress)) }
                 }
             let bound = server.channel.localAddress?.port ?? port
             return Listener(channel: server, port: bound, host: host)
@@ -65,7 +65,7 @@ public enum Transport {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: Transport.receiveBuffers)
             .connect(host: endpoint.host, port: endpoint.port) { channel in
-                channel.eventLoop.makeCompletedFuture { try configure(channel) }
+                channel.eventLoop.makeCompletedFuture { try configure(channel, side: .downloading) }
             }
     }
 

@@ -15,9 +15,12 @@ public struct PeerMessageDecoder: ByteToMessageDecoder {
 
     private var state = State.waitingForLength
     private let maximumFrameLength: Int
+    /// Which messages the conversation accepts next; nil decodes any message (tests, tools).
+    private var gate: ConversationGate?
 
-    public init(maximumFrameLength: Int = WireLimits.maximumFrameLength) {
+    public init(maximumFrameLength: Int = WireLimits.maximumFrameLength, gate: ConversationGate? = nil) {
         self.maximumFrameLength = maximumFrameLength
+        self.gate = gate
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
@@ -52,7 +55,11 @@ public struct PeerMessageDecoder: ByteToMessageDecoder {
         var body = buffer.readSlice(length: length)!
         state = .waitingForLength
         let type = body.readInteger(as: UInt8.self)!
-        return try PeerMessage.decode(type: type, payload: &body)
+        // The type is judged against the conversation before a byte of the payload is parsed.
+        if let kind = PeerMessage.Kind(rawValue: type) { try gate?.admit(kind) }
+        let message = try PeerMessage.decode(type: type, payload: &body)
+        try gate?.passed(message)
+        return message
     }
 }
 

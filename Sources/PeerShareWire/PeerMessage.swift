@@ -27,6 +27,22 @@ public enum PeerMessage: Equatable, Sendable {
         case piece = 0x08
         case reject = 0x09
         case keepAlive = 0x0A
+
+        /// The message's name as docs/PROTOCOL.md writes it, for log lines and errors.
+        public var name: String {
+            switch self {
+            case .hello: "HELLO"
+            case .manifest: "MANIFEST"
+            case .hashes: "HASHES"
+            case .share: "SHARE"
+            case .chunkList: "CHUNK-LIST"
+            case .have: "HAVE"
+            case .request: "REQUEST"
+            case .piece: "PIECE"
+            case .reject: "REJECT"
+            case .keepAlive: "KEEPALIVE"
+            }
+        }
     }
 
     public var kind: Kind {
@@ -106,6 +122,8 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     case emptyFrame
     case unknownType(UInt8)
     case malformed(PeerMessage.Kind, String)
+    /// A well-formed type that is not valid where the conversation is (ConversationGate).
+    case notAllowed(PeerMessage.Kind, String)
     case truncatedAtEOF(bufferedBytes: Int)
 
     public var description: String {
@@ -113,7 +131,8 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
         case .frameTooLarge(let n): "frame of \(n) bytes exceeds the \(WireLimits.maximumFrameLength)-byte limit"
         case .emptyFrame: "frame of 0 bytes has no message type"
         case .unknownType(let t): "unknown message type 0x\(String(t, radix: 16))"
-        case .malformed(let kind, let reason): "malformed \(kind) message: \(reason)"
+        case .malformed(let kind, let reason): "malformed \(kind.name): \(reason)"
+        case .notAllowed(let kind, let when): "\(kind.name) is not allowed \(when)"
         case .truncatedAtEOF(let n): "connection closed inside a frame (\(n) bytes buffered)"
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
+import PeerShareFuzzing
 import Testing
 @testable import PeerShareCore
 @testable import PeerShareWire
@@ -217,13 +218,14 @@ struct WireTests {
         #expect(decodedCount > 1_000 && refusedCount > 1_000, "the mutations should exercise both outcomes")
     }
 
-    @Test("every input in the fuzz corpus (seeds and past crashes) round-trips or is refused cleanly")
-    func fuzzCorpus() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("FuzzCorpus/wire")
+    @Test("every input in the fuzz corpus (seeds and past crashes) passes its target", arguments: FuzzTarget.allCases)
+    func fuzzCorpus(target: FuzzTarget) throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FuzzCorpus/\(target.rawValue)")
         let files = try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)
-        #expect(files.count >= 12)
+        #expect(files.count >= (target == .wire ? 12 : 1))
         for file in files {
-            #expect(PeerMessageDecoder.roundTripMismatch(in: Array(try Data(contentsOf: file))) == nil, "\(file.lastPathComponent)")
+            #expect(target.run(Array(try Data(contentsOf: file))) == nil, "\(file.lastPathComponent)")
         }
     }
 }
