@@ -27,6 +27,8 @@ public struct ConversationGate: Sendable {
 
     public let side: Side
     private(set) var phase = Phase.awaitingHello
+    /// The role the remote's HELLO claimed.
+    private var remoteRole: Hello.Role?
 
     public init(side: Side) {
         self.side = side
@@ -59,7 +61,7 @@ public struct ConversationGate: Sendable {
             case (.uploading, .manifest), (.uploading, .hashes), (.uploading, .share): return "from a downloader"
             case (.uploading, _): return "on an upload connection"
             case (.downloading, .request): return "on a download connection"
-            case (.downloading, _): return "once the manifest and share are settled"
+            case (.downloading, _): return remoteRole == .owner ? "after the owner's manifest and share" : "from a peer"
             }
         }
     }
@@ -68,6 +70,7 @@ public struct ConversationGate: Sendable {
     public mutating func passed(_ message: PeerMessage) throws(WireError) {
         switch (phase, message) {
         case (.awaitingHello, .hello(let hello)):
+            remoteRole = hello.role
             switch (side, hello.role) {
             case (.downloading, .owner): phase = .awaitingManifest
             case (.downloading, .peer), (.uploading, .peer): phase = .trading

@@ -81,10 +81,11 @@ extension PeerMessage {
                   let fileHash = payload.readBytes(length: 32).flatMap({ Digest32(bytes: $0) }),
                   let nameLength = payload.readInteger(as: UInt16.self)
             else { throw .malformed(kind, "too short") }
-            guard size <= UInt64(Int64.max) else { throw .malformed(kind, "file size \(size) is out of range") }
-            guard let layout = try? ChunkLayout(fileSize: Int64(size), chunkSize: Int(chunkSize)) else {
-                throw .malformed(kind, "chunk size \(chunkSize) or file size \(size) is out of range")
+            guard size <= UInt64(ChunkLayout.maximumFileSize) else {
+                throw .malformed(kind, "file size \(size) is over the largest possible \(ChunkLayout.maximumFileSize) bytes")
             }
+            let layout: ChunkLayout
+            do { layout = try ChunkLayout(fileSize: Int64(size), chunkSize: Int(chunkSize)) } catch { throw .malformed(kind, error.description) }
             guard layout.chunkCount == Int(chunkCount) else {
                 throw .malformed(kind, "chunk count \(chunkCount) does not match \(size) bytes in chunks of \(chunkSize)")
             }
