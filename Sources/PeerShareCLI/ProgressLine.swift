@@ -40,7 +40,8 @@ public struct ProgressState: Sendable, Equatable {
     /// Seconds left at the current rate; nil when unknown (no total, no rate, or a stalled rate).
     public var secondsLeft: Double? {
         guard let total, let rate = bytesPerSecond, rate > 0 else { return nil }
-        return Double(max(0, total.bytes - heldBytes)) / rate
+        // In Double: the byte counts come from an index, and their difference could overflow.
+        return max(0, Double(total.bytes) - Double(heldBytes)) / rate
     }
 }
 
@@ -64,7 +65,7 @@ public enum ProgressLine {
         let known = state.total != nil
         let counts = state.total.map { pad(String(state.heldChunks), to: String($0.chunks).count) + "/\($0.chunks) chunks" } ?? "\(state.heldChunks)/? chunks"
         let percent = state.fraction.map { String(format: "%3d%%", Int(($0 * 100).rounded(.down))) }
-        var rate: String? = known ? pad(state.bytesPerSecond.map { ByteSize.format(Int64($0.rounded())) + "/s" } ?? "", to: 12) : nil
+        var rate: String? = known ? pad(state.bytesPerSecond.map { ByteSize.format(Int64(exactly: $0.rounded()) ?? .max) + "/s" } ?? "", to: 12) : nil
         var eta: String? = known ? (state.isComplete ? "done" : "ETA " + (state.secondsLeft.map(clock) ?? "--")).padding(toLength: 11, withPad: " ", startingAt: 0) : nil
         var note = state.note
 
@@ -115,8 +116,9 @@ public enum ProgressLine {
 
     /// `0:07`, `12:34`, `1:02:03`; `>99h` beyond that.
     static func clock(_ seconds: Double) -> String {
-        let total = Int(seconds.rounded(.up))
-        guard total < 100 * 3600 else { return ">99h" }
+        // Compared before converting: a near-zero rate gives an ETA no Int can hold (or NaN).
+        guard seconds < 100 * 3600 else { return seconds.isNaN ? "--:--" : ">99h" }
+        let total = Int(max(0, seconds).rounded(.up))
         let (h, m, s) = (total / 3600, total / 60 % 60, total % 60)
         return h > 0 ? String(format: "%d:%02d:%02d", h, m, s) : String(format: "%d:%02d", m, s)
     }
@@ -139,6 +141,6 @@ public struct RateMeter: Sendable {
     /// Bytes per second across the window; nil until two samples span a quarter second.
     public var bytesPerSecond: Double? {
         guard let first = samples.first, let last = samples.last, last.seconds - first.seconds >= 0.25 else { return nil }
-        return Double(last.bytes - first.bytes) / (last.seconds - first.seconds)
+        return (Double(last.bytes) - Double(first.bytes)) / (last.seconds - first.seconds)
     }
 }

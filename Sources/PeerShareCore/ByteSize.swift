@@ -12,7 +12,9 @@ public enum ByteSize {
             guard value < 1e18 else { return nil }
             return Int64(value.rounded())
         }
-        return Int64(trimmed)
+        // A plain number of bytes: never negative.
+        guard let bytes = Int64(trimmed), bytes >= 0 else { return nil }
+        return bytes
     }
 
     /// A human-readable size: `2.5 MiB`, `17 B`.

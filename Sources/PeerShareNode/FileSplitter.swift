@@ -16,10 +16,18 @@ enum FileSplitter {
         let newChunks: [ChunkIndex.ReceivedChunk]
     }
 
+    /// The size of the file to share, or why it cannot be shared (with errno).
+    private static func sourceSize(_ path: String) throws -> Int64 {
+        let status: PosixFiles.Status
+        do { status = try PosixFiles.status(path) } catch { throw NodeError.failed(error.description) }
+        guard status.isRegularFile else { throw NodeError.failed("cannot share \(path): not a regular file") }
+        return status.size
+    }
+
     /// Hashes the whole file without writing anything: the check a restarted owner makes
     /// when the source's size or modification time changed.
     static func hash(path: String, chunkSize: Int) throws -> (fileSize: Int64, fileHash: Digest32) {
-        guard let size = PosixFiles.fileSize(path) else { throw NodeError.failed("cannot read \(path)") }
+        let size = try sourceSize(path)
         let fd = try PosixFiles.openForReading(path)
         defer { close(fd) }
         var hasher = SHA256()
@@ -46,11 +54,12 @@ enum FileSplitter {
 
     /// Reads the file once, sequentially, writing each chunk durably as it goes.
     static func split(path: String, chunkSize: Int, into directory: ChunkDirectory) throws -> Result {
-        guard let size = PosixFiles.fileSize(path) else {
-            throw NodeError.failed("cannot read \(path): \(PosixFiles.fileSize(path) == nil && access(path, F_OK) != 0 ? "no such file" : "not a regular file")")
-        }
+        let size = try sourceSize(path)
         let name = String(path.split(separator: "/").last ?? Substring(path))
-        let layout = try ChunkLayout(fileSize: size, chunkSize: chunkSize)
+        let layout: ChunkLayout
+        do { layout = try ChunkLayout(fileSize: size, chunkSize: chunkSize) } catch {
+            throw NodeError.failed("cannot share \(path): \(error)")
+        }
         let fd = try PosixFiles.openForReading(path)
         defer { close(fd) }
         var whole = SHA256()

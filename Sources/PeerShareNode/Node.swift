@@ -134,7 +134,7 @@ public actor Node {
         if let manifest = try index.manifest() {
             self.manifest = manifest
             self.held = try index.heldChunks(capacity: manifest.chunkCount)
-            let share = try index.share()
+            let share = try index.share(chunkCount: manifest.chunkCount)
             if !share.isEmpty || manifest.chunkCount == 0 {
                 self.share = ChunkSet(capacity: manifest.chunkCount, share)
             }
@@ -245,7 +245,7 @@ public actor Node {
         self.manifest = manifest
         self.held = ChunkSet.full(manifest.chunkCount)
         var assigner = ShareAssigner(chunkCount: manifest.chunkCount, expectedPeers: expectedPeers)
-        for (peer, chunks) in try index.handouts().sorted(by: { $0.key < $1.key }) {
+        for (peer, chunks) in try index.handouts(chunkCount: manifest.chunkCount).sorted(by: { $0.key < $1.key }) {
             assigner.restore(chunks, for: peer)
         }
         self.assigner = assigner
@@ -594,7 +594,13 @@ public actor Node {
     /// Whether an earlier run already told the neighbour at `address` that this peer is complete.
     func hasToldComplete(_ address: Endpoint) -> Bool {
         guard isComplete else { return false }
-        return (try? index.addressesToldComplete().contains(address.description)) ?? false
+        do {
+            return try index.addressesToldComplete().contains(address.description)
+        } catch {
+            // Not knowing means connecting once more, which is harmless; say why.
+            log(.error, "could not read which neighbours were told this peer is complete: \(error)", level: .warning)
+            return false
+        }
     }
 
     func neighbourFetchFinished() {
@@ -630,7 +636,8 @@ public actor Node {
         lastSummaryWrite = .now
         summaryDirty = false
         do {
-            let ids = try index.db.query("SELECT chunk_id FROM chunks ORDER BY chunk_id") { ChunkID(UInt32($0.int(0))) }
+            // The committed rows, each ID checked against the manifest (heldChunks filters them).
+            let ids = try index.heldChunks(capacity: held.capacity).sorted
             let directory = self.directory
             try await io.runIfActive { try directory.writeSummary(ids) }
         } catch {
@@ -738,6 +745,9 @@ public actor Node {
         for (file, reason) in check.discarded {
             log(.cleanup, "deleted chunk file \(file) that had no index row: \(reason)", level: .warning)
         }
+        for (file, reason) in check.unreadable {
+            log(.cleanup, "left chunk file \(file) alone: it has no index row and cannot be read (\(reason)); it will be fetched again", level: .warning)
+        }
         if !check.droppedRows.isEmpty { forget(check.droppedRows) }
         if !check.adopted.isEmpty {
             let now = Clock.nowMicros()
@@ -800,7 +810,10 @@ public actor Node {
         }
         log(.stopped, "stopped: \(outcome)")
         flushRecords()
-        index.close(outcome: outcome)
+        if let error = index.close(outcome: outcome) {
+            // The events table is what failed, so this goes to the console only.
+            logger.error("could not record the end of this run in the index: \(error)")
+        }
         try? await durability.shutdownGracefully()
         for continuation in subscribers.values { continuation.finish() }
         subscribers.removeAll()

@@ -144,15 +144,20 @@ enum PosixFiles {
 
     struct Status {
         let size: Int64
-        let modificationNanoseconds: Int64
+        /// Nil when the time does not fit in Int64 nanoseconds (after the year 2262, which
+        /// `touch -d` can set): such a file counts as changed and is re-hashed.
+        let modificationNanoseconds: Int64?
         let isRegularFile: Bool
     }
 
-    static func status(_ path: String) -> Status? {
+    /// The file's size, time and type, or the reason (with errno) it cannot be examined.
+    static func status(_ path: String) throws(FileSystemError) -> Status {
         var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
+        guard stat(path, &st) == 0 else { throw FileSystemError(operation: "cannot read", path: path, errno: errno) }
+        let seconds = Int64(st.st_mtim.tv_sec).multipliedReportingOverflow(by: 1_000_000_000)
+        let nanoseconds = seconds.partialValue.addingReportingOverflow(Int64(st.st_mtim.tv_nsec))
         return Status(size: Int64(st.st_size),
-                      modificationNanoseconds: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                      modificationNanoseconds: seconds.overflow || nanoseconds.overflow ? nil : nanoseconds.partialValue,
                       isRegularFile: (st.st_mode & S_IFMT) == S_IFREG)
     }
 

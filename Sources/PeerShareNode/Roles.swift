@@ -164,14 +164,13 @@ public enum OwnerRole {
     /// A source whose size and modification time are unchanged is not read again; one that
     /// changed is re-hashed, and refused if its content differs from the indexed manifest.
     private static func prepareChunks(_ config: OwnerConfiguration, node: Node, directory: ChunkDirectory, logger: Logger) async throws -> Manifest {
-        guard let stat = PosixFiles.status(config.file) else {
-            throw NodeError.failed("cannot read \(config.file): no such file")
-        }
+        let stat: PosixFiles.Status
+        do { stat = try PosixFiles.status(config.file) } catch { throw NodeError.failed(error.description) }
         guard stat.isRegularFile else { throw NodeError.failed("cannot share \(config.file): not a regular file") }
         let started = Clock.nowMicros()
         if let indexed = await node.manifest {
             let recordedTime = try await node.sourceModificationTime()
-            let unchanged = stat.size == indexed.fileSize && recordedTime == stat.modificationNanoseconds
+            let unchanged = stat.size == indexed.fileSize && stat.modificationNanoseconds != nil && recordedTime == stat.modificationNanoseconds
             if !unchanged || config.recheck {
                 let fresh = try await NIOThreadPool.singleton.runIfActive {
                     try FileSplitter.hash(path: config.file, chunkSize: indexed.chunkSize)
@@ -179,7 +178,7 @@ public enum OwnerRole {
                 guard fresh.fileHash == indexed.fileHash, fresh.fileSize == indexed.fileSize else {
                     throw NodeError.manifestChanged("\(config.file) changed since it was split into \(config.directory) (now \(fresh.fileSize) bytes, \(fresh.fileHash.short); indexed \(indexed.fileSize) bytes, \(indexed.fileHash.short)); pass --new-manifest to split it afresh, or use another --dir")
                 }
-                try await node.setSourceModificationTime(stat.modificationNanoseconds)
+                if let time = stat.modificationNanoseconds { try await node.setSourceModificationTime(time) }
             }
             guard config.chunkSize == indexed.chunkSize else {
                 throw NodeError.manifestChanged("\(config.directory) holds chunks of \(indexed.chunkSize) bytes, not \(config.chunkSize); pass --new-manifest to split afresh")
@@ -195,7 +194,7 @@ public enum OwnerRole {
         }
         let manifest = split.manifest
         try await node.saveOwnerManifest(manifest)
-        try await node.setSourceModificationTime(stat.modificationNanoseconds)
+        if let time = stat.modificationNanoseconds { try await node.setSourceModificationTime(time) }
         let millis = Double(Clock.nowMicros() - started) / 1000
         try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
             kind: .split,
@@ -328,8 +327,22 @@ public enum PeerRole {
                 reconnects += 1
                 await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
             } catch where isMisbehaviour(error) && !Task.isCancelled {
-                await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error)", level: .error)
-                throw NodeError.failed("the owner at \(config.owner) broke the protocol: \(error)")
+                // Without the manifest, or with no neighbour left, there is nothing to go on
+                // with. Otherwise the owner is avoided and the neighbours carry on: a peer
+                // that serves others is not taken down by one bad connection.
+                let neighbours = await node.liveNeighbours
+                guard await node.manifest != nil, neighbours > 0 else {
+                    await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error)", level: .error)
+                    throw NodeError.failed("the owner at \(config.owner) broke the protocol: \(error)")
+                }
+                await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                // Until the neighbours finish the file, or turn out unable to (none left, or
+                // stalled on chunks only the owner has): then the peer cannot complete.
+                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.ownerServesEverything }
+                if await !node.isComplete, await node.failure == nil {
+                    throw NodeError.failed("the owner at \(config.owner) broke the protocol (\(error)), and the download neighbours cannot supply the rest")
+                }
+                return
             }
         }
     }

@@ -27,8 +27,11 @@ struct StartupCheck: Sendable {
     var adopted: [Adopted] = []
     /// Unindexed chunk files that do not match the manifest; deleted.
     var discarded: [(file: String, reason: String)] = []
+    /// Unindexed chunk files that could not be read (permissions, I/O errors): neither
+    /// adopted nor deleted, since they may hold verified bytes. A download replaces them.
+    var unreadable: [(file: String, reason: String)] = []
 
-    var isClean: Bool { staleTemporaries.isEmpty && droppedRows.isEmpty && adopted.isEmpty && discarded.isEmpty }
+    var isClean: Bool { staleTemporaries.isEmpty && droppedRows.isEmpty && adopted.isEmpty && discarded.isEmpty && unreadable.isEmpty }
 
     /// Blocking: run on a thread pool. Deletes what it reports as stale, dropped or discarded.
     static func run(manifest: Manifest, indexed: Set<ChunkID>, directory: ChunkDirectory, recheck: Bool) -> StartupCheck {
@@ -55,9 +58,16 @@ struct StartupCheck: Sendable {
                 result.droppedRows.append((id, "its file is \(size) bytes, not \(expected)"))
                 continue
             }
-            if recheck, let digest = hash(path: path, size: expected), digest != manifest.hash(of: id) {
-                unlink(path)
-                result.droppedRows.append((id, "its file hashes to \(digest.short), not \(manifest.hash(of: id).short)"))
+            guard recheck else { continue }
+            do {
+                let digest = try hash(path: path, size: expected)
+                if digest != manifest.hash(of: id) {
+                    unlink(path)
+                    result.droppedRows.append((id, "its file hashes to \(digest.short), not \(manifest.hash(of: id).short)"))
+                }
+            } catch {
+                // Not vouched for, so not offered; not deleted, since the bytes may be fine.
+                result.droppedRows.append((id, "its file cannot be read: \(error)"))
             }
         }
         for name in PosixFiles.listDirectory(directory.chunksFolder) {
@@ -69,9 +79,21 @@ struct StartupCheck: Sendable {
                 continue
             }
             let expected = manifest.size(of: id)
-            guard PosixFiles.fileSize(path) == Int64(expected), let digest = hash(path: path, size: expected), digest == manifest.hash(of: id) else {
+            guard let size = PosixFiles.fileSize(path), size == Int64(expected) else {
                 unlink(path)
-                result.discarded.append((name, "it does not match the manifest"))
+                result.discarded.append((name, "it is not the \(expected) bytes the manifest gives chunk \(id)"))
+                continue
+            }
+            let digest: Digest32
+            do {
+                digest = try hash(path: path, size: expected)
+            } catch {
+                result.unreadable.append((name, "\(error)"))
+                continue
+            }
+            guard digest == manifest.hash(of: id) else {
+                unlink(path)
+                result.discarded.append((name, "it hashes to \(digest.short), not \(manifest.hash(of: id).short)"))
                 continue
             }
             result.adopted.append(Adopted(id: id, size: expected, sha256: digest))
@@ -79,19 +101,24 @@ struct StartupCheck: Sendable {
         return result
     }
 
-    private static func hash(path: String, size: Int) -> Digest32? {
-        guard let fd = try? PosixFiles.openForReading(path) else { return nil }
+    /// The SHA-256 of a chunk file of `size` bytes; a failure to open or read it is thrown
+    /// with its errno, never mistaken for damage.
+    private static func hash(path: String, size: Int) throws -> Digest32 {
+        let fd = try PosixFiles.openForReading(path)
         defer { close(fd) }
         var buffer = ByteBuffer()
-        var ok = true
+        var failure: (any Error)?
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            guard let n = try? PosixFiles.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<size]), path: path), n == size else {
-                ok = false
+            do {
+                let n = try PosixFiles.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<size]), path: path)
+                if n != size { failure = FileSystemError(operation: "cannot read all \(size) bytes of", path: path, errno: EIO) }
+                return n
+            } catch {
+                failure = error
                 return 0
             }
-            return n
         }
-        guard ok else { return nil }
+        if let failure { throw failure }
         return buffer.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
     }
 }

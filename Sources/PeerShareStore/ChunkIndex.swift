@@ -63,9 +63,17 @@ public final class ChunkIndex {
         try db.scalarText("SELECT directory FROM node WHERE id = 1")
     }
 
-    public func close(outcome: String, now: Int64 = Clock.nowMicros()) {
-        try? db.run("UPDATE runs SET stopped_at = ?, outcome = ? WHERE id = ?", now, outcome, runID)
-        db.close()
+    /// Records how the run ended and closes the database. The database is closed even when
+    /// the record cannot be written; that failure is returned for the caller to log.
+    @discardableResult
+    public func close(outcome: String, now: Int64 = Clock.nowMicros()) -> (any Error)? {
+        defer { db.close() }
+        do {
+            try db.run("UPDATE runs SET stopped_at = ?, outcome = ? WHERE id = ?", now, outcome, runID)
+            return nil
+        } catch {
+            return error
+        }
     }
 
     // MARK: Manifest
@@ -80,7 +88,10 @@ public final class ChunkIndex {
             throw IndexError.manifestMismatch("the index's manifest lists \(hashes.count) chunk hashes for \(count) chunks")
         }
         guard let digest = Digest32(bytes: fileHash) else { throw IndexError.manifestMismatch("the index's file hash is malformed") }
-        let layout = try ChunkLayout(fileSize: size, chunkSize: chunkSize)
+        let layout: ChunkLayout
+        do { layout = try ChunkLayout(fileSize: size, chunkSize: chunkSize) } catch {
+            throw IndexError.manifestMismatch("the index's manifest is invalid: \(error)")
+        }
         return try Manifest(
             fileName: name, layout: layout,
             chunkHashes: try hashes.map { row in
@@ -278,8 +289,20 @@ public final class ChunkIndex {
         }
     }
 
-    public func share() throws -> [ChunkID] {
-        try db.query("SELECT chunk_id FROM share ORDER BY chunk_id") { ChunkID(UInt32($0.int(0))) }
+    /// The share, each ID checked against the manifest's count: an index edited by hand or
+    /// damaged is refused with the row it holds, not trusted.
+    public func share(chunkCount: Int) throws -> [ChunkID] {
+        try db.query("SELECT chunk_id FROM share ORDER BY chunk_id") { $0.int(0) }.map {
+            try Self.chunkID($0, below: chunkCount, in: "share")
+        }
+    }
+
+    /// A chunk ID from a row, which must lie in 0..<count.
+    static func chunkID(_ value: Int64, below count: Int, in table: String) throws -> ChunkID {
+        guard value >= 0, value < count else {
+            throw IndexError.manifestMismatch("the index's \(table) table names chunk \(value), outside 0..<\(count)")
+        }
+        return ChunkID(UInt32(value))
     }
 
     public func recordHandout(to peer: Source, chunks: [ChunkID]) throws {
@@ -292,10 +315,10 @@ public final class ChunkIndex {
     }
 
     /// Shares handed out so far, by peer name.
-    public func handouts() throws -> [String: [ChunkID]] {
+    public func handouts(chunkCount: Int) throws -> [String: [ChunkID]] {
         let rows = try db.query("SELECT s.name, h.chunk_id FROM handouts h JOIN sources s ON s.id = h.source_id ORDER BY s.name, h.chunk_id") {
-            ($0.text(0), ChunkID(UInt32($0.int(1))))
-        }
+            ($0.text(0), $0.int(1))
+        }.map { ($0.0, try Self.chunkID($0.1, below: chunkCount, in: "handouts")) }
         return Dictionary(grouping: rows, by: \.0).mapValues { $0.map(\.1) }
     }
 

@@ -34,7 +34,7 @@ public enum Migrations {
     }
 }
 
-public enum IndexError: Error, CustomStringConvertible {
+public enum IndexError: Error, Equatable, CustomStringConvertible {
     case notAnIndex(reason: String)
     case newerSchema(found: Int32, known: Int32)
     case roleMismatch(expected: String, found: String)

@@ -55,7 +55,7 @@ struct DemoCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...200).contains(peers) else { throw ValidationError("--peers must be from 1 to 200") }
         guard neighbours >= 1 else { throw ValidationError("--neighbours must be at least 1") }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds") }
         if let file, !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("--file: cannot read \(file)") }
     }
 
@@ -150,9 +150,15 @@ struct DemoCommand: AsyncParsableCommand {
             print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers \(shape)")
             for (i, status, time) in finishTimes {
                 let copy = root + "/peer\(i + 1)/" + fileName
-                let identical = (try? sha256(ofFileAt: copy)) == sourceHash
-                if status == 0 && identical { complete += 1 }
-                let verdict = identical ? "identical to the source" : (FileManager.default.fileExists(atPath: copy) ? "DIFFERS from the source" : "missing")
+                let verdict: String
+                do {
+                    let identical = try sha256(ofFileAt: copy) == sourceHash
+                    if status == 0 && identical { complete += 1 }
+                    verdict = identical ? "identical to the source" : "DIFFERS from the source"
+                } catch {
+                    // Missing, or unreadable: say which, rather than calling it different.
+                    verdict = FileManager.default.fileExists(atPath: copy) ? "unreadable (\(error.localizedDescription))" : "missing"
+                }
                 let completed = completionTime(ofPeerIn: root + "/peer\(i + 1)", since: startMicros).map { "complete after \(format($0)) s, " } ?? ""
                 print("  peer\(i + 1): exit \(status), \(verdict), \(completed)done after \(format(time)) s")
             }
@@ -185,7 +191,8 @@ struct DemoCommand: AsyncParsableCommand {
         guard let db = try? SQLiteConnection(path: folder + "/peer.db", mode: .readOnly),
               let assembled = try? db.scalarInt("SELECT assembled_at FROM manifest WHERE id = 1")
         else { return nil }
-        return .microseconds(max(0, assembled - start))
+        let elapsed = assembled.subtractingReportingOverflow(start)
+        return elapsed.overflow ? nil : .microseconds(max(0, elapsed.partialValue))
     }
 
     /// Creates the run folder, or clears the node folders of an earlier demo run in it.
@@ -193,7 +200,12 @@ struct DemoCommand: AsyncParsableCommand {
     private func prepareFolder(_ root: String) throws {
         let fm = FileManager.default
         let marker = root + "/.peershare-demo"
-        if let contents = try? fm.contentsOfDirectory(atPath: root), !contents.isEmpty {
+        // Only a folder that does not exist yet may go unlisted; any other failure is the answer.
+        var contents: [String] = []
+        if fm.fileExists(atPath: root) {
+            do { contents = try fm.contentsOfDirectory(atPath: root) } catch { throw DemoError("cannot use \(root): \(error.localizedDescription)") }
+        }
+        if !contents.isEmpty {
             guard fm.fileExists(atPath: marker) else {
                 throw DemoError("\(root) is not empty and was not made by peershare demo; choose another --dir")
             }

@@ -104,7 +104,8 @@ struct OwnerCommand: AsyncParsableCommand {
     @OptionGroup var logging: LogOptions
 
     func validate() throws {
-        guard peers >= 1 else { throw ValidationError("--peers must be at least 1") }
+        // Shares are ⌈count / peers⌉ chunks: more peers than chunks only makes them empty.
+        guard (1...ChunkID.maximumCount).contains(peers) else { throw ValidationError("--peers must be from 1 to \(ChunkID.maximumCount)") }
         guard (1...ChunkLayout.maximumChunkSize).contains(chunkSize) else {
             throw ValidationError("--chunk-size must be from 1 to \(ChunkLayout.maximumChunkSize) bytes")
         }
@@ -174,8 +175,9 @@ struct PeerCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
         guard waitForDownloaders >= 0 else { throw ValidationError("--wait-for-downloaders must not be negative") }
-        guard connectTimeout > 0 else { throw ValidationError("--connect-timeout must be positive") }
-        guard neighbourTimeout > 0 else { throw ValidationError("--neighbour-timeout must be positive") }
+        // Bounded before they become Durations: `inf` or 1e16 s would overflow the milliseconds.
+        guard connectTimeout > 0, connectTimeout <= 86_400 else { throw ValidationError("--connect-timeout must be between 0 and 86400 seconds") }
+        guard neighbourTimeout > 0, neighbourTimeout <= 86_400 else { throw ValidationError("--neighbour-timeout must be between 0 and 86400 seconds") }
         if let name {
             guard (1...64).contains(name.utf8.count), !name.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) else {
                 throw ValidationError("--name must be 1 to 64 printable bytes")

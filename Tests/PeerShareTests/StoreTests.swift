@@ -127,7 +127,14 @@ struct ChunkIndexTests {
         }
         let index = try ChunkIndex(path: path, role: .peer, nodeName: "peer1")
         #expect(try index.manifest() == manifest)
-        #expect(try index.share() == [ChunkID(0), ChunkID(2)])
+        #expect(try index.share(chunkCount: 3) == [ChunkID(0), ChunkID(2)])
+        // A row edited by hand or damaged is refused with what it holds, never trusted.
+        for bad: Int64 in [-1, 3, Int64(UInt32.max) + 1] {
+            try index.db.run("DELETE FROM share WHERE chunk_id NOT IN (0, 2)")
+            try index.db.run("INSERT INTO share (chunk_id) VALUES (?)", bad)
+            #expect(throws: IndexError.manifestMismatch("the index's share table names chunk \(bad), outside 0..<3")) { try index.share(chunkCount: 3) }
+        }
+        try index.db.run("DELETE FROM share WHERE chunk_id NOT IN (0, 2)")
         #expect(try index.heldChunks(capacity: 3).sorted == [ChunkID(1), ChunkID(2)])
         let provenance = try index.db.query("SELECT c.chunk_id, s.kind, s.name, c.received_at, c.duration_us, c.size FROM chunks c JOIN sources s ON s.id = c.source_id ORDER BY c.chunk_id") {
             "\($0.int(0)) \($0.text(1)) \($0.text(2)) \($0.int(3)) \($0.int(4)) \($0.int(5))"
