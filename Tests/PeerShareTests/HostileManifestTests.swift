@@ -102,17 +102,7 @@ struct HostileManifestTests {
     func fakeOwner() async throws {
         let dir = temporaryDirectory() + "/victim"
         let fileHash = Digest32.of(Array("fake".utf8))
-        let result = try await withRawServer(handle: { connection in
-            try await connection.executeThenClose { inbound, outbound in
-                var reads = inbound.makeAsyncIterator()
-                // The peer speaks first (its HELLO); the fake owner answers as an owner would,
-                // then sends the frame as raw bytes, which PeerShare's encoder cannot write.
-                guard try await reads.next() != nil else { return }
-                try await outbound.write(PeerMessage.hello(Hello(role: .owner, fileID: fileHash, name: "owner")).frame)
-                try await outbound.write(ByteBuffer(bytes: int64MaxManifest))
-                while try await reads.next() != nil {}
-            }
-        }) { ownerPort in
+        let result = try await withRawServer(handle: fakeOwnerSendingInt64MaxManifest(fileID: fileHash)) { ownerPort in
             let port = try reserveFreePorts(1)[0]
             return try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(port)", "--dir", dir,
                                                              "--download-from", "127.0.0.1:1"], timeout: .seconds(60))
@@ -165,15 +155,7 @@ struct HostileManifestTests {
         _ = await first.waitForExit(timeout: .seconds(10))
 
         // Restarted against a fake owner, with peer1 as its download neighbour.
-        let status = try await withRawServer(handle: { connection in
-            try await connection.executeThenClose { inbound, outbound in
-                var reads = inbound.makeAsyncIterator()
-                guard try await reads.next() != nil else { return }
-                try await outbound.write(PeerMessage.hello(Hello(role: .owner, fileID: fileID, name: "owner")).frame)
-                try await outbound.write(ByteBuffer(bytes: int64MaxManifest))
-                while try await reads.next() != nil {}
-            }
-        }) { fakePort in
+        let status = try await withRawServer(handle: fakeOwnerSendingInt64MaxManifest(fileID: fileID)) { fakePort in
             let resumed = try peer(2, owner: fakePort, ["--port", "\(ports[1])", "--download-from", "127.0.0.1:\(ports[0])"])
             let status = await resumed.waitForExit(timeout: .seconds(60))
             if status == nil { await resumed.stop() }
@@ -185,6 +167,20 @@ struct HostileManifestTests {
         let db = try SQLiteConnection(path: dir + "/peer2/peer.db", mode: .readOnly)
         let events = try db.query("SELECT message FROM events WHERE kind = 'protocol_error'") { $0.text(0) }
         #expect(events.count == 1 && events[0].contains("file size 9223372036854775807 is over") && events[0].contains("avoiding it"), "\(events)")
+    }
+}
+
+/// A fake owner: the peer speaks first (its HELLO); it answers as an owner of `fileID` would,
+/// then sends the 2⁶³ − 1 MANIFEST as raw bytes, which PeerShare's encoder cannot write.
+func fakeOwnerSendingInt64MaxManifest(fileID: Digest32) -> @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void {
+    { connection in
+        try await connection.executeThenClose { inbound, outbound in
+            var reads = inbound.makeAsyncIterator()
+            guard try await reads.next() != nil else { return }
+            try await outbound.write(PeerMessage.hello(Hello(role: .owner, fileID: fileID, name: "owner")).frame)
+            try await outbound.write(ByteBuffer(bytes: int64MaxManifest))
+            while try await reads.next() != nil {}
+        }
     }
 }
 
