@@ -15,13 +15,14 @@ public struct TransferRow: Sendable, Equatable {
     public var outcome: String
     public var detail: String?
 
-    public var durationMicros: Int64 { max(0, finishedAt - startedAt) }
+    /// nil when the two times are too far apart for an Int64 (a damaged index): shown as "-".
+    public var durationMicros: Int64? { Bounded.difference(finishedAt, startedAt).map { max(0, $0) } }
 
     public var record: Record {
         Record([
             "chunk_id": .int(chunkID), "direction": .string(direction),
             "source_kind": .optional(source?.kind), "source": .optional(source?.name),
-            "started_at": .time(startedAt), "finished_at": .time(finishedAt), "duration_us": .int(durationMicros),
+            "started_at": .time(startedAt), "finished_at": .time(finishedAt), "duration_us": .optional(durationMicros),
             "bytes": .int(bytes), "outcome": .string(outcome), "detail": .optional(detail),
         ])
     }
@@ -53,8 +54,10 @@ public struct ChunkStory: Sendable {
             guard let manifest = try database.manifest(db) else {
                 throw InspectError("\(database.path) has no manifest yet, so no chunks")
             }
+            // manifest() has bounded chunkCount to 0...ChunkID.maximumCount.
             guard id >= 0, id < manifest.chunkCount else {
-                throw InspectError("chunk \(id) is not in the manifest: \(manifest.fileName) has chunks 0 to \(manifest.chunkCount - 1)")
+                let range = manifest.chunkCount == 0 ? "no chunks" : "chunks 0 to \(manifest.chunkCount - 1)"
+                throw InspectError("chunk \(id) is not in the manifest: \(manifest.fileName) has \(range)")
             }
             let sources = try database.sources(db)
             let (size, hash) = try db.query("SELECT size, sha256 FROM manifest_chunks WHERE chunk_id = ?", id) { ($0.int(0), Human.hex($0.blob(1))) }.first ?? (0, "")
@@ -118,7 +121,7 @@ public struct ChunkStory: Sendable {
             var table = TextTable([.init("received from"), .init("requested/started"), .init("finished"), .init("duration", .right),
                                    .init("bytes", .right), .init("outcome"), .init("detail")])
             for t in attempts {
-                table.append([t.source?.name ?? "?", Human.time(t.startedAt), Human.time(t.finishedAt), Human.duration(t.durationMicros),
+                table.append([t.source?.name ?? "?", Human.time(t.startedAt), Human.time(t.finishedAt), t.durationMicros.map(Human.duration) ?? "-",
                               String(t.bytes), t.outcome, t.detail ?? ""])
             }
             out += table.render()
@@ -129,7 +132,7 @@ public struct ChunkStory: Sendable {
         } else {
             var table = TextTable([.init("sent to"), .init("started"), .init("finished"), .init("duration", .right), .init("bytes", .right)])
             for t in uploads {
-                table.append([t.source?.name ?? "?", Human.time(t.startedAt), Human.time(t.finishedAt), Human.duration(t.durationMicros), String(t.bytes)])
+                table.append([t.source?.name ?? "?", Human.time(t.startedAt), Human.time(t.finishedAt), t.durationMicros.map(Human.duration) ?? "-", String(t.bytes)])
             }
             out += table.render()
         }

@@ -68,11 +68,11 @@ public struct EventLog: Sendable {
             ? try db.scalarInt("SELECT max(at) FROM events") : nil
         if let since = filter.since {
             conditions.append("at >= ?")
-            arguments.append(since.resolve(latest: latest))
+            arguments.append(try resolve(since, option: "--since", latest: latest))
         }
         if let until = filter.until {
             conditions.append("at < ?")
-            arguments.append(until.resolve(latest: latest))
+            arguments.append(try resolve(until, option: "--until", latest: latest))
         }
         let lastID = try db.scalarInt("SELECT max(id) FROM events") ?? 0
         var sql = columns
@@ -98,6 +98,15 @@ public struct EventLog: Sendable {
         }
         if newestFirst { rows.reverse() }
         return EventLog(rows: rows, lastID: lastID)
+    }
+
+    /// A bare time of day is placed on the latest event's day; a damaged index's latest time
+    /// (within a day of Int64.min or Int64.max) leaves no such time to compare with.
+    static func resolve(_ time: TimeArgument, option: String, latest: Int64?) throws -> Int64 {
+        guard let micros = time.resolve(latest: latest) else {
+            throw InspectError("\(option) \(time.text) is outside the index's time range: its latest event is at \(Human.time(latest)) UTC")
+        }
+        return micros
     }
 
     public func render(_ format: OutputFormat) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import PeerShareCore
 import PeerShareStore
 
 /// A failure inspect reports as one line, with the database path in it.
@@ -91,6 +92,9 @@ public final class InspectDatabase {
         case let error as InspectError: error
         case let error as SQLiteError where error.isNotADatabase: InspectError("\(path) is not a SQLite database")
         case let error as SQLiteError where error.isCorrupt: InspectError("\(path) is corrupt: \(error.message)")
+        // SQLite's sum() refuses to wrap: the index holds numbers no real transfer has.
+        case let error as SQLiteError where error.message == "integer overflow":
+            InspectError("\(path) is damaged: a sum of its rows overflows 64 bits (\(error))")
         case let error as SQLiteError: InspectError("\(path): \(error)")
         case IndexError.notAnIndex(let reason): InspectError("\(path) is not a PeerShare index: \(reason)")
         case let error as IndexError: InspectError("\(path): \(error)")
@@ -109,18 +113,45 @@ public final class InspectDatabase {
         return rows.first ?? NodeInfo(role: "unknown", name: "", createdAt: nil, directory: nil)
     }
 
+    /// The manifest row, refused unless its numbers describe a file the node could share.
     func manifest(_ db: Reader) throws -> ManifestInfo? {
-        try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at FROM manifest WHERE id = 1") {
+        let manifest = try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at FROM manifest WHERE id = 1") {
             ManifestInfo(fileName: $0.text(0), fileSize: $0.int(1), chunkSize: $0.int(2), chunkCount: $0.int(3),
                          sha256: Human.hex($0.blob(4)), recordedAt: $0.int(5), assembledAt: $0.optionalInt(6))
         }.first
+        if let manifest { try check(manifest) }
+        return manifest
+    }
+
+    /// Every report counts, subtracts and draws by the chunk count, so a damaged or hostile
+    /// manifest (the schema's CHECKs can be bypassed) is refused here, naming the bad value,
+    /// before any of it is used. The node's own rule decides: ChunkLayout.
+    private func check(_ m: ManifestInfo) throws {
+        func invalid(_ reason: String) -> InspectError { InspectError("\(path): the index's manifest is invalid: \(reason)") }
+        guard (0...Int64(ChunkID.maximumCount)).contains(m.chunkCount) else {
+            throw invalid("chunk_count \(m.chunkCount) is outside 0...\(ChunkID.maximumCount)")
+        }
+        guard (1...Int64(ChunkLayout.maximumChunkSize)).contains(m.chunkSize) else {
+            throw invalid("chunk_size \(m.chunkSize) is outside 1...\(ChunkLayout.maximumChunkSize)")
+        }
+        guard m.fileSize >= 0 else { throw invalid("file_size \(m.fileSize) is negative") }
+        let layout: ChunkLayout
+        do {
+            layout = try ChunkLayout(fileSize: m.fileSize, chunkSize: Int(m.chunkSize))
+        } catch {
+            throw invalid("file_size \(m.fileSize) in chunks of \(m.chunkSize) bytes: \(error)")
+        }
+        guard layout.chunkCount == m.chunkCount else {
+            throw invalid("chunk_count \(m.chunkCount) does not match file_size \(m.fileSize) in chunks of \(m.chunkSize) bytes (\(layout.chunkCount) chunks)")
+        }
     }
 
     func sources(_ db: Reader) throws -> [Int64: SourceInfo] {
         let rows = try db.query("SELECT id, kind, name, address FROM sources") {
             SourceInfo(id: $0.int(0), kind: $0.text(1), name: $0.text(2), address: $0.optionalText(3))
         }
-        return Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0) })
+        // `id` is the primary key, but an index whose table lacks it must not trap: first row wins.
+        return Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 }
 

@@ -54,10 +54,11 @@ public struct Overview: Sendable {
 
     public var restarts: Int64 { max(0, runs - 1) }
 
-    /// From the node's first start to the arrival of its last chunk, once it holds every chunk.
+    /// From the node's first start to the arrival of its last chunk, once it holds every
+    /// chunk; nil too when the two times are too far apart for an Int64 (a damaged index).
     public var completeAfterMicros: Int64? {
         guard isComplete, let firstStartedAt, let lastReceivedAt else { return nil }
-        return max(0, lastReceivedAt - firstStartedAt)
+        return Bounded.difference(lastReceivedAt, firstStartedAt).map { max(0, $0) }
     }
 
     public static func load(_ database: InspectDatabase) throws -> Overview {
@@ -149,6 +150,7 @@ public struct Overview: Sendable {
             let stateText = switch state {
             case "assembled": "assembled at \(Human.time(m.assembledAt))"
             case "complete": node.role == "owner" ? "complete (the owner's own file)" : "complete, not yet assembled"
+            // Both bounded: chunkCount by InspectDatabase.manifest, chunksHeld is a count(*).
             default: "partial: \(m.chunkCount - chunksHeld) chunks missing"
             }
             lines.append(("state", stateText))

@@ -58,19 +58,21 @@ public struct SourceReport: Sendable {
                 SELECT source_id, direction, outcome, count(*), sum(bytes), sum(finished_at - started_at), min(started_at), max(finished_at)
                 FROM transfers GROUP BY source_id, direction, outcome
                 """) { ($0.int(0), $0.text(1), $0.text(2), $0.int(3), $0.int(4), $0.int(5), $0.int(6), $0.int(7)) }
+            // Each group's sums fit (SQLite checks them), but several groups of one source can
+            // add up past Int64.max in a damaged index: the totals saturate.
             for (id, direction, outcome, count, bytes, busy, first, last) in totals {
                 guard var row = rows[id] else { continue }
                 switch (direction, outcome) {
                 case ("in", "verified"):
-                    row.received += count
-                    row.receivedBytes += bytes
-                    row.receiveMicros += busy
+                    row.received = row.received.saturatingAdd(count)
+                    row.receivedBytes = row.receivedBytes.saturatingAdd(bytes)
+                    row.receiveMicros = row.receiveMicros.saturatingAdd(busy)
                 case ("in", _):
-                    row.rejected += count
+                    row.rejected = row.rejected.saturatingAdd(count)
                 default:
-                    row.sent += count
-                    row.sentBytes += bytes
-                    row.sendMicros += busy
+                    row.sent = row.sent.saturatingAdd(count)
+                    row.sentBytes = row.sentBytes.saturatingAdd(bytes)
+                    row.sendMicros = row.sendMicros.saturatingAdd(busy)
                 }
                 row.widen(first, last)
                 rows[id] = row

@@ -1,4 +1,5 @@
 import Foundation
+import PeerShareCore
 
 /// `peershare-inspect report`: one self-contained HTML page of a swarm, from its nodes'
 /// indexes (read-only): per node, when each chunk arrived and from whom (timeline), which
@@ -37,6 +38,14 @@ public struct SwarmReport: Sendable {
         public var runStarts: [Int64]
         public var assembledAt: Int64?
         public var restarts: [Int64] { Array(runStarts.dropFirst()) }
+
+        /// How many chunks to draw: the manifest's count or, without one, one past the highest
+        /// chunk held. Bounded by ChunkID.maximumCount: a node may be built by hand, and a row's
+        /// chunk_id may be anything, Int64.max included.
+        public var drawnChunkCount: Int {
+            if let chunkCount { return Int(min(max(0, chunkCount), Int64(ChunkID.maximumCount))) }
+            return arrivals.compactMap { Bounded.chunkIndex($0.chunk) }.max().map { $0 + 1 } ?? 0
+        }
     }
 
     public var nodes: [Node]
@@ -77,8 +86,17 @@ public struct SwarmReport: Sendable {
     /// The peers' indexes of a `peershare demo` folder: DIR/peer1/peer.db, DIR/peer2/peer.db, …
     /// in number order. The owner is left out: its chunks were all split at once.
     public static func databases(inDemoFolder folder: String) throws -> [InspectDatabase] {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else {
-            throw InspectError("cannot read the folder \(folder)")
+        // opendir first: its errno is the real reason (Foundation's error on Linux often
+        // loses it: "not a directory" becomes "error 256").
+        guard let handle = opendir(folder) else {
+            throw InspectError("cannot read the folder \(folder): \(String(cString: strerror(errno)).lowercased())")
+        }
+        closedir(handle)
+        let entries: [String]
+        do {
+            entries = try FileManager.default.contentsOfDirectory(atPath: folder)
+        } catch {
+            throw InspectError("cannot read the folder \(folder): \((error as NSError).localizedDescription)")
         }
         let peers = entries.compactMap { entry -> (Int, String)? in
             guard entry.hasPrefix("peer"), let number = Int(entry.dropFirst(4)),
@@ -88,4 +106,5 @@ public struct SwarmReport: Sendable {
         guard !peers.isEmpty else { throw InspectError("\(folder) holds no peerN/peer.db: is it a peershare demo folder?") }
         return try peers.map { try InspectDatabase(path: $0.1) }
     }
+
 }

@@ -58,7 +58,7 @@ extension SwarmReport {
             let from = layout.sources.filter { counts[$0.name] != nil }.map { "\($0.name) \(counts[$0.name]!)" }.joined(separator: ", ")
             let complete = node.chunkCount.flatMap { count -> String? in
                 guard count > 0, node.arrivals.count >= count, let first = node.runStarts.first, let last = node.arrivals.map(\.at).max() else { return nil }
-                return Human.duration(last - first)
+                return Bounded.difference(last, first).map(Human.duration)
             } ?? "-"
             out += "<tr><td>\(xml(node.name))</td><td>\(node.arrivals.count)\(total)</td><td>\(xml(from))</td><td>\(node.restarts.count)</td><td>\(node.rejections.count)</td><td>\(xml(complete))</td></tr>\n"
         }
@@ -80,7 +80,7 @@ extension SwarmReport {
         var svg = "<svg class=\"timeline\" width=\"\(Layout.width)\" height=\"\(n(height))\" viewBox=\"0 0 \(Layout.width) \(n(height))\" role=\"img\">\n"
         for (row, node) in nodes.enumerated() {
             let y0 = top + Double(row) * (rowHeight + gap)
-            let chunks = max(1, node.chunkCount ?? (node.arrivals.map(\.chunk).max().map { $0 + 1 } ?? 1))
+            let chunks = max(1, node.drawnChunkCount)
             svg += "<g class=\"peer-row\" data-node=\"\(xml(node.name))\">\n"
             svg += "<text x=\"0\" y=\"\(n(y0 + 14))\">\(xml(node.name))</text>\n"
             svg += "<text x=\"0\" y=\"\(n(y0 + 28))\">\(node.arrivals.count) chunks</text>\n"
@@ -91,12 +91,12 @@ extension SwarmReport {
             svg += restartLines(node, layout, top: y0, height: rowHeight)
             for arrival in node.arrivals {
                 let x = layout.x(arrival.at)
-                let y = y0 + 2 + (rowHeight - 7) * Double(arrival.chunk) / Double(max(1, chunks - 1))
+                let y = chunkY(arrival.chunk, chunks: chunks, top: y0, height: rowHeight)
                 svg += "<rect class=\"arrival\" data-chunk=\"\(arrival.chunk)\" x=\"\(n(x - 1.5))\" y=\"\(n(y))\" width=\"3\" height=\"3\" fill=\"\(layout.colour(arrival))\">"
                 svg += "<title>chunk \(arrival.chunk) from \(xml(arrival.source)) at \(Timestamp.short(arrival.at))</title></rect>\n"
             }
             for rejection in node.rejections {
-                let y = y0 + 2 + (rowHeight - 7) * Double(rejection.chunk) / Double(max(1, chunks - 1))
+                let y = chunkY(rejection.chunk, chunks: chunks, top: y0, height: rowHeight)
                 svg += cross(x: layout.x(rejection.at), y: y + 1.5, rejection: rejection)
             }
             svg += "</g>\n"
@@ -105,33 +105,33 @@ extension SwarmReport {
         return svg + "</svg>\n"
     }
 
+    /// At most this many cells in a node's chunk map: past it each cell stands for a run of
+    /// chunks, so a manifest of millions of chunks draws megabytes of page, not gigabytes.
+    static let maximumMapCells = 20_000
+
     private func chunkMap(_ layout: Layout) -> String {
-        let largest = Int(nodes.compactMap(\.chunkCount).max() ?? 0)
-        // Cells as large as fit one row (up to 14 px), shrunk (down to 2 px, with more
-        // columns) until a node's grid is at most 240 px tall: 10,000 chunks stay a block.
-        var cell = min(14.0, Double(Layout.plotWidth) / Double(max(1, min(largest, 100))))
-        func columns(_ cell: Double) -> Int { max(1, min(max(1, largest), Int(Double(Layout.plotWidth) / cell))) }
-        while cell > 2, Double((largest + columns(cell) - 1) / columns(cell)) * cell > 240 { cell -= 0.5 }
-        let columns = columns(cell)
-        let gridRows = max(1, (largest + columns - 1) / columns)
-        let blockHeight = Double(gridRows) * cell + 10
+        let largest = nodes.map(\.drawnChunkCount).max() ?? 0
+        let perCell = max(1, (largest + Self.maximumMapCells - 1) / Self.maximumMapCells)
+        let grid = MapGrid(cells: (largest + perCell - 1) / perCell)
+        let blockHeight = Double(grid.rows) * grid.side + 10
         let height = Double(nodes.count) * blockHeight + 8
         var svg = "<svg class=\"chunk-map\" width=\"\(Layout.width)\" height=\"\(n(height))\" viewBox=\"0 0 \(Layout.width) \(n(height))\" role=\"img\">\n"
         for (row, node) in nodes.enumerated() {
             let y0 = 4 + Double(row) * blockHeight
-            let source = Dictionary(node.arrivals.map { ($0.chunk, $0) }, uniquingKeysWith: { $1 })
+            let count = node.drawnChunkCount
+            // Per cell: its latest arrival, and how many of its chunks are held.
+            var held: [Int: (arrival: Arrival, chunks: Int)] = [:]
+            for arrival in node.arrivals {
+                guard let id = Bounded.chunkIndex(arrival.chunk), id < count else { continue }
+                held[id / perCell] = (arrival, (held[id / perCell]?.chunks ?? 0) + 1)
+            }
             svg += "<g class=\"map-row\" data-node=\"\(xml(node.name))\">\n"
-            svg += "<text x=\"0\" y=\"\(n(y0 + min(cell, 12) - 1))\">\(xml(node.name))</text>\n"
-            let count = Int(node.chunkCount ?? Int64(node.arrivals.map(\.chunk).max().map { $0 + 1 } ?? 0))
-            for id in 0..<count {
-                let x = Double(Layout.left) + Double(id % columns) * cell
-                let y = y0 + Double(id / columns) * cell
-                let size = n(max(1, cell - 1))
-                if let arrival = source[Int64(id)] {
-                    svg += "<rect class=\"cell\" data-chunk=\"\(id)\" x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(size)\" height=\"\(size)\" fill=\"\(layout.colour(arrival))\"><title>chunk \(id) from \(xml(arrival.source))</title></rect>\n"
-                } else {
-                    svg += "<rect class=\"cell missing\" data-chunk=\"\(id)\" x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(size)\" height=\"\(size)\" fill=\"#fff\" stroke=\"#ccc\" stroke-width=\"0.5\"><title>chunk \(id): not held</title></rect>\n"
-                }
+            svg += "<text x=\"0\" y=\"\(n(y0 + min(grid.side, 12) - 1))\">\(xml(node.name))</text>\n"
+            for cell in 0..<(count + perCell - 1) / perCell {
+                let first = cell * perCell
+                let x = Double(Layout.left) + Double(cell % grid.columns) * grid.side
+                let y = y0 + Double(cell / grid.columns) * grid.side
+                svg += mapCell(first...(min(count, first + perCell) - 1), held: held[cell], x: x, y: y, side: grid.side, layout)
             }
             svg += "</g>\n"
         }
@@ -150,7 +150,7 @@ extension SwarmReport {
             let base = y0 + rowHeight
             svg += "<g class=\"rate-row\" data-node=\"\(xml(node.name))\">\n"
             svg += "<text x=\"0\" y=\"\(n(y0 + 14))\">\(xml(node.name))</text>\n"
-            svg += "<text x=\"0\" y=\"\(n(y0 + 28))\">peak \(xml(Human.rate(Int64((totals[row].max() ?? 0).rounded()))))</text>\n"
+            svg += "<text x=\"0\" y=\"\(n(y0 + 28))\">peak \(xml(Human.rate(approximately: totals[row].max() ?? 0)))</text>\n"
             svg += "<rect x=\"\(Layout.left)\" y=\"\(n(y0))\" width=\"\(Layout.plotWidth)\" height=\"\(n(rowHeight))\" fill=\"#f7f7f7\" stroke=\"#ddd\"/>\n"
             // One bar per time slice, stacked by source in the sources' colours, so the
             // rate reads with the same colours as the timeline above.
@@ -161,14 +161,14 @@ extension SwarmReport {
                     let h = (rowHeight - 4) * part.rate / peak
                     y -= h
                     svg += "<rect class=\"rate\" x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(n(width))\" height=\"\(n(max(0.5, h)))\" fill=\"\(part.colour)\">"
-                    svg += "<title>\(xml(Human.rate(Int64(part.rate.rounded())))) from \(xml(part.source)) at +\(xml(Human.duration(Int64(bin) * layout.binMicros)))</title></rect>\n"
+                    svg += "<title>\(xml(Human.rate(approximately: part.rate))) from \(xml(part.source)) at +\(xml(Human.duration(layout.binStart(bin))))</title></rect>\n"
                 }
             }
             svg += restartLines(node, layout, top: y0, height: rowHeight)
             for rejection in node.rejections { svg += cross(x: layout.x(rejection.at), y: base - 5, rejection: rejection) }
             svg += "</g>\n"
         }
-        svg += "<text x=\"\(Layout.left)\" y=\"\(n(height - 4))\">all rows share one scale: full height is \(xml(Human.rate(Int64(peak.rounded()))))</text>\n"
+        svg += "<text x=\"\(Layout.left)\" y=\"\(n(height - 4))\">all rows share one scale: full height is \(xml(Human.rate(approximately: peak)))</text>\n"
         return svg + "</svg>\n"
     }
 
@@ -181,6 +181,23 @@ extension SwarmReport {
         }.joined()
     }
 
+    /// A chunk's height in a timeline row; an ID outside the drawn range sits on the nearer edge.
+    private func chunkY(_ chunk: Int64, chunks: Int, top: Double, height: Double) -> Double {
+        top + 2 + (height - 7) * min(1, max(0, Double(chunk) / Double(max(1, chunks - 1))))
+    }
+
+    private func mapCell(_ chunks: ClosedRange<Int>, held: (arrival: Arrival, chunks: Int)?, x: Double, y: Double, side: Double, _ layout: Layout) -> String {
+        let size = n(max(1, side - 1))
+        let what = chunks.count == 1 ? "chunk \(chunks.lowerBound)" : "chunks \(chunks.lowerBound) to \(chunks.upperBound)"
+        let place = "data-chunk=\"\(chunks.lowerBound)\" x=\"\(n(x))\" y=\"\(n(y))\" width=\"\(size)\" height=\"\(size)\""
+        guard let held else {
+            return "<rect class=\"cell missing\" \(place) fill=\"#fff\" stroke=\"#ccc\" stroke-width=\"0.5\"><title>\(what): not held</title></rect>\n"
+        }
+        let source = xml(held.arrival.source)
+        let title = chunks.count == 1 ? "\(what) from \(source)" : "\(what): \(held.chunks) held, the latest from \(source)"
+        return "<rect class=\"cell\" \(place) fill=\"\(layout.colour(held.arrival))\"><title>\(title)</title></rect>\n"
+    }
+
     private func cross(x: Double, y: Double, rejection: Rejection) -> String {
         let d = 3.5
         return "<path class=\"rejection\" data-chunk=\"\(rejection.chunk)\" d=\"M\(n(x - d)) \(n(y - d))L\(n(x + d)) \(n(y + d))M\(n(x - d)) \(n(y + d))L\(n(x + d)) \(n(y - d))\" stroke=\"#d62728\" stroke-width=\"1.5\">"
@@ -191,100 +208,15 @@ extension SwarmReport {
         var out = ""
         let ticks = 6
         for i in 0...ticks {
-            let at = layout.start + (layout.end - layout.start) * Int64(i) / Int64(ticks)
-            let x = layout.x(at)
+            // i/ticks of the span, exactly, without multiplying the span (it may be near Int64.max).
+            let (whole, part) = layout.span.quotientAndRemainder(dividingBy: Int64(ticks))
+            let offset = whole * Int64(i) + part * Int64(i) / Int64(ticks)
+            let x = layout.x(offset: offset)
             let anchor = i == 0 ? "start" : i == ticks ? "end" : "middle"
-            let label = i == 0 ? "0" : "+" + Human.duration(at - layout.start)
+            let label = i == 0 ? "0" : "+" + Human.duration(offset)
             out += "<text x=\"\(n(x))\" y=\"\(n(y))\" text-anchor=\"\(anchor)\">\(xml(label))</text>\n"
         }
         return out
-    }
-}
-
-/// Scales and colours shared by the sections.
-struct Layout {
-    static let width = 980
-    static let left = 110
-    static var plotWidth: Int { width - left - 10 }
-
-    let start: Int64
-    let end: Int64
-    let bins: Int
-    let binMicros: Int64
-    let sources: [(name: String, kind: String, colour: String)]
-    let summary: String
-    private let colours: [String: String]
-
-    /// Colour-blind-friendly categorical colours (Tableau 10, without its grey and red:
-    /// those mean "found on disk" and "rejected").
-    static let palette = ["#4e79a7", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#86bcb6", "#a0cbe8"]
-
-    init(_ report: SwarmReport) {
-        let nodes = report.nodes
-        let times = nodes.flatMap { $0.runStarts + $0.arrivals.map(\.at) + $0.rejections.map(\.at) }
-        start = times.min() ?? 0
-        // A little room after the last event, so its mark is not drawn on the frame.
-        let last = max(start + 1, times.max() ?? 0)
-        end = last + max(1, (last - start) / 50)
-        bins = 60
-        binMicros = max(1, (end - start + Int64(bins) - 1) / Int64(bins))
-
-        // Every name that is a node or a source gets one colour everywhere: peer2's chunks
-        // are peer2's colour in every row, and peer2's own rate line too.
-        var names: [String: String] = [:]
-        for node in nodes where node.role == "peer" { names[node.name] = "peer" }
-        for node in nodes { for arrival in node.arrivals where names[arrival.source] == nil { names[arrival.source] = arrival.sourceKind } }
-        let rank = ["file": 0, "owner": 1, "peer": 2]
-        let ordered = names.sorted { a, b in
-            let (ra, rb) = (rank[a.value] ?? 3, rank[b.value] ?? 3)
-            if ra != rb { return ra < rb }
-            return a.key.count != b.key.count ? a.key.count < b.key.count : a.key < b.key  // peer2 before peer10
-        }
-        var colours: [String: String] = [:]
-        var next = 0
-        var listed: [(String, String, String)] = []
-        for (name, kind) in ordered {
-            let colour: String
-            switch kind {
-            case "owner": colour = "#222"
-            case "file": colour = "#bbb"
-            default:
-                colour = Self.palette[next % Self.palette.count]
-                next += 1
-            }
-            colours[name] = colour
-            if nodes.contains(where: { $0.arrivals.contains { $0.source == name } }) { listed.append((name, kind, colour)) }
-        }
-        self.colours = colours
-        sources = listed
-        let file = nodes.first { $0.fileName != nil }
-        summary = [
-            file.map { "\($0.fileName!), \(ByteSize.format($0.fileSize ?? 0)), \($0.chunkCount ?? 0) chunks" },
-            "\(nodes.count) node\(nodes.count == 1 ? "" : "s")",
-            "from \(Timestamp.short(start)) UTC, \(Human.duration(end - start))",
-        ].compactMap { $0 }.joined(separator: "; ")
-    }
-
-    func colour(_ arrival: SwarmReport.Arrival) -> String { colours[arrival.source] ?? "#bbb" }
-
-    func x(_ at: Int64) -> Double {
-        Double(Self.left) + Double(Self.plotWidth) * Double(at - start) / Double(end - start)
-    }
-
-    func binX(_ bin: Int) -> Double { x(min(end, start + Int64(bin) * binMicros)) }
-
-    /// Per time slice, bytes of held chunks received per second from each source, in the
-    /// legend's order.
-    func bytesPerSecond(_ node: SwarmReport.Node) -> [[(source: String, colour: String, rate: Double)]] {
-        var bytes = [[String: Int64]](repeating: [:], count: bins)
-        for arrival in node.arrivals where arrival.sourceKind != "file" {
-            bytes[min(bins - 1, max(0, Int((arrival.at - start) / binMicros)))][arrival.source, default: 0] += arrival.bytes
-        }
-        return bytes.map { slice in
-            sources.compactMap { source in
-                slice[source.name].map { (source.name, source.colour, Double($0) * 1_000_000 / Double(binMicros)) }
-            }
-        }
     }
 }
 
@@ -306,8 +238,25 @@ func xml(_ text: String) -> String {
     return out
 }
 
-/// A coordinate with at most one decimal.
+/// Cells as large as fit one row (up to 14 px), shrunk (down to 2 px, with more columns)
+/// until a node's grid is at most 240 px tall: 10,000 chunks stay a block.
+private struct MapGrid {
+    let side: Double
+    let columns: Int
+    let rows: Int
+
+    init(cells: Int) {
+        var side = min(14.0, Double(Layout.plotWidth) / Double(max(1, min(cells, 100))))
+        func columns(_ side: Double) -> Int { max(1, min(max(1, cells), Int(Double(Layout.plotWidth) / side))) }
+        while side > 2, Double((cells + columns(side) - 1) / columns(side)) * side > 240 { side -= 0.5 }
+        self.side = side
+        self.columns = columns(side)
+        rows = max(1, (cells + self.columns - 1) / self.columns)
+    }
+}
+
+/// A coordinate with at most one decimal (held within ±10⁹, so Int() cannot trap).
 private func n(_ value: Double) -> String {
-    let rounded = (value * 10).rounded() / 10
+    let rounded = (min(1e9, max(-1e9, value.isNaN ? 0 : value)) * 10).rounded() / 10
     return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
 }

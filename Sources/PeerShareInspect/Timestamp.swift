@@ -16,9 +16,20 @@ public enum Timestamp {
         return "\(date)T\(clock(seconds)).\(digits(fraction, 6))Z"
     }
 
-    /// The UTC midnight (in microseconds) of the day `micros` falls on.
-    public static func startOfDay(_ micros: Int64) -> Int64 {
-        floorDiv(micros, 86_400_000_000) * 86_400_000_000
+    static let day: Int64 = 86_400_000_000
+
+    /// The UTC midnight (in microseconds) of the day `micros` falls on; nil for the first
+    /// partial day of Int64, whose midnight is before Int64.min (a damaged index's time).
+    public static func startOfDay(_ micros: Int64) -> Int64? {
+        let (midnight, overflow) = micros.subtractingReportingOverflow(timeOfDay(micros))
+        return overflow ? nil : midnight
+    }
+
+    /// Microseconds after UTC midnight: `micros` modulo a day, never negative. Unlike
+    /// `micros - floorDiv(micros, day) * day`, it cannot overflow near Int64.min.
+    static func timeOfDay(_ micros: Int64) -> Int64 {
+        let rest = micros % day
+        return rest < 0 ? rest + day : rest
     }
 
     /// Microseconds since the epoch of a UTC calendar date and time of day.
@@ -27,13 +38,13 @@ public enum Timestamp {
     }
 
     private static func split(_ micros: Int64) -> (date: String, seconds: Int64, fraction: Int64) {
-        let days = floorDiv(micros, 86_400_000_000)
-        let rest = micros - days * 86_400_000_000
+        let days = floorDiv(micros, day)
+        let rest = timeOfDay(micros)
         let (y, m, d) = civil(days: days)
         return ("\(digits(y, 4))-\(digits(m, 2))-\(digits(d, 2))", rest / 1_000_000, rest % 1_000_000)
     }
 
-    private static func clock(_ seconds: Int64) -> String {
+    static func clock(_ seconds: Int64) -> String {
         "\(digits(seconds / 3600, 2)):\(digits(seconds / 60 % 60, 2)):\(digits(seconds % 60, 2))"
     }
 
@@ -103,11 +114,26 @@ public enum TimeArgument: Equatable, Sendable {
         self = .timeOfDay(time)
     }
 
-    /// The absolute time, given the latest event's time for a bare time of day.
-    public func resolve(latest: Int64?) -> Int64 {
+    /// The absolute time, given the latest event's time for a bare time of day; nil when
+    /// that time of day on the latest event's day is not an Int64 (the latest time is then
+    /// within a day of Int64.min or Int64.max: a damaged index).
+    public func resolve(latest: Int64?) -> Int64? {
         switch self {
-        case .absolute(let micros): micros
-        case .timeOfDay(let offset): Timestamp.startOfDay(latest ?? 0) + offset
+        case .absolute(let micros): return micros
+        case .timeOfDay(let offset):
+            guard let midnight = Timestamp.startOfDay(latest ?? 0) else { return nil }
+            let (micros, overflow) = midnight.addingReportingOverflow(offset)
+            return overflow ? nil : micros
+        }
+    }
+
+    /// As the user could have typed it: `@MICROSECONDS` or `HH:MM:SS[.ffffff]`.
+    public var text: String {
+        switch self {
+        case .absolute(let micros): return "@\(micros)"
+        case .timeOfDay(let offset):
+            let fraction = offset % 1_000_000
+            return Timestamp.clock(offset / 1_000_000) + (fraction == 0 ? "" : "." + Timestamp.digits(fraction, 6))
         }
     }
 
@@ -187,6 +213,11 @@ enum Human {
         bytesPerSecond.map { ByteSize.format($0) + "/s" } ?? "-"
     }
 
+    /// A computed rate: "-" when it is not finite or not an Int64.
+    static func rate(approximately bytesPerSecond: Double) -> String {
+        rate(Bounded.int64(bytesPerSecond))
+    }
+
     static func time(_ micros: Int64?) -> String { micros.map(Timestamp.short) ?? "-" }
 
     /// Lower-case hex of a blob (a SHA-256 column).
@@ -211,8 +242,9 @@ enum Human {
         return "\(hundredths / 100).\(Timestamp.digits(hundredths % 100, 2))"
     }
 
-    /// Bytes per second over a busy time in microseconds; nil when no time was measured.
+    /// Bytes per second over a busy time in microseconds; nil when no time was measured, or
+    /// when the rate is no Int64 (10 TB in 1 µs from a damaged index: shown as "-").
     static func bytesPerSecond(bytes: Int64, micros: Int64) -> Int64? {
-        micros > 0 ? Int64((Double(bytes) * 1_000_000 / Double(micros)).rounded()) : nil
+        micros > 0 ? Bounded.int64(Double(bytes) * 1_000_000 / Double(micros)) : nil
     }
 }

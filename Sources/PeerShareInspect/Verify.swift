@@ -106,7 +106,8 @@ public struct VerifyReport: Sendable {
                 ($0.int(0), Human.hex($0.blob(1)))
             }
         }
-        let expectedForUnindexed = Dictionary(uniqueKeysWithValues: manifestHashes)
+        // chunk_id is the primary key, but a damaged index's table may repeat one: first row wins.
+        let expectedForUnindexed = Dictionary(manifestHashes, uniquingKeysWith: { first, _ in first })
 
         // Hash every indexed file (and every unindexed one, to say whether it is a good copy),
         // a few at a time on the cores available.
@@ -125,7 +126,7 @@ public struct VerifyReport: Sendable {
             case .none:
                 problems.append(Problem(kind: .missing, chunkID: chunk.id, file: name, expectedSHA256: chunk.manifestHash, detail: "indexed, but the file is not there"))
             case .some(let (hash, size)):
-                bytesHashed += size
+                bytesHashed = bytesHashed.saturatingAdd(size)
                 if size != chunk.size {
                     problems.append(Problem(kind: .mismatch, chunkID: chunk.id, file: name, expectedSHA256: chunk.manifestHash, actualSHA256: hash,
                                             detail: "\(size) bytes, expected \(chunk.size)"))
@@ -140,7 +141,7 @@ public struct VerifyReport: Sendable {
             let verdict = if expected == nil { "not a chunk of the manifest" }
                 else if digest?.0 == expected { "a good copy the index does not list (the node adopts such files at its next start)" }
                 else { "does not match the manifest (the node deletes such files at its next start)" }
-            if let digest { bytesHashed += digest.1 }
+            if let digest { bytesHashed = bytesHashed.saturatingAdd(digest.1) }
             problems.append(Problem(kind: .unindexed, chunkID: id, file: "chunks/" + (onDisk[id] ?? fileName(of: id)), expectedSHA256: expected,
                                     actualSHA256: digest?.0, detail: verdict))
         }

@@ -185,6 +185,9 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var followFor: Double?
 
+    /// A year: far past any test or script, far below where seconds × 1000 leaves Int64.
+    static let maximumFollowFor: Double = 31_536_000
+
     var kinds: [String] {
         kind.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
@@ -212,7 +215,10 @@ struct EventsCommand: AsyncParsableCommand {
         if follow && until != nil { throw ValidationError("--follow cannot be combined with --until: new events are later still") }
         if !follow && (untilStopped || followFor != nil) { throw ValidationError("--until-stopped and --follow-for need --follow") }
         guard interval > 0, interval <= 3600 else { throw ValidationError("--interval must be more than 0 and at most 3600 seconds") }
-        if let followFor, followFor <= 0 { throw ValidationError("--follow-for must be more than 0 seconds") }
+        // Bounded (and NaN refused: it fails both tests) before run() turns it into milliseconds.
+        if let followFor, !(followFor > 0 && followFor <= Self.maximumFollowFor) {
+            throw ValidationError("--follow-for must be more than 0 and at most \(Int(Self.maximumFollowFor)) seconds")
+        }
     }
 
     func run() async throws {
