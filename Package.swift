@@ -29,10 +29,16 @@ let package = Package(
             name: "PeerShareCore",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
-        // The SQLite wrapper and the chunk index built on it. The schema comes from Schema/.
+        // Everything a node keeps on disk behind one seam: the SQLite wrapper, the chunk index
+        // (schema from Schema/), and the two storage layouts (chunk files, one single file).
         .target(
             name: "PeerShareStore",
-            dependencies: ["CSQLite", "PeerShareCore"]
+            dependencies: [
+                "CSQLite", "PeerShareCore", "CPosixShim",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The wire protocol: frames, messages and their NIO channel handlers (docs/PROTOCOL.md).
         .target(

@@ -8,11 +8,12 @@ import NIOCore
 import PeerShareCore
 import PeerShareStore
 
-/// The owner's first job: cut the source file into chunk files and hash everything.
+/// The owner's first job: hash every chunk and the whole file and, for chunk files, cut the
+/// source into them.
 enum FileSplitter {
     struct Result {
         let manifest: Manifest
-        /// Every chunk, its file durable; the rows still need committing.
+        /// Every chunk, its file (if any) durable; the rows still need committing.
         let newChunks: [ChunkIndex.ReceivedChunk]
     }
 
@@ -40,20 +41,24 @@ enum FileSplitter {
         return (size, Digest32(hasher.finalize()))
     }
 
-    /// Cuts the given chunks again from the source, each checked against the manifest.
-    static func recut(_ ids: [ChunkID], from path: String, manifest: Manifest, into directory: ChunkDirectory) throws {
+    /// Cuts the given chunks again from the source, each checked against the manifest, and
+    /// makes them durable.
+    static func recut(_ ids: [ChunkID], from path: String, manifest: Manifest, into store: ChunkFilesStore) throws {
         for id in ids {
             let bytes = try PosixFiles.read(path: path, offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
             let digest = bytes.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
             guard digest == manifest.hash(of: id) else {
                 throw NodeError.manifestChanged("chunk \(id) of \(path) no longer matches the indexed manifest; the file changed. Pass --new-manifest to split it afresh")
             }
-            try directory.write(id, bytes: bytes)
+            try store.write(id, bytes: bytes)
         }
+        if !ids.isEmpty { try store.sync() }
     }
 
-    /// Reads the file once, sequentially, writing each chunk durably as it goes.
-    static func split(path: String, chunkSize: Int, into directory: ChunkDirectory) throws -> Result {
+    /// Reads the file once, sequentially, writing each chunk into `store` as it goes (none for
+    /// a single file, which is served in place); all of them are made durable at the end,
+    /// before any row says they exist.
+    static func split(path: String, chunkSize: Int, into store: ChunkFilesStore?) throws -> Result {
         let size = try sourceSize(path)
         let name = String(path.split(separator: "/").last ?? Substring(path))
         let layout: ChunkLayout
@@ -88,9 +93,10 @@ enum FileSplitter {
                 return Digest32(SHA256.hash(data: raw))
             }
             hashes.append(digest)
-            try directory.write(id, bytes: buffer)
+            try store?.write(id, bytes: buffer)
             newChunks.append(.init(id: id, size: expected, sha256: digest, source: .splitFromFile, startedAt: started, finishedAt: Clock.nowMicros()))
         }
+        try store?.sync()
         let manifest = try Manifest(fileName: name, layout: layout, chunkHashes: hashes, fileHash: Digest32(whole.finalize()))
         return Result(manifest: manifest, newChunks: newChunks)
     }

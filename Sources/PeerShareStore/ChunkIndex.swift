@@ -32,11 +32,11 @@ public final class ChunkIndex {
     public let role: Role
     public let nodeName: String
     private var sourceIDs: [Source: Int64] = [:]
-    private var runID: Int64 = 0
+    private(set) var runID: Int64 = 0
 
     /// Opens (creating if needed) the index of a node, migrating it to the current schema,
-    /// and records the start of a run.
-    public init(path: String, role: Role, nodeName: String, now: Int64 = Clock.nowMicros()) throws {
+    /// and records the start of a run under the machine's `bootID`.
+    public init(path: String, role: Role, nodeName: String, now: Int64 = Clock.nowMicros(), bootID: String = BootID.current()) throws {
         db = try SQLiteConnection(path: path, mode: .readWrite)
         self.role = role
         self.nodeName = nodeName
@@ -47,7 +47,7 @@ public final class ChunkIndex {
             } else {
                 try db.run("INSERT INTO node (id, role, name, created_at) VALUES (1, ?, ?, ?)", role.rawValue, nodeName, now)
             }
-            try db.run("INSERT INTO runs (started_at, pid) VALUES (?, ?)", now, Int64(ProcessID.current))
+            try db.run("INSERT INTO runs (started_at, pid, boot_id) VALUES (?, ?, ?)", now, Int64(ProcessID.current), bootID)
             runID = db.lastInsertRowID
         }
     }
@@ -64,12 +64,14 @@ public final class ChunkIndex {
     }
 
     /// Records how the run ended and closes the database. The database is closed even when
-    /// the record cannot be written; that failure is returned for the caller to log.
+    /// the record cannot be written; that failure is returned for the caller to log. A run
+    /// that could not make its bytes durable at the end is not `cleanly` stopped: its
+    /// `stopped_at` stays empty, so the next start treats it as one that went down.
     @discardableResult
-    public func close(outcome: String, now: Int64 = Clock.nowMicros()) -> (any Error)? {
+    public func close(outcome: String, now: Int64 = Clock.nowMicros(), cleanly: Bool = true) -> (any Error)? {
         defer { db.close() }
         do {
-            try db.run("UPDATE runs SET stopped_at = ?, outcome = ? WHERE id = ?", now, outcome, runID)
+            try db.run("UPDATE runs SET stopped_at = ?, outcome = ? WHERE id = ?", cleanly ? now : nil, outcome, runID)
             return nil
         } catch {
             return error
@@ -176,19 +178,19 @@ public final class ChunkIndex {
 
     /// Records chunks whose files are already durable, with their provenance and one event
     /// each, in a single transaction. Call only after the files are fsynced and renamed.
-    public func commitChunks(_ chunks: [ReceivedChunk], events: [EventRecord]) throws {
+    public func commitChunks(_ chunks: [ReceivedChunk], events: [EventRecord], batch: Int64? = nil) throws {
         try db.transaction {
-            try insertChunks(chunks)
+            try insertChunks(chunks, batch: batch)
             for event in events { try insert(event) }
         }
     }
 
-    private func insertChunks(_ chunks: [ReceivedChunk]) throws {
+    private func insertChunks(_ chunks: [ReceivedChunk], batch: Int64?) throws {
         for chunk in chunks {
             let source = try sourceID(chunk.source)
             let duration = max(0, chunk.finishedAt - chunk.startedAt)
-            try db.run("INSERT INTO chunks (chunk_id, size, sha256, source_id, received_at, duration_us) VALUES (?, ?, ?, ?, ?, ?)",
-                       chunk.id.rawValue, chunk.size, chunk.sha256.bytes, source, chunk.finishedAt, duration)
+            try db.run("INSERT INTO chunks (chunk_id, size, sha256, source_id, received_at, duration_us, batch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       chunk.id.rawValue, chunk.size, chunk.sha256.bytes, source, chunk.finishedAt, duration, batch)
             if chunk.source.kind != .file {
                 try db.run("INSERT INTO transfers (chunk_id, direction, source_id, started_at, finished_at, bytes, outcome) VALUES (?, 'in', ?, ?, ?, ?, 'verified')",
                            chunk.id.rawValue, source, chunk.startedAt, chunk.finishedAt, chunk.size)
@@ -257,9 +259,9 @@ public final class ChunkIndex {
     /// Commits a batch in one transaction: chunk rows (whose files the caller has already made
     /// durable), transfer rows and events. One commit per batch, not per row, is what keeps
     /// SQLite's share of a transfer small.
-    public func commit(chunks: [ReceivedChunk], transfers: [TransferRecord], events: [EventRecord]) throws {
+    public func commit(chunks: [ReceivedChunk], transfers: [TransferRecord], events: [EventRecord], batch: Int64? = nil) throws {
         try db.transaction {
-            try insertChunks(chunks)
+            try insertChunks(chunks, batch: batch)
             for t in transfers {
                 try recordTransfer(chunk: t.chunk, direction: t.direction, peer: t.peer, startedAt: t.startedAt, finishedAt: t.finishedAt,
                                    bytes: t.bytes, outcome: t.outcome, detail: t.detail)
@@ -363,7 +365,7 @@ public enum EventKind: String, Sendable, CaseIterable {
     case requestHandled = "request_handled", chunkSent = "chunk_sent"
     case neighbourComplete = "neighbour_complete", toldComplete = "told_complete"
     case assembling, assembled
-    case chunkDropped = "chunk_dropped", chunkAdopted = "chunk_adopted", cleanup
+    case chunkDropped = "chunk_dropped", chunkAdopted = "chunk_adopted", chunkRehashed = "chunk_rehashed", cleanup
     case fallback
     /// A remote broke the protocol, belongs to another swarm, or sent bad chunks; or a
     /// connection was refused over the cap.

@@ -77,9 +77,9 @@ public enum OutboundFrame: Sendable {
 public final class ChunkFile: Sendable {
     public let region: FileRegion
 
-    /// Takes ownership of `descriptor`.
-    public init(descriptor: CInt, size: Int) {
-        region = FileRegion(fileHandle: NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor), readerIndex: 0, endIndex: size)
+    /// Takes ownership of `descriptor`; the chunk is `size` bytes from `offset`.
+    public init(descriptor: CInt, offset: Int64 = 0, size: Int) {
+        region = FileRegion(fileHandle: NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor), readerIndex: Int(offset), endIndex: Int(offset) + size)
     }
 
     deinit { try? region.fileHandle.close() }

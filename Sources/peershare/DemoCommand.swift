@@ -45,6 +45,8 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for every peer before giving up.")
     var timeout: Double = 600
 
+    @OptionGroup var storage: StorageOptions
+
     @Flag(help: "Write an HTML picture of the run (who sent which chunk when) to DIR/swarm.html and print its path.")
     var report = false
 
@@ -96,7 +98,8 @@ struct DemoCommand: AsyncParsableCommand {
         let echoResults = !quiet && logging.logFormat == .text
         let owner = try ChildProcess(
             name: "owner", executable: executable,
-            arguments: ["owner", "--file", source, "--host", host, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)"] + logging.childArguments,
+            arguments: ["owner", "--file", source, "--host", host, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)",
+                        "--storage", storage.storage.rawValue] + logging.childArguments,
             stdout: .lines(echo: echoResults), stderr: nodeLogs)
         var started: [ChildProcess] = [owner]
         do {
@@ -109,7 +112,8 @@ struct DemoCommand: AsyncParsableCommand {
             var peerProcesses: [ChildProcess] = []
             for i in 1...peers {
                 var arguments = ["peer", "--name", "peer\(i)", "--owner", address(ports[0]), "--host", host, "--port", "\(ports[i])",
-                                 "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(wiring.downloaders[i - 1])"] + logging.childArguments
+                                 "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(wiring.downloaders[i - 1])",
+                                 "--storage", storage.storage.rawValue] + logging.childArguments
                 for source in wiring.downloadFrom[i - 1] {
                     arguments += ["--download-from", address(ports[source + 1])]
                 }
@@ -147,7 +151,7 @@ struct DemoCommand: AsyncParsableCommand {
             await watcher?.value
             let elapsed = start.duration(to: clock.now)
             var complete = 0
-            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers \(shape)")
+            print("PeerShare demo: \(fileName), \(ByteSize.format(sourceSize)), \(peers) peers \(shape)\(storage.storage == .chunkFiles ? "" : ", stored as a single file")")
             for (i, status, time) in finishTimes {
                 let copy = root + "/peer\(i + 1)/" + fileName
                 let verdict: String

@@ -3,6 +3,7 @@ import Logging
 import PeerShareCLI
 import PeerShareCore
 import PeerShareNode
+import PeerShareStore
 import ServiceLifecycle
 
 @main
@@ -33,6 +34,19 @@ struct ListenOptions: ParsableArguments {
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be from 0 to 65535, not \(port)") }
     }
+}
+
+/// `--storage chunk-files|single-file` (docs/STORAGE.md, "Two layouts").
+struct StorageOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "How chunks are kept on disk: chunk-files (one file per chunk under DIR/chunks, plus the assembled file: the seed's layout) or single-file (every chunk in place in one file, as BitTorrent clients do; an owner serves its source file with no copy). A folder keeps the layout it was made with.",
+        valueName: "layout"))
+    var storage: StorageLayout = .chunkFiles
+}
+
+extension StorageLayout: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }
 
 struct UploadOptions: ParsableArguments {
@@ -99,6 +113,7 @@ struct OwnerCommand: AsyncParsableCommand {
     @Flag(help: "If DIR holds chunks of an earlier version of the file, set them aside and split afresh.")
     var newManifest = false
 
+    @OptionGroup var storage: StorageOptions
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
     @OptionGroup var logging: LogOptions
@@ -120,6 +135,7 @@ struct OwnerCommand: AsyncParsableCommand {
             databasePath: db ?? directory + "/owner.db", expectedPeers: peers, chunkSize: chunkSize)
         config.recheck = recheck
         config.newManifest = newManifest
+        config.storage = storage.storage
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
         let logger = logging.makeLogger(label: "owner", console: StatusConsole())
@@ -165,9 +181,10 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a download neighbour may stay unreachable before it is given up on (with none left, the owner is asked for what is missing).")
     var neighbourTimeout: Double = 60
 
-    @Flag(help: "Re-hash every indexed chunk file at start-up, not just check its size.")
+    @Flag(help: "Re-hash every indexed chunk at start-up, not just check sizes.")
     var recheck = false
 
+    @OptionGroup var storage: StorageOptions
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
     @OptionGroup var logging: LogOptions
@@ -193,6 +210,7 @@ struct PeerCommand: AsyncParsableCommand {
             waitForDownloaders: waitForDownloaders, connectPatience: .milliseconds(Int64(connectTimeout * 1000)))
         config.neighbourPatience = .milliseconds(Int64(neighbourTimeout * 1000))
         config.recheck = recheck
+        config.storage = storage.storage
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
         let console = StatusConsole()

@@ -35,7 +35,7 @@ struct InspectFixture {
 
     /// Writes chunk files the way a node does (temporary file, fsync, rename).
     func writeChunkFiles(_ ids: [Int]) throws {
-        let folder = try ChunkDirectory(root: dir)
+        let folder = try ChunkFilesStore(root: dir)
         for id in ids { try folder.write(ChunkID(UInt32(id)), bytes: ByteBuffer(bytes: bytes(of: id))) }
     }
 

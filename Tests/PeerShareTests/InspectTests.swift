@@ -80,7 +80,7 @@ struct InspectReportTests {
         let text = f.normalised(try Overview.load(try f.open()).render(.table))
         #expect(text == """
             node      peer peer1
-            index     DIR/peer.db (schema 3)
+            index     DIR/peer.db (schema 4)
             folder    DIR
             file      movie.bin, 450 B, 5 chunks of 100 B
             sha256    8cc320995b6816bfb62d3eab11db4d75e12302caf61f2f38be640d0191a9ace8

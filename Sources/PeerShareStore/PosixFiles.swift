@@ -12,24 +12,30 @@ public struct FileSystemError: Error, CustomStringConvertible {
     public let path: String
     public let errno: Int32
 
+    public init(operation: String, path: String, errno: Int32) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
     public var description: String {
         "\(operation) \(path): \(String(cString: strerror(errno)))"
     }
 }
 
 /// Blocking file helpers. Callers run them on a thread pool, never on an event loop.
-enum PosixFiles {
+package enum PosixFiles {
     /// Every temporary file PeerShare makes starts with this; any found at start-up is stale.
-    static let temporaryPrefix = ".peershare-tmp-"
+    package static let temporaryPrefix = ".peershare-tmp-"
 
-    static func openForReading(_ path: String) throws(FileSystemError) -> Int32 {
+    package static func openForReading(_ path: String) throws(FileSystemError) -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
         return fd
     }
 
     /// Reads up to `count` bytes, retrying short reads; fewer only at end of file.
-    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws(FileSystemError) -> Int {
+    package static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws(FileSystemError) -> Int {
         var done = 0
         while done < buffer.count {
             let n = Glibc.read(fd, buffer.baseAddress! + done, buffer.count - done)
@@ -43,7 +49,7 @@ enum PosixFiles {
         return done
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(FileSystemError) {
+    package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(FileSystemError) {
         var done = 0
         while done < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
@@ -55,7 +61,7 @@ enum PosixFiles {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, path: String) throws(FileSystemError) {
+    package static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, path: String) throws(FileSystemError) {
         let failedErrno: Int32? = buffer.withUnsafeReadableBytes { raw in
             do throws(FileSystemError) {
                 try writeAll(fd, raw, path: path)
@@ -70,18 +76,18 @@ enum PosixFiles {
     /// Starts writeback of bytes just written, without waiting (see `peershare_start_writeback`).
     /// Only a hint to the kernel: an error here changes nothing, and the fsync that follows
     /// still reports any real write failure.
-    static func startWriteback(_ fd: Int32, from offset: Int64, count: Int64) {
+    package static func startWriteback(_ fd: Int32, from offset: Int64, count: Int64) {
         guard count > 0 else { return }
         _ = peershare_start_writeback(fd, offset, count)
     }
 
-    static func fsync(_ fd: Int32, path: String) throws(FileSystemError) {
+    package static func fsync(_ fd: Int32, path: String) throws(FileSystemError) {
         guard Glibc.fsync(fd) == 0 else { throw FileSystemError(operation: "cannot fsync", path: path, errno: errno) }
     }
 
     /// Flushes every file of the file system holding `path` to disk: one call makes a whole
     /// batch of new chunk files durable, where an fsync each would cost a journal commit each.
-    static func syncFileSystem(containing path: String) throws(FileSystemError) {
+    package static func syncFileSystem(containing path: String) throws(FileSystemError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
         defer { close(fd) }
@@ -89,7 +95,7 @@ enum PosixFiles {
     }
 
     /// Makes a rename or a new file in `directory` durable.
-    static func fsyncDirectory(_ directory: String) throws(FileSystemError) {
+    package static func fsyncDirectory(_ directory: String) throws(FileSystemError) {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot open directory", path: directory, errno: errno) }
         defer { close(fd) }
@@ -98,7 +104,7 @@ enum PosixFiles {
 
     /// Writes `bytes` to `path` so that, once this returns, the file is complete and durable
     /// under its final name: temporary file, fsync, rename, fsync of the directory.
-    static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws -> Void) throws {
+    package static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws -> Void) throws {
         let (fd, temporary) = try createTemporary(in: directory)
         do {
             try write(fd, temporary)
@@ -119,14 +125,41 @@ enum PosixFiles {
 
     /// A new, empty file in `directory` with a name start-up recognises as stale, open for
     /// writing. The caller renames it into place or unlinks it, and closes the descriptor.
-    static func createTemporary(in directory: String, tag: String = "") throws(FileSystemError) -> (fd: Int32, path: String) {
+    package static func createTemporary(in directory: String, tag: String = "") throws(FileSystemError) -> (fd: Int32, path: String) {
         let path = "\(directory)/\(temporaryPrefix)\(getpid())-\(tag)\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: path, errno: errno) }
         return (fd, path)
     }
 
-    static func makeDirectory(_ path: String) throws(FileSystemError) {
+    /// Opens (creating if needed) a file for reading and writing at exactly `size` bytes,
+    /// with its blocks allocated up front where the file system can (so writes in any order
+    /// neither fragment it nor fail for space half-way); a sparse file where it cannot.
+    package static func openPreallocated(_ path: String, size: Int64) throws(FileSystemError) -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let failure = errno
+            close(fd)
+            throw FileSystemError(operation: "cannot examine", path: path, errno: failure)
+        }
+        if Int64(st.st_size) > size, ftruncate(fd, off_t(size)) != 0 {
+            let failure = errno
+            close(fd)
+            throw FileSystemError(operation: "cannot shorten", path: path, errno: failure)
+        }
+        if Int64(st.st_size) < size {
+            let allocated = posix_fallocate(fd, 0, off_t(size))
+            if allocated != 0 && (allocated != EOPNOTSUPP && allocated != EINVAL || ftruncate(fd, off_t(size)) != 0) {
+                close(fd)
+                throw FileSystemError(operation: "cannot allocate \(size) bytes for", path: path, errno: allocated != EOPNOTSUPP && allocated != EINVAL ? allocated : errno)
+            }
+        }
+        return fd
+    }
+
+    package static func makeDirectory(_ path: String) throws(FileSystemError) {
         var components: [Substring] = []
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
@@ -142,16 +175,16 @@ enum PosixFiles {
         }
     }
 
-    struct Status {
-        let size: Int64
+    package struct Status {
+        package let size: Int64
         /// Nil when the time does not fit in Int64 nanoseconds (after the year 2262, which
         /// `touch -d` can set): such a file counts as changed and is re-hashed.
-        let modificationNanoseconds: Int64?
-        let isRegularFile: Bool
+        package let modificationNanoseconds: Int64?
+        package let isRegularFile: Bool
     }
 
     /// The file's size, time and type, or the reason (with errno) it cannot be examined.
-    static func status(_ path: String) throws(FileSystemError) -> Status {
+    package static func status(_ path: String) throws(FileSystemError) -> Status {
         var st = stat()
         guard stat(path, &st) == 0 else { throw FileSystemError(operation: "cannot read", path: path, errno: errno) }
         let seconds = Int64(st.st_mtim.tv_sec).multipliedReportingOverflow(by: 1_000_000_000)
@@ -162,9 +195,14 @@ enum PosixFiles {
     }
 
     /// Reads exactly `count` bytes at `offset`, or throws.
-    static func read(path: String, offset: Int64, count: Int) throws -> ByteBuffer {
+    package static func read(path: String, offset: Int64, count: Int) throws(FileSystemError) -> ByteBuffer {
         let fd = try openForReading(path)
         defer { close(fd) }
+        return try read(fd, offset: offset, count: count, path: path)
+    }
+
+    /// Reads exactly `count` bytes at `offset` of an open file, or throws.
+    package static func read(_ fd: Int32, offset: Int64, count: Int, path: String) throws(FileSystemError) -> ByteBuffer {
         var buffer = ByteBuffer()
         var failure: Int32 = 0
         let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
@@ -186,27 +224,44 @@ enum PosixFiles {
         return buffer
     }
 
-    static func fileSize(_ path: String) -> Int64? {
+    /// Writes all of `buffer` at `offset`, retrying short writes.
+    package static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, at offset: Int64, path: String) throws(FileSystemError) {
+        let failure: Int32 = buffer.withUnsafeReadableBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                done += n
+            }
+            return 0
+        }
+        if failure != 0 { throw FileSystemError(operation: "cannot write", path: path, errno: failure) }
+    }
+
+    package static func fileSize(_ path: String) -> Int64? {
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         return Int64(st.st_size)
     }
 
     /// The size of an open regular file.
-    static func size(of fd: Int32) -> Int? {
+    package static func size(of fd: Int32) -> Int? {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         return Int(st.st_size)
     }
 
     /// The canonical absolute path of an existing file or folder; the path itself if that fails.
-    static func absolutePath(_ path: String) -> String {
+    package static func absolutePath(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }
         return String(cString: resolved)
     }
 
-    static func listDirectory(_ path: String) -> [String] {
+    package static func listDirectory(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []

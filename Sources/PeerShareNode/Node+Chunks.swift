@@ -1,0 +1,288 @@
+import Crypto
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// Claiming, storing and serving chunks.
+extension Node {
+
+    public var heldCount: Int { held.count }
+
+    /// Chunks and bytes held out of the manifest's, for a progress line.
+    public var progress: NodeProgress {
+        guard let manifest else { return NodeProgress(heldChunks: held.count, heldBytes: 0, total: nil, isAssembled: false) }
+        // Every chunk is full-size but the last: no need to add up sizes one by one.
+        let last = ChunkID(UInt32(max(0, manifest.chunkCount - 1)))
+        var bytes = Int64(held.count) * Int64(manifest.chunkSize)
+        if manifest.chunkCount > 0, held.contains(last) { bytes -= Int64(manifest.chunkSize - manifest.size(of: last)) }
+        return NodeProgress(heldChunks: held.count, heldBytes: bytes, total: (manifest.chunkCount, manifest.fileSize), isAssembled: isAssembled)
+    }
+    public var isComplete: Bool { manifest != nil && held.isComplete }
+    public var heldChunks: ChunkSet { held }
+
+    /// True once every chunk of the owner's share is held.
+    public var holdsShare: Bool {
+        guard let share else { return false }
+        return share.subtracting(held).isEmpty
+    }
+
+    /// Whether a connection to the owner is needed now: for the manifest, for the share,
+    /// or for everything missing once the neighbours have been given up on.
+    public var needsOwner: Bool {
+        guard manifest != nil else { return true }
+        if isComplete { return false }
+        return !holdsShare || ownerServesEverything
+    }
+
+    /// Whether the owner is asked for any missing chunk, not only the share: after falling
+    /// back, or with no download neighbour left (or none to begin with).
+    var ownerServesEverything: Bool { ownerFallback != nil || liveNeighbours == 0 }
+
+    /// Sets how many download neighbours the peer starts with.
+    public func expectNeighbours(_ count: Int) {
+        liveNeighbours = count
+    }
+
+    /// A download neighbour is given up on. The others carry on; only when none is left is
+    /// the owner asked for everything missing.
+    func neighbourGaveUp(_ neighbour: Endpoint, because reason: String) {
+        liveNeighbours = max(0, liveNeighbours - 1)
+        guard !isComplete else { return }
+        if liveNeighbours == 0 {
+            fallBackToOwner(because: "\(reason), and no other download neighbour is left")
+        } else {
+            log(.disconnected, "gave up on download neighbour \(neighbour): \(reason); carrying on with \(liveNeighbours) other(s)", level: .warning)
+            broadcast(.stateChanged)
+        }
+    }
+
+    func fallBackToOwner(because reason: String) {
+        guard ownerFallback == nil, !isComplete else { return }
+        ownerFallback = reason
+        log(.fallback, "falling back to the owner for the \(held.capacity - held.count) missing chunks: \(reason)", level: .warning)
+        broadcast(.stateChanged)
+    }
+
+    /// Picks chunks to fetch from a source and marks them in flight, so that no other
+    /// session requests the same chunk at the same time.
+    /// Each pick is logged as a `chunk_requested` event from `source` (in the same visit to
+    /// the actor: a request costs the session one hop, not two).
+    /// `neighbour` (from `registerNeighbour`) records the source's offer for the rarity
+    /// counts; `requestedHere` is what the session already awaits from it.
+    func claim(offered: ChunkSet, fromOwner: Bool, limit: Int, source: ChunkIndex.Source,
+               neighbour: Int? = nil, requestedHere: Set<ChunkID> = []) -> [ChunkID] {
+        guard manifest != nil, offered.capacity == held.capacity else { return [] }
+        if let neighbour { updateOffer(of: neighbour, to: offered) }
+        // The owner is asked only for the share, unless the neighbours were given up on.
+        let wanted = fromOwner && !ownerServesEverything ? share : nil
+        var have = held
+        for id in storing { have.insert(id) }
+        let picks = ChunkPicker.pick(held: have, offered: offered, availability: availability, inFlight: inFlight,
+                                     requestedHere: requestedHere, wanted: wanted, limit: limit)
+        for id in picks {
+            inFlight[id, default: 0] += 1
+            let again = inFlight[id, default: 0] > 1 ? " (endgame: also requested elsewhere)" : ""
+            log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(source.name)\(again)")
+        }
+        return picks
+    }
+
+    func release(_ ids: some Sequence<ChunkID>) {
+        var any = false
+        for id in ids where releaseOne(id) { any = true }
+        if any { broadcast(.stateChanged) }
+    }
+
+    /// Ends one request for `id`; true if one was outstanding.
+    @discardableResult
+    func releaseOne(_ id: ChunkID) -> Bool {
+        guard let count = inFlight[id] else { return false }
+        inFlight[id] = count > 1 ? count - 1 : nil
+        return true
+    }
+
+    // MARK: Neighbours' offers
+
+    /// A download-neighbour session starts: its offers count towards chunk rarity.
+    func registerNeighbour() -> Int {
+        nextNeighbourID += 1
+        return nextNeighbourID
+    }
+
+    /// The session ended: its offer no longer counts.
+    func unregisterNeighbour(_ neighbour: Int) {
+        guard let old = neighbourOffers.removeValue(forKey: neighbour) else { return }
+        for id in old.members where id.index < availability.count { availability[id.index] -= 1 }
+    }
+
+    /// Applies only what changed since the last claim, so a claim stays cheap for big files.
+    func updateOffer(of neighbour: Int, to offered: ChunkSet) {
+        if availability.count != offered.capacity {
+            availability = Array(repeating: 0, count: offered.capacity)
+            neighbourOffers.removeAll()
+        }
+        let old = neighbourOffers[neighbour] ?? ChunkSet(capacity: offered.capacity)
+        guard old != offered else { return }
+        for id in offered.subtracting(old).members { availability[id.index] += 1 }
+        for id in old.subtracting(offered).members { availability[id.index] -= 1 }
+        neighbourOffers[neighbour] = offered
+    }
+
+    /// Whether the connected download neighbours between them offer every chunk still missing.
+    var neighboursCoverMissing: Bool {
+        guard manifest != nil, availability.count == held.capacity else { return false }
+        for index in availability.indices where availability[index] == 0 {
+            if !held.contains(ChunkID(UInt32(index))) { return false }
+        }
+        return true
+    }
+
+    public enum AcceptOutcome: Sendable, Equatable { case stored, rejected(String), duplicate }
+
+    /// Verifies a received chunk against the manifest and, if it matches, writes it and
+    /// indexes it: bytes first (the write has returned), row second (docs/STORAGE.md).
+    func accept(_ id: ChunkID, data: ByteBuffer, from source: ChunkIndex.Source, startedAt: Int64) async -> AcceptOutcome {
+        guard let manifest, manifest.contains(id) else { return .rejected("chunk \(id) is not in the manifest") }
+        if held.contains(id) || storing.contains(id) {
+            // An endgame copy of a chunk another source delivered first.
+            releaseOne(id)
+            return .duplicate
+        }
+        storing.insert(id)
+        let store = self.store
+        let verdict: Result<Void, any Error> = await runBlocking {
+            guard data.readableBytes == manifest.size(of: id) else {
+                throw NodeError.badChunk("\(data.readableBytes) bytes, expected \(manifest.size(of: id))")
+            }
+            let digest = data.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
+            guard digest == manifest.hash(of: id) else {
+                throw NodeError.badChunk("SHA-256 \(digest.short) does not match the manifest's \(manifest.hash(of: id).short)")
+            }
+            try store.write(id, bytes: data, of: manifest)
+        }
+        let finishedAt = Clock.nowMicros()
+        if case .failure(let error) = verdict {
+            let reason = (error as? NodeError)?.description ?? "\(error)"
+            storing.remove(id)
+            releaseOne(id)
+            pendingTransfers.append(.init(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt,
+                                          bytes: data.readableBytes, outcome: .rejected, detail: reason))
+            log(.chunkRejected, chunk: id, source: source, "rejected chunk \(id) from \(source.name): \(reason)", level: .warning)
+            broadcast(.stateChanged)
+            return .rejected(reason)
+        }
+        // Verified and written. It stays claimed (in flight) until its batch is indexed; only
+        // then is it held, announced, and served.
+        pendingChunks.append(PendingChunk(id: id, size: data.readableBytes, source: source, startedAt: startedAt, finishedAt: finishedAt))
+        if chunkCommitter == nil { chunkCommitter = Task { await self.commitPendingChunks() } }
+        return .stored
+    }
+
+    /// Group commit: while one batch is being indexed, the next gathers. One transaction per
+    /// batch carries the chunks' rows, numbered with the batch, and every waiting event. The
+    /// bytes were written before; the background sync makes them durable.
+    func commitPendingChunks() async {
+        while !pendingChunks.isEmpty {
+            // Let the chunks verified meanwhile on other threads join this batch.
+            await Task.yield()
+            let batch = pendingChunks
+            pendingChunks.removeAll(keepingCapacity: true)
+            guard let manifest else { break }
+            let received = batch.map { chunk in
+                EventRecord(at: chunk.finishedAt, kind: .chunkReceived, chunk: chunk.id, source: chunk.source,
+                            message: "received chunk \(chunk.id) from \(chunk.source.name) (\(chunk.size) B in \(formatMillis(Double(chunk.finishedAt - chunk.startedAt) / 1000)) ms)")
+            }
+            let number = nextBatch
+            do {
+                try index.commit(
+                    chunks: batch.map { .init(id: $0.id, size: $0.size, sha256: manifest.hash(of: $0.id), source: $0.source, startedAt: $0.startedAt, finishedAt: $0.finishedAt) },
+                    transfers: pendingTransfers, events: pendingEvents + received, batch: number)
+            } catch {
+                // Nothing was indexed: the chunks are released and will be fetched again.
+                for chunk in batch {
+                    storing.remove(chunk.id)
+                    releaseOne(chunk.id)
+                }
+                log(.error, "could not index \(batch.count) chunks: \(error)", level: .error)
+                broadcast(.stateChanged)
+                continue
+            }
+            nextBatch += 1
+            committedThrough = number
+            pendingEvents.removeAll(keepingCapacity: true)
+            pendingTransfers.removeAll(keepingCapacity: true)
+            for event in received { emit(event) }
+            if storedThisRun.capacity != held.capacity { storedThisRun = ChunkSet(capacity: held.capacity) }
+            for chunk in batch {
+                held.insert(chunk.id)
+                storedThisRun.insert(chunk.id)
+                storing.remove(chunk.id)
+                inFlight[chunk.id] = nil
+                unsyncedBytes += chunk.size
+            }
+            broadcast(.held(batch.map(\.id).sorted()))
+            scheduleSummary()
+            if held.isComplete { noteComplete() }
+            if unsyncedBytes >= Self.syncEveryBytes { syncCommittedChunks() }
+            advanceAssembly()
+        }
+        chunkCommitter = nil
+        broadcast(.stateChanged)
+    }
+
+    /// One request from a downloader, in one visit to the actor: records the uploads the
+    /// session finished since its last visit, logs the request, and returns the chunk file,
+    /// open for sending, and, under --max-upload-rate, when it may be sent; nil if not held.
+    /// A chunk this process stored itself is opened right here: its file was written moments
+    /// ago, so the open is a lookup in the kernel's caches, cheaper than two thread hand-offs.
+    /// Any other chunk file (the owner's split, a resumed peer's) may need the disk, so it is
+    /// opened on the I/O pool, where a slow open holds up no other session.
+    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source, recording sent: [CompletedUpload]) async throws -> (ChunkFile, ContinuousClock.Instant?)? {
+        recordUploads(sent, to: peer)
+        guard let manifest, held.contains(id) else {
+            log(.requestHandled, chunk: id, source: peer, "rejected request from \(peer.name) for chunk \(id): not held")
+            return nil
+        }
+        log(.requestHandled, chunk: id, source: peer, "handling request from \(peer.name) for chunk \(id)")
+        let store = self.store
+        let slice = storedThisRun.contains(id)
+            ? try store.openForSending(id, of: manifest)
+            : try await io.runIfActive { try store.openForSending(id, of: manifest) }
+        return (ChunkFile(descriptor: slice.descriptor, offset: slice.offset, size: slice.count), uploadSlot(for: slice.count))
+    }
+
+    /// Chunks an upload session has written to its socket: a `transfers` row and a
+    /// `chunk_sent` event each, timed when the write finished.
+    func recordUploads(_ sent: [CompletedUpload], to peer: ChunkIndex.Source) {
+        for upload in sent {
+            pendingTransfers.append(.init(chunk: upload.id, direction: "out", peer: peer, startedAt: upload.startedAt, finishedAt: upload.finishedAt,
+                                          bytes: upload.bytes, outcome: .sent))
+            // The owner's share rule counts copies sent outside shares too (see ShareAssigner).
+            assigner?.noteSent(upload.id, to: peer.name)
+            let event = EventRecord(at: upload.finishedAt, kind: .chunkSent, chunk: upload.id, source: peer,
+                                    message: "sent chunk \(upload.id) to \(peer.name) (\(upload.bytes) B)")
+            pendingEvents.append(event)
+            emit(event)
+        }
+        if !sent.isEmpty { scheduleRecordFlush() }
+    }
+
+    /// What a download session does next, decided in one visit: stop, because everything it
+    /// was for is held, or send these requests (possibly none, when nothing is wanted from
+    /// this source right now).
+    enum DownloadStep: Sendable {
+        case finished
+        case request([ChunkID])
+    }
+
+    func nextDownloadStep(fromOwner: Bool, offered: ChunkSet, room: Int, source: ChunkIndex.Source,
+                          neighbour: Int?, requestedHere: Set<ChunkID>) -> DownloadStep {
+        if fromOwner ? !needsOwner : isComplete { return .finished }
+        guard room > 0 else { return .request([]) }
+        return .request(claim(offered: offered, fromOwner: fromOwner, limit: room, source: source,
+                              neighbour: neighbour, requestedHere: requestedHere))
+    }
+}

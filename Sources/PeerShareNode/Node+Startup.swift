@@ -1,0 +1,147 @@
+import Crypto
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// Start-up: the folder reconciled with the index; the owner's chunks.
+extension Node {
+
+    /// Reconciles the folder with the index before serving anything (see StartupCheck), then
+    /// regenerates the summary file and checks that an assembled file is still there.
+    /// Chunks are hashed again only where docs/STORAGE.md says: all of them under --recheck,
+    /// and after a machine crash the rows committed after the last sync mark.
+    public func prepare(recheck: Bool) async throws {
+        guard let manifest else { return }
+        let started = Clock.nowMicros()
+        let unsynced = try index.unsyncedChunks(capacity: manifest.chunkCount)
+        let wentDown = try machineWentDown()
+        if wentDown && !unsynced.isEmpty && !recheck {
+            log(.cleanup, "the machine went down during the last run (its boot ID changed): re-hashing the \(unsynced.count) chunks committed after the last sync mark", level: .warning)
+        }
+        let rehash = recheck ? held : (wentDown ? unsynced : ChunkSet(capacity: manifest.chunkCount))
+        let store = self.store, indexed = held, assembled = isAssembled
+        let check = try await io.runIfActive {
+            try store.prepare(for: manifest, assembled: assembled)
+            return store.reconcile(manifest, indexed: indexed, rehash: rehash)
+        }
+        try record(check, of: manifest)
+        let millis = Double(Clock.nowMicros() - started) / 1000
+        log(.cleanup, "start-up check\(recheck ? " with full re-hash" : ""): \(held.count) of \(manifest.chunkCount) chunks held, \(check.rehashed.count) re-hashed, \(check.droppedRows.count) dropped, \(check.adopted.count) adopted (\(formatMillis(millis)) ms)")
+        if check.assembledFileLost || isAssembled && PosixFiles.fileSize(store.assembledPath(for: manifest)) != manifest.fileSize {
+            try index.clearAssembled(event: EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again"))
+            isAssembled = false
+            logger.warning("the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again")
+            try await io.runIfActive { try store.prepare(for: manifest, assembled: false) }
+        }
+        if role == .peer { startSyncing() }
+        scheduleSummary()
+        advanceAssembly()  // a resumed peer picks up from the chunks it holds
+    }
+
+    /// Whether the last run did not stop cleanly and the machine has restarted since: only
+    /// then can rows after the last sync mark name bytes that never reached the disk.
+    func machineWentDown() throws -> Bool {
+        guard let previous = try index.previousRun(), !previous.stoppedCleanly else { return false }
+        return previous.bootID != bootID || bootID == "unknown"
+    }
+
+    /// Logs and indexes what the start-up check found and did.
+    func record(_ check: StartupCheck, of manifest: Manifest) throws {
+        if !check.staleTemporaries.isEmpty {
+            log(.cleanup, "deleted \(check.staleTemporaries.count) stale temporary file(s) left by an earlier run: \(check.staleTemporaries.prefix(5).joined(separator: ", "))")
+        }
+        for (file, reason) in check.discarded {
+            log(.cleanup, "deleted chunk file \(file) that had no index row: \(reason)", level: .warning)
+        }
+        for (file, reason) in check.unreadable {
+            log(.cleanup, "left chunk file \(file) alone: it has no index row and cannot be read (\(reason)); it will be fetched again", level: .warning)
+        }
+        for id in check.rehashed {
+            log(.chunkRehashed, chunk: id, "re-hashed chunk \(id): its bytes match the manifest")
+        }
+        if !check.droppedRows.isEmpty { forget(check.droppedRows) }
+        if !check.adopted.isEmpty {
+            let now = Clock.nowMicros()
+            try index.commitChunks(
+                check.adopted.map { .init(id: $0.id, size: $0.size, sha256: $0.sha256, source: .foundOnDisk, startedAt: now, finishedAt: now) },
+                events: check.adopted.map { EventRecord(at: now, kind: .chunkAdopted, chunk: $0.id, source: .foundOnDisk, message: "adopted chunk \($0.id): its file was verified before a crash lost its index row") },
+                batch: nextBatch)
+            committedThrough = nextBatch
+            nextBatch += 1
+            for chunk in check.adopted { held.insert(chunk.id) }
+            logger.info("adopted \(check.adopted.count) verified chunk file(s) that had no index row")
+        }
+    }
+
+    /// Drops chunks from the index (and from what this node offers) so they are fetched again.
+    func forget(_ dropped: [(id: ChunkID, reason: String)]) {
+        do {
+            try index.dropChunks(dropped)
+        } catch {
+            fail("could not drop damaged chunks from the index: \(error)")
+            return
+        }
+        for (id, reason) in dropped {
+            held.remove(id)
+            logger.warning("dropped chunk \(id) from the index: \(reason); it will be fetched again")
+        }
+        // An assembled file stays: it was verified as a whole when it was made.
+        scheduleSummary()
+        broadcast(.stateChanged)
+    }
+
+
+    func recordOwnedChunks(_ chunks: [ChunkIndex.ReceivedChunk], event: EventRecord) throws {
+        try index.commitChunks(chunks, events: [event])
+        emit(event)
+    }
+
+    func sourceModificationTime() throws -> Int64? { try index.sourceModificationTime() }
+    func setSourceModificationTime(_ nanoseconds: Int64) throws { try index.setSourceModificationTime(nanoseconds) }
+
+    /// The owner's start-up check. Chunk files: those that went missing or were damaged are
+    /// cut again from the source, and chunks split before a crash lost their rows are
+    /// indexed. A single file is the source itself: only its size is checked. Returns how
+    /// many chunk files were written.
+    func repairOwnedChunks(from source: String, recheck: Bool) async throws -> Int {
+        guard let manifest else { return 0 }
+        guard let chunkFiles = store as? ChunkFilesStore else {
+            let store = self.store
+            try await io.runIfActive { try store.prepare(for: manifest, assembled: true) }
+            return 0
+        }
+        let indexed = try index.heldChunks(capacity: manifest.chunkCount)
+        let rehash = recheck ? indexed : ChunkSet(capacity: manifest.chunkCount)
+        let check = try await io.runIfActive { chunkFiles.reconcile(manifest, indexed: indexed, rehash: rehash) }
+        if !check.staleTemporaries.isEmpty {
+            log(.cleanup, "deleted \(check.staleTemporaries.count) stale temporary file(s) left by an earlier run")
+        }
+        let now = Clock.nowMicros()
+        let adoptedIDs = Set(check.adopted.map(\.id))
+        let unindexed = manifest.layout.chunkIDs.filter { !indexed.contains($0) && !adoptedIDs.contains($0) }
+        let toCut = check.droppedRows.map(\.id) + unindexed
+        for (id, reason) in check.droppedRows {
+            log(.cleanup, chunk: id, "chunk \(id) is cut again from the source: \(reason)", level: .warning)
+        }
+        try await io.runIfActive { try FileSplitter.recut(toCut, from: source, manifest: manifest, into: chunkFiles) }
+        let newRows = (check.adopted.map { ($0.id, $0.sha256) } + unindexed.map { ($0, manifest.hash(of: $0)) })
+            .map { ChunkIndex.ReceivedChunk(id: $0.0, size: manifest.size(of: $0.0), sha256: $0.1, source: .splitFromFile, startedAt: now, finishedAt: now) }
+        if !newRows.isEmpty {
+            try index.commitChunks(newRows, events: [EventRecord(kind: .split, message: "indexed \(newRows.count) chunks split before an interrupted start")])
+        }
+        return toCut.count
+    }
+
+    func saveOwnerManifest(_ manifest: Manifest) throws {
+        if let existing = try index.manifest() {
+            guard existing == manifest else {
+                throw NodeError.manifestChanged("the index in \(store.root) describes \(existing.fileName) (\(existing.fileSize) bytes, \(existing.fileHash.short)), not this file (\(manifest.fileSize) bytes, \(manifest.fileHash.short)); use a new --dir")
+            }
+        } else {
+            try index.saveManifest(manifest)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Crypto
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// Crash consistency: background syncs and sync marks (docs/STORAGE.md).
+extension Node {
+
+    /// How stale written chunks may get before a sync: a second, or this many bytes.
+    static let syncInterval = Duration.seconds(1)
+    static let syncEveryBytes = 64 << 20
+
+    /// Starts the timer that syncs committed chunks within a second of their commit. A timer
+    /// by design: it bounds what a machine crash can take back, and waits for nothing.
+    func startSyncing() {
+        guard syncTimer == nil, !isClosing else { return }
+        syncTimer = Task {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: Self.syncInterval) } catch { return }
+                self.syncCommittedChunks()
+            }
+        }
+    }
+
+    /// Syncs the store off the hot path, then records a sync mark for every batch committed
+    /// before the sync began (their writes had returned, so the sync covers them).
+    func syncCommittedChunks() {
+        guard syncInFlight == nil, committedThrough > syncedThrough, fatalError == nil else { return }
+        let through = committedThrough, store = self.store, durability = self.durability
+        unsyncedBytes = 0
+        syncInFlight = Task {
+            let result: Result<Void, any Error>
+            do { result = .success(try await durability.runIfActive { try store.sync() }) } catch { result = .failure(error) }
+            self.syncDone(through: through, result)
+        }
+    }
+
+    func syncDone(through: Int64, _ result: Result<Void, any Error>) {
+        syncInFlight = nil
+        switch result {
+        case .success:
+            do {
+                try index.recordSyncMark(through: through, bootID: bootID)
+                syncedThrough = through
+            } catch {
+                log(.error, "could not record a sync mark: \(error)", level: .error)
+            }
+        case .failure(let error):
+            // The kernel could not write chunks back: bytes it held may be lost. Stop rather
+            // than serve them on.
+            fail("could not make written chunks durable: \(error)")
+        }
+        broadcast(.stateChanged)
+    }
+
+    /// Waits for a sync in flight and syncs whatever is left. True once every committed row
+    /// is covered by a sync mark.
+    func syncEverything() async -> Bool {
+        await syncInFlight?.value
+        if committedThrough > syncedThrough {
+            syncCommittedChunks()
+            await syncInFlight?.value
+        }
+        return committedThrough <= syncedThrough
+    }
+}

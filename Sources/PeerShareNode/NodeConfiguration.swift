@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+public struct OwnerConfiguration: Sendable {
+    public var file: String
+    public var host: String
+    public var port: Int
+    public var directory: String
+    public var databasePath: String
+    public var expectedPeers: Int
+    public var chunkSize: Int
+    /// Re-hash the source and every chunk file even if nothing seems to have changed.
+    public var recheck = false
+    /// Discard an earlier index and chunks in the folder and split the file afresh.
+    public var newManifest = false
+    public var maxUploadRate: Int?
+    public var limits = SessionLimits()
+    /// Chunk files cut from the source, or the source itself served in place.
+    public var storage = StorageLayout.chunkFiles
+
+    public init(file: String, host: String, port: Int, directory: String, databasePath: String, expectedPeers: Int, chunkSize: Int) {
+        self.file = file
+        self.host = host
+        self.port = port
+        self.directory = directory
+        self.databasePath = databasePath
+        self.expectedPeers = expectedPeers
+        self.chunkSize = chunkSize
+    }
+}
+
+public struct PeerConfiguration: Sendable {
+    public var name: String
+    public var owner: Endpoint
+    public var host: String
+    public var port: Int
+    public var downloadFrom: [Endpoint]
+    public var directory: String
+    public var databasePath: String
+    /// Requests kept outstanding per connection.
+    public var window: Int
+    /// Stay up after completing, serving anyone, until stopped.
+    public var keepServing: Bool
+    /// Downloaders that must hold the whole file before this peer may exit.
+    public var waitForDownloaders: Int
+    /// How long to keep retrying the owner before giving up.
+    public var connectPatience: Duration
+    /// How long a download neighbour may stay unreachable before it is given up on.
+    public var neighbourPatience: Duration = .seconds(60)
+    /// Re-hash every indexed chunk at start-up.
+    public var recheck = false
+    public var maxUploadRate: Int?
+    public var limits = SessionLimits()
+    /// One file per chunk, or every chunk in place in one file.
+    public var storage = StorageLayout.chunkFiles
+    /// Called with a snapshot after every change of what the peer holds (for a live progress
+    /// line); nil for none.
+    public var onProgress: (@Sendable (NodeProgress) -> Void)?
+
+    public init(name: String, owner: Endpoint, host: String, port: Int, downloadFrom: [Endpoint], directory: String, databasePath: String,
+                window: Int, keepServing: Bool, waitForDownloaders: Int, connectPatience: Duration) {
+        self.name = name
+        self.owner = owner
+        self.host = host
+        self.port = port
+        self.downloadFrom = downloadFrom
+        self.directory = directory
+        self.databasePath = databasePath
+        self.window = window
+        self.keepServing = keepServing
+        self.waitForDownloaders = waitForDownloaders
+        self.connectPatience = connectPatience
+    }
+}

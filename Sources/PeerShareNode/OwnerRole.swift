@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+public enum OwnerRole {
+    public static func run(_ config: OwnerConfiguration, logger: Logger) async throws {
+        if config.newManifest { try archivePreviousRun(config, logger: logger) }
+        let store = try makeChunkStore(config.storage, root: config.directory, source: config.file)
+        let node = try Node(name: "owner", role: .owner, store: store, databasePath: config.databasePath, logger: logger)
+        await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
+        await node.setLimits(config.limits)
+        do {
+            await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes")
+            let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
+            try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
+            let listener = try await Transport.listen(host: config.host, port: config.port)
+            let endpoint = Endpoint(host: config.host, port: listener.port)
+            await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers")
+            announce("listening on \(endpoint)")
+            try await serve(listener, node: node)
+            await node.close(outcome: "stopped")
+        } catch {
+            await node.close(outcome: Task.isCancelled ? "stopped by signal" : "failed: \(error)")
+            if Task.isCancelled { return }
+            throw error
+        }
+    }
+
+    /// Splits the file, or on a restart reuses what the index and folder already hold.
+    /// A source whose size and modification time are unchanged is not read again; one that
+    /// changed is re-hashed, and refused if its content differs from the indexed manifest.
+    /// A single file (`chunkFiles` nil) is only hashed: the source is served where it is.
+    private static func prepareChunks(_ config: OwnerConfiguration, node: Node, store chunkFiles: ChunkFilesStore?, logger: Logger) async throws -> Manifest {
+        let stat: PosixFiles.Status
+        do { stat = try PosixFiles.status(config.file) } catch { throw NodeError.failed(error.description) }
+        guard stat.isRegularFile else { throw NodeError.failed("cannot share \(config.file): not a regular file") }
+        let started = Clock.nowMicros()
+        if let indexed = await node.manifest {
+            let recordedTime = try await node.sourceModificationTime()
+            let unchanged = stat.size == indexed.fileSize && stat.modificationNanoseconds != nil && recordedTime == stat.modificationNanoseconds
+            if !unchanged || config.recheck {
+                let fresh = try await NIOThreadPool.singleton.runIfActive {
+                    try FileSplitter.hash(path: config.file, chunkSize: indexed.chunkSize)
+                }
+                guard fresh.fileHash == indexed.fileHash, fresh.fileSize == indexed.fileSize else {
+                    throw NodeError.manifestChanged("\(config.file) changed since it was split into \(config.directory) (now \(fresh.fileSize) bytes, \(fresh.fileHash.short); indexed \(indexed.fileSize) bytes, \(indexed.fileHash.short)); pass --new-manifest to split it afresh, or use another --dir")
+                }
+                if let time = stat.modificationNanoseconds { try await node.setSourceModificationTime(time) }
+            }
+            guard config.chunkSize == indexed.chunkSize else {
+                throw NodeError.manifestChanged("\(config.directory) holds chunks of \(indexed.chunkSize) bytes, not \(config.chunkSize); pass --new-manifest to split afresh")
+            }
+            // Chunk files that went missing or were damaged are cut again from the source.
+            let repaired = try await node.repairOwnedChunks(from: config.file, recheck: config.recheck)
+            let millis = Double(Clock.nowMicros() - started) / 1000
+            await node.log(.split, "reusing \(indexed.chunkCount) chunks of \(indexed.fileName) from an earlier run (\(repaired) cut again from the source) in \(formatMillis(millis)) ms; source \(unchanged && !config.recheck ? "unchanged, not re-read" : "re-hashed and identical")")
+            return indexed
+        }
+        let split = try await NIOThreadPool.singleton.runIfActive {
+            try FileSplitter.split(path: config.file, chunkSize: config.chunkSize, into: chunkFiles)
+        }
+        let manifest = split.manifest
+        try await node.saveOwnerManifest(manifest)
+        if let time = stat.modificationNanoseconds { try await node.setSourceModificationTime(time) }
+        let millis = Double(Clock.nowMicros() - started) / 1000
+        try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
+            kind: .split,
+            message: "split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)"))
+        return manifest
+    }
+
+    /// --new-manifest: the old index is kept aside for its history; the old chunks go.
+    private static func archivePreviousRun(_ config: OwnerConfiguration, logger: Logger) throws {
+        guard PosixFiles.fileSize(config.databasePath) != nil else { return }
+        let suffix = ".replaced-\(Clock.nowMicros() / 1_000_000)"
+        for extra in ["", "-wal", "-shm"] where PosixFiles.fileSize(config.databasePath + extra) != nil {
+            guard rename(config.databasePath + extra, config.databasePath + suffix + extra) == 0 else {
+                throw FileSystemError(operation: "cannot move aside", path: config.databasePath + extra, errno: errno)
+            }
+        }
+        let chunks = config.directory + "/chunks"
+        for name in PosixFiles.listDirectory(chunks) where ChunkFilesStore.chunkID(fromFileName: name) != nil || name.hasPrefix(PosixFiles.temporaryPrefix) {
+            unlink(chunks + "/" + name)
+        }
+        logger.info("--new-manifest: the previous index is kept as \(config.databasePath + suffix); its chunk files were removed")
+    }
+}

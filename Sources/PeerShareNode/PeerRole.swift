@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+public enum PeerRole {
+    public static func run(_ config: PeerConfiguration, logger: Logger) async throws {
+        let store = try makeChunkStore(config.storage, root: config.directory)
+        let node = try Node(name: config.name, role: .peer, store: store, databasePath: config.databasePath, logger: logger)
+        await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
+        await node.setLimits(config.limits)
+        do {
+            try await node.prepare(recheck: config.recheck)
+            await node.expectNeighbours(config.downloadFrom.count)
+            let listener = try await Transport.listen(host: config.host, port: config.port)
+            let endpoint = Endpoint(host: config.host, port: listener.port)
+            let held = await node.heldCount
+            await node.log(.started, "started (pid \(getpid())), listening on \(endpoint)\(held > 0 ? ", resuming with \(held) chunks" : "")")
+            announce("listening on \(endpoint)")
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await serve(listener, node: node)
+                    return false
+                }
+                group.addTask {
+                    try await fetchFromOwner(config, node: node)
+                    return false
+                }
+                if let report = config.onProgress {
+                    // Every change the node broadcasts, as a snapshot; ends when the group is cancelled.
+                    group.addTask {
+                        let changes = await node.subscribe()
+                        report(await node.progress)
+                        for await _ in changes { report(await node.progress) }
+                        return false
+                    }
+                }
+                for neighbour in config.downloadFrom {
+                    group.addTask {
+                        try await fetchFromNeighbour(neighbour, config: config, node: node)
+                        await node.neighbourFetchFinished()
+                        return false
+                    }
+                }
+                let wait = config.waitForDownloaders
+                let keepServing = config.keepServing
+                let neighbours = config.downloadFrom.count
+                if wait > 0 && !keepServing {
+                    let patience = config.neighbourPatience
+                    group.addTask {
+                        try await giveUpOnAbsentDownloaders(node: node, patience: patience)
+                        return false
+                    }
+                }
+                group.addTask {
+                    try await node.waitUntil {
+                        $0.failure != nil
+                            || (!keepServing && $0.isComplete && $0.isAssembled && $0.summaryIsCurrent
+                                && ($0.completeDownloaderCount >= wait || $0.gaveUpOnDownloaders)
+                                && $0.finishedNeighbourFetches == neighbours)
+                    }
+                    return true
+                }
+                for try await done in group where done {
+                    group.cancelAll()
+                    break
+                }
+            }
+            if let failure = await node.failure { throw NodeError.failed(failure) }
+            let downloaders = config.waitForDownloaders == 0 ? "no downloader to wait for"
+                : await node.gaveUpOnDownloaders ? "no downloader left to wait for" : "upload neighbour complete"
+            await node.log(.stopped, "done: file assembled and \(downloaders)")
+            await node.close(outcome: "complete")
+        } catch {
+            await node.close(outcome: Task.isCancelled ? "stopped by signal" : "failed: \(error)")
+            if Task.isCancelled { return }
+            throw error
+        }
+    }
+
+    /// Talks to the owner whenever it is needed: for the manifest and share, and for
+    /// everything missing if the neighbours were given up on. A peer that already holds its
+    /// share does not need the owner to be up at all.
+    private static func fetchFromOwner(_ config: PeerConfiguration, node: Node) async throws {
+        let owner = ChunkIndex.Source(kind: .owner, name: "owner")
+        var reconnects = 0
+        while true {
+            try await node.waitUntil { $0.needsOwner || $0.failure != nil }
+            if await node.failure != nil { return }
+            let channel: PeerChannel
+            do {
+                channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                }
+            } catch where !Task.isCancelled {
+                // An owner that left once the swarm holds the file is no loss: the neighbours
+                // carry on. Without the manifest, or with no neighbour left, it is the end.
+                let neighbours = await node.liveNeighbours
+                guard await node.manifest != nil, neighbours > 0 else { throw error }
+                await node.log(.disconnected, source: owner, "the owner at \(config.owner) is gone (\(error)); carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.liveNeighbours == 0 }
+                continue
+            }
+            await node.log(.connected, source: owner, "connected to the owner at \(config.owner)")
+            do {
+                _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: config.owner, window: config.window).run()
+                await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
+            } catch where isRecoverable(error) && !(error is WireError) && reconnects < 20 {
+                // A dropped connection is retried (the owner may be restarting); malformed
+                // bytes from the owner are not, since it is the one source of the manifest.
+                reconnects += 1
+                await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
+            } catch where isMisbehaviour(error) && !Task.isCancelled {
+                // Without the manifest, or with no neighbour left, there is nothing to go on
+                // with. Otherwise the owner is avoided and the neighbours carry on: a peer
+                // that serves others is not taken down by one bad connection.
+                let neighbours = await node.liveNeighbours
+                guard await node.manifest != nil, neighbours > 0 else {
+                    await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error)", level: .error)
+                    throw NodeError.failed("the owner at \(config.owner) broke the protocol: \(error)")
+                }
+                await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                // Until the neighbours finish the file, or turn out unable to (none left, or
+                // stalled on chunks only the owner has): then the peer cannot complete.
+                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.ownerServesEverything }
+                if await !node.isComplete, await node.failure == nil {
+                    throw NodeError.failed("the owner at \(config.owner) broke the protocol (\(error)), and the download neighbours cannot supply the rest")
+                }
+                return
+            }
+        }
+    }
+
+    /// Trades with one download neighbour, reconnecting when it drops. If it stays
+    /// unreachable for the neighbour timeout, the owner is asked for what is missing instead.
+    private static func fetchFromNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws {
+        try await node.waitUntil { $0.manifest != nil || $0.failure != nil }
+        if await node.hasToldComplete(neighbour) {
+            // It knows already, and may well have finished and gone.
+            return
+        }
+        var reconnects = 0
+        while true {
+            // Even a complete peer connects once: its chunk list tells the neighbour (which
+            // serves it) that it may stop.
+            let channel: PeerChannel
+            do {
+                // Even once complete from other sources, keep trying: the neighbour waits to
+                // hear that this peer (its downloader) is complete before it may exit.
+                channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                }
+            } catch where !Task.isCancelled {
+                if await node.isComplete {
+                    await node.log(.disconnected, "download neighbour \(neighbour) is gone, and nothing is missing: \(error)")
+                } else {
+                    await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) unreachable for \(config.neighbourPatience.seconds) s")
+                }
+                return
+            }
+            await node.log(.connected, "connected to download neighbour \(neighbour)")
+            do {
+                _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: neighbour, window: config.window).run()
+                return
+            } catch where isRecoverable(error) && reconnects < 50 {
+                reconnects += 1
+                if isMisbehaviour(error) {
+                    await node.log(.protocolError, "download neighbour \(neighbour) broke the protocol: \(error); reconnecting", level: .warning)
+                } else {
+                    await node.log(.disconnected, "lost download neighbour \(neighbour): \(error); reconnecting", level: .warning)
+                }
+            } catch where !Task.isCancelled && (isMisbehaviour(error) || !(error is NodeError)) {
+                // A neighbour of another swarm, one that keeps sending bad chunks, or one that
+                // broke the protocol on every reconnect: avoid it. The other neighbours carry
+                // on; with none left, the owner is asked instead.
+                await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
+                await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// Prints the "listening on" line that scripts and the demo wait for, on stdout.
+func announce(_ line: String) {
+    let text = line + "\n"
+    _ = text.withCString { write(1, $0, strlen($0)) }
+}
+
+/// Once the peer holds and has assembled the whole file, a stretch of `patience` with no
+/// downloader connected ends its wait for downloaders (`Node.stopWaitingForDownloaders`).
+/// The stretch restarts whenever one connects. A timer by design: it bounds a wait for an
+/// event that may never come.
+func giveUpOnAbsentDownloaders(node: Node, patience: Duration) async throws {
+    while true {
+        try await node.waitUntil { $0.isComplete && $0.isAssembled && $0.openUploadConnectionCount == 0 }
+        let someoneConnected = try await withThrowingTaskGroup(of: Bool.self) { race in
+            race.addTask { try await node.waitUntil { $0.openUploadConnectionCount > 0 }; return true }
+            race.addTask { try await Task.sleep(for: patience); return false }
+            let first = try await race.next() ?? false
+            race.cancelAll()
+            return first
+        }
+        if !someoneConnected {
+            await node.stopWaitingForDownloaders(after: patience)
+            return
+        }
+    }
+}
+
+/// Accepts connections until cancelled, one child task per connection. A connection's
+/// failure is logged and ends only that connection.
+func serve(_ listener: Transport.Listener, node: Node) async throws {
+    try await withThrowingDiscardingTaskGroup { group in
+        try await listener.channel.executeThenClose { inbound in
+            for try await connection in inbound {
+                guard await node.admitConnection() else {
+                    // Over the cap: close at once rather than queue, so a flood of
+                    // connections costs us nothing but the accept.
+                    await node.log(.protocolError, "refused a connection from \(connection.remote): \(await node.limits.maxConnections) connections already open", level: .warning)
+                    try? await connection.channel.executeThenClose { _, _ in }
+                    continue
+                }
+                let peer = connection.remote
+                group.addTask {
+                    do {
+                        try await UploadSession(node: node, channel: connection.channel).run()
+                    } catch where !Task.isCancelled {
+                        if isMisbehaviour(error) {
+                            await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)
+                        } else {
+                            await node.log(.disconnected, "upload connection from \(peer) ended: \(error)", level: .warning)
+                        }
+                    } catch {}
+                    await node.connectionClosed()
+                }
+            }
+        }
+    }
+}
+
+/// A lost or broken connection is worth another try; a changed file, a local failure or a
+/// remote that keeps sending bad data is not.
+func isRecoverable(_ error: any Error) -> Bool {
+    if Task.isCancelled { return false }
+    guard let error = error as? NodeError else { return true }
+    switch error {
+    case .protocolViolation, .badChunk, .notHeld: return true
+    case .manifestChanged, .unreachable, .failed, .notAnOwner, .misbehaving: return false
+    }
+}
+
+/// Errors that are the remote's fault: bytes that break the protocol, a different swarm,
+/// chunks that fail verification. They are logged as `protocol_error` events.
+func isMisbehaviour(_ error: any Error) -> Bool {
+    switch error {
+    case is WireError: true
+    case NodeError.protocolViolation, NodeError.misbehaving: true
+    default: false
+    }
+}

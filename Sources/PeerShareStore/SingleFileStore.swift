@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Crypto
+import NIOConcurrencyHelpers
+import NIOCore
+import PeerShareCore
+
+/// BitTorrent's layout: a peer writes every verified chunk in place, at its offset, into one
+/// file of the file's size. The file is preallocated under a temporary name
+/// (`.peershare-partial` in the folder) and takes the file's name once the whole-file hash
+/// is checked. No byte is written twice, and the disk holds the file once. An owner serves
+/// its source file where it is, with no copy.
+public final class SingleFileStore: ChunkStore {
+    public let root: String
+    public var layout: StorageLayout { .singleFile }
+    /// The owner's source file, served in place; nil for a peer.
+    public let source: String?
+    /// The file a peer fills, until it takes the file's name.
+    public var partialPath: String { root + "/" + Self.partialName }
+    public static let partialName = ".peershare-partial"
+
+    private struct State {
+        /// The partial file, open for writing (a peer that has not assembled yet).
+        var writer: Int32?
+        var assembled = false
+    }
+    private let state = NIOLockedValueBox(State())
+
+    public init(root: String, source: String?) throws(FileSystemError) {
+        try PosixFiles.makeDirectory(root)
+        self.root = root
+        self.source = source.map(PosixFiles.absolutePath)
+    }
+
+    deinit {
+        if let fd = state.withLockedValue({ $0.writer }) { close(fd) }
+    }
+
+    public func assembledPath(for manifest: Manifest) -> String { source ?? root + "/" + manifest.fileName }
+
+    /// Where the bytes are now: the source, the partial file, or (assembled) the file itself.
+    private func dataPath(_ manifest: Manifest) -> String {
+        if let source { return source }
+        return state.withLockedValue { $0.assembled } ? assembledPath(for: manifest) : partialPath
+    }
+
+    public func location(of id: ChunkID, in manifest: Manifest) -> (path: String, offset: Int64) {
+        (dataPath(manifest), manifest.layout.offset(of: id))
+    }
+
+    /// A peer that has not assembled yet opens (creating if needed) its partial file at the
+    /// file's full size. An owner checks its source still has the indexed size.
+    public func prepare(for manifest: Manifest, assembled: Bool) throws {
+        if let source {
+            let size = try PosixFiles.status(source).size
+            guard size == manifest.fileSize else {
+                throw FileSystemError(operation: "the source is \(size) bytes, not the indexed \(manifest.fileSize):", path: source, errno: EINVAL)
+            }
+            return
+        }
+        try state.withLockedValue { state in
+            state.assembled = assembled
+            guard !assembled, state.writer == nil else { return }
+            state.writer = try PosixFiles.openPreallocated(partialPath, size: manifest.fileSize)
+        }
+    }
+
+    private func writer() throws(FileSystemError) -> Int32 {
+        guard let fd = state.withLockedValue({ $0.writer }) else {
+            throw FileSystemError(operation: "not open for writing:", path: partialPath, errno: EBADF)
+        }
+        return fd
+    }
+
+    public func write(_ id: ChunkID, bytes: ByteBuffer, of manifest: Manifest) throws {
+        try PosixFiles.writeAll(try writer(), bytes, at: manifest.layout.offset(of: id), path: partialPath)
+    }
+
+    /// fdatasync of the partial file: its data, and its size if that changed.
+    public func sync() throws {
+        guard let fd = state.withLockedValue({ $0.writer }) else { return }
+        guard fdatasync(fd) == 0 else { throw FileSystemError(operation: "cannot sync", path: partialPath, errno: errno) }
+    }
+
+    /// Opens the file for one upload, after checking it still reaches past the chunk (an
+    /// owner's source can be truncated under it).
+    public func openForSending(_ id: ChunkID, of manifest: Manifest) throws -> FileSlice {
+        let path = dataPath(manifest)
+        let offset = manifest.layout.offset(of: id), count = manifest.size(of: id)
+        let fd = try PosixFiles.openForReading(path)
+        guard let size = PosixFiles.size(of: fd), Int64(size) >= offset + Int64(count) else {
+            close(fd)
+            throw FileSystemError(operation: "file ends before chunk \(id):", path: path, errno: EIO)
+        }
+        return FileSlice(descriptor: fd, offset: offset, count: count)
+    }
+
+    public func read(_ id: ChunkID, of manifest: Manifest) throws -> ByteBuffer {
+        try PosixFiles.read(path: dataPath(manifest), offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
+    }
+
+    // MARK: Assembly: the chunks are in place; only the whole-file hash remains.
+
+    public func beginAssembly(of manifest: Manifest) throws -> AssemblyDraft { AssemblyDraft() }
+
+    /// Hashes chunks `draft.nextChunk ..< end` into the whole-file hash, reading them back
+    /// from the file (from the page cache, moments after they were written).
+    public func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws {
+        guard draft.nextChunk < end else { return }
+        let first = ChunkID(UInt32(draft.nextChunk)), last = ChunkID(UInt32(end - 1))
+        let offset = manifest.layout.offset(of: first)
+        let count = Int(manifest.layout.offset(of: last) - offset) + manifest.size(of: last)
+        let bytes = try PosixFiles.read(path: dataPath(manifest), offset: offset, count: count)
+        bytes.withUnsafeReadableBytes { draft.hasher.update(bufferPointer: $0) }
+        draft.nextChunk = end
+    }
+
+    /// Checks the whole-file hash, then makes the file durable under its name: fsync,
+    /// rename, fsync of the folder.
+    public func finish(_ draft: AssemblyDraft, of manifest: Manifest) throws -> Digest32 {
+        let whole = Digest32(draft.hasher.finalize())
+        guard draft.nextChunk == manifest.chunkCount, whole == manifest.fileHash else {
+            try blameChunk(of: manifest, whole: whole)
+        }
+        guard source == nil else { return whole }
+        try state.withLockedValue { state in
+            guard let fd = state.writer else { return }
+            try PosixFiles.fsync(fd, path: partialPath)
+            let path = assembledPath(for: manifest)
+            guard rename(partialPath, path) == 0 else { throw FileSystemError(operation: "cannot rename into", path: path, errno: errno) }
+            try PosixFiles.fsyncDirectory(root)
+            close(fd)
+            state.writer = nil
+            state.assembled = true
+        }
+        return whole
+    }
+
+    public func abandon(_ draft: AssemblyDraft) {}
+}
