@@ -5,6 +5,10 @@
 -- NULL in an index made before version 4, which means 'chunk-files'.
 ALTER TABLE node ADD COLUMN storage TEXT CHECK (storage IN ('chunk-files', 'single-file'));
 
+-- The owner's source file (absolute): a single-file owner serves it in place, and
+-- peershare-inspect verify re-hashes its ranges there.
+ALTER TABLE manifest ADD COLUMN source_path TEXT;
+
 -- The machine's boot ID (/proc/sys/kernel/random/boot_id) when the run started: a run that
 -- did not stop cleanly, followed by a run with another boot ID, means the machine went down.
 ALTER TABLE runs ADD COLUMN boot_id TEXT;

@@ -15,6 +15,8 @@ public struct NodeInfo: Sendable, Equatable {
     public var createdAt: Int64?
     /// The node's folder as it recorded it (schema 3 and later), absolute.
     public var directory: String?
+    /// How it keeps chunks (schema 4 and later; chunk files before).
+    public var storage: StorageLayout = .chunkFiles
 }
 
 /// The shared file as the index describes it (the `manifest` row).
@@ -26,6 +28,8 @@ public struct ManifestInfo: Sendable, Equatable {
     public var sha256: String
     public var recordedAt: Int64
     public var assembledAt: Int64?
+    /// The owner's source file (schema 4 and later).
+    public var sourcePath: String? = nil
 }
 
 /// Where chunks come from or go to (the `sources` table).
@@ -106,8 +110,10 @@ public final class InspectDatabase {
 
     func node(_ db: Reader) throws -> NodeInfo {
         let directory = schemaVersion >= 3 ? ", directory" : ", NULL"
-        let rows = try db.query("SELECT role, name, created_at\(directory) FROM node WHERE id = 1") {
-            NodeInfo(role: $0.text(0), name: $0.text(1), createdAt: $0.int(2), directory: $0.optionalText(3))
+        let storage = schemaVersion >= 4 ? ", storage" : ", NULL"
+        let rows = try db.query("SELECT role, name, created_at\(directory)\(storage) FROM node WHERE id = 1") {
+            NodeInfo(role: $0.text(0), name: $0.text(1), createdAt: $0.int(2), directory: $0.optionalText(3),
+                     storage: $0.optionalText(4).flatMap(StorageLayout.init(rawValue:)) ?? .chunkFiles)
         }
         // A node that crashed between creating its schema and its first row.
         return rows.first ?? NodeInfo(role: "unknown", name: "", createdAt: nil, directory: nil)
@@ -115,9 +121,10 @@ public final class InspectDatabase {
 
     /// The manifest row, refused unless its numbers describe a file the node could share.
     func manifest(_ db: Reader) throws -> ManifestInfo? {
-        let manifest = try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at FROM manifest WHERE id = 1") {
+        let source = schemaVersion >= 4 ? ", source_path" : ", NULL"
+        let manifest = try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at\(source) FROM manifest WHERE id = 1") {
             ManifestInfo(fileName: $0.text(0), fileSize: $0.int(1), chunkSize: $0.int(2), chunkCount: $0.int(3),
-                         sha256: Human.hex($0.blob(4)), recordedAt: $0.int(5), assembledAt: $0.optionalInt(6))
+                         sha256: Human.hex($0.blob(4)), recordedAt: $0.int(5), assembledAt: $0.optionalInt(6), sourcePath: $0.optionalText(7))
         }.first
         if let manifest { try check(manifest) }
         return manifest

@@ -105,6 +105,7 @@ public struct Overview: Sendable {
             "role": .string(node.role),
             "name": .string(node.name),
             "directory": .optional(node.directory),
+            "storage": .string(node.storage.rawValue),
             "file_name": .optional(manifest?.fileName),
             "file_size": .optional(manifest?.fileSize),
             "file_sha256": .optional(manifest?.sha256),
@@ -144,6 +145,7 @@ public struct Overview: Sendable {
         lines.append(("node", "\(node.role) \(node.name)"))
         lines.append(("index", "\(database) (schema \(schemaVersion))"))
         if let directory = node.directory { lines.append(("folder", directory)) }
+        lines.append(("storage", node.storage == .chunkFiles ? "chunk files (DIR/chunks)" : "a single file, every chunk in place"))
         if let m = manifest {
             lines.append(("file", "\(m.fileName), \(Human.exactBytes(m.fileSize)), \(m.chunkCount) chunks of \(Human.bytes(m.chunkSize))"))
             lines.append(("sha256", m.sha256))

@@ -101,6 +101,7 @@ extension Node {
 
     func sourceModificationTime() throws -> Int64? { try index.sourceModificationTime() }
     func setSourceModificationTime(_ nanoseconds: Int64) throws { try index.setSourceModificationTime(nanoseconds) }
+    func recordSourcePath(_ path: String) throws { try index.recordSourcePath(PosixFiles.absolutePath(path)) }
 
     /// The owner's start-up check. Chunk files: those that went missing or were damaged are
     /// cut again from the source, and chunks split before a crash lost their rows are

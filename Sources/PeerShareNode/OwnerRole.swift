@@ -20,6 +20,7 @@ public enum OwnerRole {
         do {
             await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes")
             let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
+            try await node.recordSourcePath(config.file)
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)

@@ -17,11 +17,15 @@ public struct ChunkFilesStore: ChunkStore {
     public let chunksFolder: String
     public var layout: StorageLayout { .chunkFiles }
 
-    public init(root: String) throws(FileSystemError) {
-        try PosixFiles.makeDirectory(root)
+    public init(root: String, create: Bool = true) throws(FileSystemError) {
         self.root = root
         self.chunksFolder = root + "/chunks"
-        try PosixFiles.makeDirectory(chunksFolder)
+        if create {
+            try PosixFiles.makeDirectory(root)
+            try PosixFiles.makeDirectory(chunksFolder)
+        } else {
+            try PosixFiles.checkDirectory(chunksFolder)
+        }
     }
 
     public func path(of id: ChunkID) -> String {

@@ -94,10 +94,11 @@ extension ChunkStore {
 public let summaryFileName = "summary.txt"
 
 /// Opens a node's store: `layout` in `root`. An owner's single-file store serves its source
-/// file where it is (`source`); a peer's keeps its file in `root`.
-public func makeChunkStore(_ layout: StorageLayout, root: String, source: String? = nil) throws -> any ChunkStore {
+/// file where it is (`source`); a peer's keeps its file in `root`. Unless `create`, the
+/// folders must exist already and nothing is made (a reader such as peershare-inspect).
+public func makeChunkStore(_ layout: StorageLayout, root: String, source: String? = nil, create: Bool = true) throws -> any ChunkStore {
     switch layout {
-    case .chunkFiles: try ChunkFilesStore(root: root)
-    case .singleFile: try SingleFileStore(root: root, source: source)
+    case .chunkFiles: try ChunkFilesStore(root: root, create: create)
+    case .singleFile: try SingleFileStore(root: root, source: source, create: create)
     }
 }

@@ -159,6 +159,13 @@ package enum PosixFiles {
         return fd
     }
 
+    /// Throws unless `path` is an existing folder.
+    package static func checkDirectory(_ path: String) throws(FileSystemError) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FileSystemError(operation: "not a directory:", path: path, errno: ENOTDIR) }
+    }
+
     package static func makeDirectory(_ path: String) throws(FileSystemError) {
         var components: [Substring] = []
         var current = path.hasPrefix("/") ? "" : "."

@@ -29,8 +29,8 @@ public final class SingleFileStore: ChunkStore {
     }
     private let state = NIOLockedValueBox(State())
 
-    public init(root: String, source: String?) throws(FileSystemError) {
-        try PosixFiles.makeDirectory(root)
+    public init(root: String, source: String?, create: Bool = true) throws(FileSystemError) {
+        if create { try PosixFiles.makeDirectory(root) } else { try PosixFiles.checkDirectory(root) }
         self.root = root
         self.source = source.map(PosixFiles.absolutePath)
     }
@@ -49,6 +49,12 @@ public final class SingleFileStore: ChunkStore {
 
     public func location(of id: ChunkID, in manifest: Manifest) -> (path: String, offset: Int64) {
         (dataPath(manifest), manifest.layout.offset(of: id))
+    }
+
+    /// Says whether the file was assembled, without touching the disk: for a reader such as
+    /// peershare-inspect, which must not create or allocate anything.
+    public func noteAssembled(_ assembled: Bool) {
+        state.withLockedValue { $0.assembled = assembled }
     }
 
     /// A peer that has not assembled yet opens (creating if needed) its partial file at the

@@ -39,6 +39,11 @@ extension ChunkIndex {
         try db.run("UPDATE node SET storage = ? WHERE id = 1 AND storage IS NOT ?", layout.rawValue, layout.rawValue)
     }
 
+    /// The owner's source file, recorded when it is split or indexed.
+    public func recordSourcePath(_ path: String) throws {
+        try db.run("UPDATE manifest SET source_path = ? WHERE id = 1 AND source_path IS NOT ?", path, path)
+    }
+
     /// The number for the next commit batch: above every batch committed and every mark,
     /// so that a mark never covers a batch committed after it.
     public func nextBatch() throws -> Int64 {

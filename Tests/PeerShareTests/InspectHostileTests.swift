@@ -24,7 +24,7 @@ struct HostileIndex: CustomTestStringConvertible, Sendable {
     static func invalidManifest(_ name: String, _ assignment: String, _ reason: String) -> HostileIndex {
         let refusal = "the index's manifest is invalid: " + reason
         return HostileIndex(name: "manifest: " + name, sql: ["UPDATE manifest SET " + assignment],
-                            refusals: ["overview": refusal, "chunk": refusal, "report": refusal])
+                            refusals: ["overview": refusal, "chunk": refusal, "report": refusal, "verify": refusal])
     }
 
     static let all: [HostileIndex] = [
@@ -97,7 +97,7 @@ struct HostileIndex: CustomTestStringConvertible, Sendable {
             "INSERT INTO manifest_chunks SELECT chunk_id, size, zeroblob(32) FROM old_chunks WHERE chunk_id = 4",
             "DROP TABLE old_chunks",
             "DELETE FROM chunks WHERE chunk_id = 4",
-        ]),
+        ], refusals: ["verify": "the index's manifest hashes are malformed or incomplete"]),
     ]
 
     /// The fixture, rewritten.

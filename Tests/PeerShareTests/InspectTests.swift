@@ -82,6 +82,7 @@ struct InspectReportTests {
             node      peer peer1
             index     DIR/peer.db (schema 4)
             folder    DIR
+            storage   chunk files (DIR/chunks)
             file      movie.bin, 450 B, 5 chunks of 100 B
             sha256    8cc320995b6816bfb62d3eab11db4d75e12302caf61f2f38be640d0191a9ace8
             state     assembled at 2025-11-25 14:00:02.020
@@ -365,7 +366,7 @@ struct InspectReportTests {
         #expect(mismatch.expectedSHA256 == f.manifest.hash(of: ChunkID(2)).hex && mismatch.actualSHA256 == Digest32.of(chunk2).hex)
         #expect(report.problems[2].detail.hasPrefix("a good copy") && report.problems[4].detail.hasPrefix("does not match"))
         let table = f.normalised(report.render(.table))
-        #expect(table.hasSuffix("2 indexed chunk files checked in DIR/chunks (211 B hashed): 5 problems (1 mismatch, 1 missing, 3 unindexed); 1 temporary file(s) of interrupted writes ignored\n"), "\(table)")
+        #expect(table.hasSuffix("2 indexed chunks checked in DIR (211 B hashed): 5 problems (1 mismatch, 1 missing, 3 unindexed); 1 temporary file(s) of interrupted writes ignored\n"), "\(table)")
         let json = try record(report.render(.json))
         #expect(json["clean"] as? Bool == false && (json["problems"] as? [Any])?.count == 5)
     }
@@ -682,7 +683,7 @@ struct InspectCommandTests {
 
         for db in [swarm.database(of: 1), ownerDB] {
             let verify = try await inspect(["verify", "--db", db])
-            #expect(verify.status == 0 && verify.stdout.contains("15 indexed chunk files checked"), "\(verify)")
+            #expect(verify.status == 0 && verify.stdout.contains("15 indexed chunks checked"), "\(verify)")
         }
         let text = try await inspect(["chunk", String(fromPeer2.chunkID), "--db", swarm.database(of: 1)])
         #expect(text.stdout.contains("held: from peer2"), "\(text.stdout)")
