@@ -24,8 +24,9 @@ struct ConversationFacts {
 struct FrameBuilder {
     private(set) var bytes: [UInt8] = []
     var facts = ConversationFacts()
-    /// Generated frames stop growing past this, to keep executions fast.
-    static let budget = 3 << 20
+    /// Generated frames stop growing past this, to keep executions fast: room for one frame
+    /// of the largest size (a PIECE of 1 MiB, a bitfield of 8,000,000 chunks) and more.
+    static let budget = 1_200_000
 
     var isFull: Bool { bytes.count >= Self.budget }
 
@@ -122,8 +123,14 @@ private struct Payload {
     mutating func bitfield(_ input: inout FuzzInput, facts: ConversationFacts) {
         let exact = (facts.chunkCount + 7) / 8
         let length = Int(min(input.byte() < 200 ? exact : input.field(width: 4, near: [exact]), 1_000_001))
-        let fill = input.pick([0x00, 0xff, 0x80, 0x01] as [UInt8])
-        bytes += [UInt8](repeating: fill, count: length)
+        // Zeros with the edges chosen: the first chunk, the last byte's spare bits. A bitfield
+        // full of ones would only make each execution slow, not reach new code.
+        var field = [UInt8](repeating: 0, count: length)
+        if length > 0 {
+            field[0] = input.pick([0x00, 0x80, 0xff] as [UInt8])
+            field[length - 1] |= input.pick([0x00, 0x01, 0x80, 0xff] as [UInt8])
+        }
+        bytes += field
     }
 
     mutating func chunkID(_ input: inout FuzzInput, facts: ConversationFacts) {

@@ -12,8 +12,11 @@ enum SessionScript {
         var model = SessionModel(side: side, localLayout: localLayout(&input))
         var builder = FrameBuilder()
         builder.facts.chunkCount = UInt64(model.localLayout.chunkCount)
+        // Small pieces exercise frames split across reads; on a long stream they would only
+        // slow every execution down, so they are kept for short ones.
+        let chosen = input.pick([5, 100, 4096, 65_536, Int.max])
         write(side, into: &builder, &input)
-        let stride = input.pick([5, 100, 4096, 65_536, Int.max])
+        let stride = builder.bytes.count > 65_536 ? max(chosen, 4096) : chosen
         var decoder = PeerMessageDecoder(gate: ConversationGate(side: side))
         var pending = ByteBuffer()
         var offset = 0
@@ -103,7 +106,8 @@ struct SessionModel {
         case .share(let bitfield), .chunkList(let bitfield):
             guard let set = ChunkSet(capacity: layout.chunkCount, bitfield: bitfield) else { throw Refused(reason: "bitfield length") }
             theirs = set
-            _ = set.sorted.last.map { layout.size(of: $0) }
+            var members = set.members
+            _ = members.next().map { (layout.offset(of: $0), layout.size(of: $0)) }
         case .have(let id), .reject(let id):
             guard layout.contains(id) else { throw Refused(reason: "chunk ID") }
             if theirs.capacity == layout.chunkCount { theirs.insert(id) }
