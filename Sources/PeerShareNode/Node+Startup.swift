@@ -23,19 +23,21 @@ extension Node {
         }
         let rehash = recheck ? held : (wentDown ? unsynced : ChunkSet(capacity: manifest.chunkCount))
         let store = self.store, indexed = held, assembled = isAssembled
-        let check = try await io.runIfActive {
-            try store.prepare(for: manifest, assembled: assembled)
-            return store.reconcile(manifest, indexed: indexed, rehash: rehash)
-        }
+        let check = try await io.runIfActive { store.reconcile(manifest, indexed: indexed, rehash: rehash, assembled: assembled) }
         try record(check, of: manifest)
         let millis = Double(Clock.nowMicros() - started) / 1000
         log(.cleanup, "start-up check\(recheck ? " with full re-hash" : ""): \(held.count) of \(manifest.chunkCount) chunks held, \(check.rehashed.count) re-hashed, \(check.droppedRows.count) dropped, \(check.adopted.count) adopted (\(formatMillis(millis)) ms)")
-        if check.assembledFileLost || isAssembled && PosixFiles.fileSize(store.assembledPath(for: manifest)) != manifest.fileSize {
-            try index.clearAssembled(event: EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again"))
+        // A single file is the chunks' only copy: once any of them is dropped, it is no longer
+        // the complete file, and goes back to its temporary name until they are fetched again.
+        let copyDamaged = store.layout == .singleFile && !check.droppedRows.isEmpty
+        if isAssembled && (check.assembledFileLost || copyDamaged || PosixFiles.fileSize(store.assembledPath(for: manifest)) != manifest.fileSize) {
+            let reason = copyDamaged && !check.assembledFileLost ? "has chunks that must be fetched again" : "is missing or the wrong size"
+            try index.clearAssembled(event: EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) \(reason); it will be assembled again"))
             isAssembled = false
-            logger.warning("the assembled \(manifest.fileName) is missing or the wrong size; it will be assembled again")
-            try await io.runIfActive { try store.prepare(for: manifest, assembled: false) }
+            logger.warning("the assembled \(manifest.fileName) \(reason); it will be assembled again")
         }
+        let ready = isAssembled
+        try await io.runIfActive { try store.prepare(for: manifest, assembled: ready) }
         if role == .peer { startSyncing() }
         scheduleSummary()
         advanceAssembly()  // a resumed peer picks up from the chunks it holds
@@ -116,7 +118,7 @@ extension Node {
         }
         let indexed = try index.heldChunks(capacity: manifest.chunkCount)
         let rehash = recheck ? indexed : ChunkSet(capacity: manifest.chunkCount)
-        let check = try await io.runIfActive { chunkFiles.reconcile(manifest, indexed: indexed, rehash: rehash) }
+        let check = try await io.runIfActive { chunkFiles.reconcile(manifest, indexed: indexed, rehash: rehash, assembled: true) }
         if !check.staleTemporaries.isEmpty {
             log(.cleanup, "deleted \(check.staleTemporaries.count) stale temporary file(s) left by an earlier run")
         }

@@ -9,9 +9,14 @@ import PeerShareWire
 /// Crash consistency: background syncs and sync marks (docs/STORAGE.md).
 extension Node {
 
-    /// How stale written chunks may get before a sync: a second, or this many bytes.
-    static let syncInterval = Duration.seconds(1)
+    /// How many written bytes may wait for a sync (see also `syncInterval`).
     static let syncEveryBytes = 64 << 20
+
+    /// Sets how long committed chunks may wait for a sync (tests stretch it to leave rows
+    /// after the last mark on purpose).
+    public func setSyncInterval(_ interval: Duration) {
+        syncInterval = interval
+    }
 
     /// Starts the timer that syncs committed chunks within a second of their commit. A timer
     /// by design: it bounds what a machine crash can take back, and waits for nothing.
@@ -19,7 +24,7 @@ extension Node {
         guard syncTimer == nil, !isClosing else { return }
         syncTimer = Task {
             while !Task.isCancelled {
-                do { try await Task.sleep(for: Self.syncInterval) } catch { return }
+                do { try await Task.sleep(for: self.syncInterval) } catch { return }
                 self.syncCommittedChunks()
             }
         }

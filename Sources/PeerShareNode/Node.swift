@@ -65,6 +65,8 @@ public actor Node {
     var unsyncedBytes = 0
     var syncInFlight: Task<Void, Never>?
     var syncTimer: Task<Void, Never>?
+    /// How stale committed chunks may get before a sync: a second by default.
+    var syncInterval = Duration.seconds(1)
     /// The machine's boot ID, recorded with each run and each sync mark.
     let bootID: String
     let databasePath: String

@@ -62,6 +62,8 @@ public struct PeerConfiguration: Sendable {
     public var limits = SessionLimits()
     /// One file per chunk, or every chunk in place in one file.
     public var storage = StorageLayout.chunkFiles
+    /// How long written chunks may wait for a background sync (docs/STORAGE.md).
+    public var syncInterval = Duration.seconds(1)
     /// Called with a snapshot after every change of what the peer holds (for a live progress
     /// line); nil for none.
     public var onProgress: (@Sendable (NodeProgress) -> Void)?

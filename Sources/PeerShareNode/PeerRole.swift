@@ -16,6 +16,7 @@ public enum PeerRole {
         let node = try Node(name: config.name, role: .peer, store: store, databasePath: config.databasePath, logger: logger)
         await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
         await node.setLimits(config.limits)
+        await node.setSyncInterval(config.syncInterval)
         do {
             try await node.prepare(recheck: config.recheck)
             await node.expectNeighbours(config.downloadFrom.count)

@@ -50,9 +50,10 @@ public protocol ChunkStore: Sendable {
     /// Where a chunk's bytes are, as a path and an offset (peershare-inspect verify).
     func location(of id: ChunkID, in manifest: Manifest) -> (path: String, offset: Int64)
 
-    /// Compares the folder with the index at start-up, repairing what it can (see
-    /// `StartupCheck`). `rehash` names the indexed chunks whose bytes must be hashed again.
-    func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet) -> StartupCheck
+    /// Compares the folder with the index at start-up, before `prepare`, repairing what it
+    /// can (see `StartupCheck`). `rehash` names the indexed chunks whose bytes must be hashed
+    /// again; `assembled` says whether the index records the complete file as made.
+    func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet, assembled: Bool) -> StartupCheck
 
     /// The complete file, built while chunks arrive (see `AssemblyDraft`).
     func beginAssembly(of manifest: Manifest) throws -> AssemblyDraft

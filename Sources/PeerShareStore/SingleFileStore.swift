@@ -58,7 +58,9 @@ public final class SingleFileStore: ChunkStore {
     }
 
     /// A peer that has not assembled yet opens (creating if needed) its partial file at the
-    /// file's full size. An owner checks its source still has the indexed size.
+    /// file's full size. A peer whose complete file lost chunks (damaged, cut short) moves it
+    /// back to the temporary name while they are fetched again. An owner checks its source
+    /// still has the indexed size.
     public func prepare(for manifest: Manifest, assembled: Bool) throws {
         if let source {
             let size = try PosixFiles.status(source).size
@@ -70,6 +72,10 @@ public final class SingleFileStore: ChunkStore {
         try state.withLockedValue { state in
             state.assembled = assembled
             guard !assembled, state.writer == nil else { return }
+            let complete = assembledPath(for: manifest)
+            if PosixFiles.fileSize(partialPath) == nil, PosixFiles.fileSize(complete) != nil, rename(complete, partialPath) != 0 {
+                throw FileSystemError(operation: "cannot move back to \(partialPath):", path: complete, errno: errno)
+            }
             state.writer = try PosixFiles.openPreallocated(partialPath, size: manifest.fileSize)
         }
     }

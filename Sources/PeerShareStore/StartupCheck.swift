@@ -66,7 +66,7 @@ extension ChunkFilesStore {
     /// Deletes stale temporaries; drops rows whose chunk file is missing or the wrong size
     /// (or, in `rehash`, the wrong hash); adopts unindexed chunk files that hash right and
     /// deletes those that do not.
-    public func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet) -> StartupCheck {
+    public func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet, assembled: Bool) -> StartupCheck {
         var result = StartupCheck()
         result.staleTemporaries = removeStaleTemporaries(in: [root, chunksFolder])
         for id in indexed.members {
@@ -125,9 +125,10 @@ extension SingleFileStore {
     /// partial file. Chunks in `rehash` are hashed again in place. Bytes without a row cannot
     /// be told from preallocated space without hashing every chunk, so nothing is adopted:
     /// such a chunk is fetched again and written over itself.
-    public func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet) -> StartupCheck {
+    public func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet, assembled: Bool) -> StartupCheck {
         var result = StartupCheck()
         result.staleTemporaries = removeStaleTemporaries(in: [root])
+        noteAssembled(assembled)
         let (path, _) = location(of: ChunkID(0), in: manifest)
         let size = PosixFiles.fileSize(path)
         guard size == manifest.fileSize else {

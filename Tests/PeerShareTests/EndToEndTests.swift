@@ -14,23 +14,26 @@ struct Swarm {
     let peerPorts: [Int]
     /// Extra arguments every peer gets.
     let peerOptions: [String]
+    /// The layout every node of the swarm stores chunks in.
+    let storage: StorageLayout
     var peers: [ChildProcess] = []
 
     var count: Int { peerPorts.count }
 
     static func start(fileSize: Int, peers count: Int, ownerOptions: [String] = [], peerOptions: [String] = [],
-                      launchPeers: Bool = true, label: String = #function) async throws -> Swarm {
+                      launchPeers: Bool = true, storage: StorageLayout = .chunkFiles, label: String = #function) async throws -> Swarm {
         let dir = temporaryDirectory(label)
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: fileSize)
-        let owner = try startOwner(dir: dir, source: source, peers: count, options: ownerOptions)
+        let owner = try startOwner(dir: dir, source: source, peers: count, options: ownerOptions + ["--storage", storage.rawValue])
         guard let line = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60)),
               let port = Int(line.split(separator: ":").last ?? "")
         else {
             await owner.stop()
             throw SwarmError("owner did not start:\n" + tail(dir + "/owner.log"))
         }
-        var swarm = Swarm(dir: dir, source: source, owner: owner, ownerPort: port, peerPorts: try reserveFreePorts(count), peerOptions: peerOptions)
+        var swarm = Swarm(dir: dir, source: source, owner: owner, ownerPort: port, peerPorts: try reserveFreePorts(count),
+                          peerOptions: peerOptions + ["--storage", storage.rawValue], storage: storage)
         if launchPeers {
             for i in 1...count { swarm.peers.append(try swarm.launch(i)) }
         }
@@ -53,10 +56,10 @@ struct Swarm {
     }
 
     /// Starts peer `i`; its log is appended to DIR/peerI.log and, with `lines`, also delivered as lines.
-    func launch(_ i: Int, extra: [String] = [], lines: Bool = false) throws -> ChildProcess {
+    func launch(_ i: Int, extra: [String] = [], lines: Bool = false, environment: [String: String] = [:]) throws -> ChildProcess {
         let log = dir + "/peer\(i).log"
         return try ChildProcess(name: "peer\(i)", executable: Binaries.peershare, arguments: arguments(of: i) + extra,
-                                stdout: .discard, stderr: lines ? .lines(echo: false, copyTo: log) : .file(log))
+                                stdout: .discard, stderr: lines ? .lines(echo: false, copyTo: log) : .file(log), environment: environment)
     }
 
     /// Waits for every peer to exit on its own; returns their exit statuses.
@@ -81,10 +84,11 @@ struct SwarmError: Error, CustomStringConvertible {
 
 @Suite("End to end: real owner and peer processes", .serialized)
 struct EndToEndTests {
-    @Test("five peers in a ring: identical copies, full summaries, an index row per chunk with provenance")
-    func ringOfFive() async throws {
+    @Test("five peers in a ring: identical copies, full summaries, an index row per chunk with provenance",
+          arguments: StorageLayout.allCases)
+    func ringOfFive(storage: StorageLayout) async throws {
         let size = 2_621_440 + 17
-        let swarm = try await Swarm.start(fileSize: size, peers: 5)
+        let swarm = try await Swarm.start(fileSize: size, peers: 5, storage: storage, label: "ring-\(storage)")
         let statuses = await swarm.waitForPeers()
         await swarm.stopAll()
         let sourceBytes = try Data(contentsOf: URL(fileURLWithPath: swarm.source))
@@ -116,16 +120,25 @@ struct EndToEndTests {
                 #expect(kinds.contains(kind), "peer\(i) has no \(kind) event")
             }
             #expect(try db.scalarText("PRAGMA integrity_check") == "ok")
+            #expect(try db.scalarText("SELECT storage FROM node") == storage.rawValue)
+            // A single file is written once, in place: the folder holds the file and nothing
+            // else of its size, and no chunk files.
+            let entries = Set(try FileManager.default.contentsOfDirectory(atPath: peerDir)).subtracting(["peer.db", "peer.db-wal", "peer.db-shm", "summary.txt"])
+            #expect(entries == (storage == .chunkFiles ? ["chunks", "source.bin"] : ["source.bin"]), "peer\(i): \(entries)")
+            let verify = try await runCommand(Binaries.inspect, ["verify", "--db", peerDir + "/peer.db"])
+            #expect(verify.status == 0 && verify.stdout.contains("26 indexed chunks checked"), "\(verify)")
         }
+        let ownerEntries = try FileManager.default.contentsOfDirectory(atPath: swarm.dir + "/owner")
+        #expect(ownerEntries.contains("chunks") == (storage == .chunkFiles), "a single-file owner serves its source, with no copy: \(ownerEntries)")
         let ownerDB = try SQLiteConnection(path: swarm.dir + "/owner/owner.db", mode: .readOnly)
         #expect(try ownerDB.scalarInt("SELECT count(*) FROM chunks") == 26)
         #expect(try ownerDB.scalarInt("SELECT count(DISTINCT chunk_id) FROM transfers WHERE direction = 'out'") == 26, "the owner should have sent each chunk once")
     }
 
     @Test("edge-sized files: empty, smaller than a chunk, an exact multiple of the chunk size",
-          arguments: [0, 1, 102_399, 4 * 102_400])
-    func edgeSizes(size: Int) async throws {
-        let swarm = try await Swarm.start(fileSize: size, peers: 2, label: "edge\(size)")
+          arguments: [0, 1, 102_399, 4 * 102_400], StorageLayout.allCases)
+    func edgeSizes(size: Int, storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: size, peers: 2, storage: storage, label: "edge\(size)-\(storage)")
         let statuses = await swarm.waitForPeers()
         await swarm.stopAll()
         let digest = fileDigest(swarm.source)
@@ -135,10 +148,11 @@ struct EndToEndTests {
         }
     }
 
-    @Test("the demo runs a swarm and reports every peer complete")
-    func demo() async throws {
+    @Test("the demo runs a swarm and reports every peer complete", arguments: StorageLayout.allCases)
+    func demo(storage: StorageLayout) async throws {
         let dir = temporaryDirectory()
-        let result = try await runCommand(Binaries.peershare, ["demo", "--size", "700KiB", "--peers", "3", "--dir", dir, "--quiet"], timeout: .seconds(120))
+        let result = try await runCommand(Binaries.peershare, ["demo", "--size", "700KiB", "--peers", "3", "--dir", dir, "--quiet", "--storage", storage.rawValue],
+                                          timeout: .seconds(120))
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("result: 3/3 peers complete and identical, 716800 bytes each"))
     }

@@ -69,12 +69,12 @@ struct SingleFileStoreTests {
         try fill(store, manifest, data, order: [0, 1, 2, 3].map { ChunkID($0) })
         let indexed = ChunkSet(capacity: manifest.chunkCount, [0, 1, 2, 3, 5].map { ChunkID($0) })
         let rehash = ChunkSet(capacity: manifest.chunkCount, [2, 3, 5].map { ChunkID($0) })
-        let check = store.reconcile(manifest, indexed: indexed, rehash: rehash)
+        let check = store.reconcile(manifest, indexed: indexed, rehash: rehash, assembled: false)
         #expect(check.rehashed == [ChunkID(2), ChunkID(3)])
         #expect(check.droppedRows.map(\.id) == [ChunkID(5)], "chunk 5 was never written: its bytes are zeros")
 
         #expect(truncate(store.partialPath, 500) == 0)
-        let cut = store.reconcile(manifest, indexed: indexed, rehash: ChunkSet(capacity: manifest.chunkCount))
+        let cut = store.reconcile(manifest, indexed: indexed, rehash: ChunkSet(capacity: manifest.chunkCount), assembled: false)
         #expect(cut.droppedRows.count == 5 && cut.droppedRows[0].reason.contains("is 500 bytes, not 950"))
     }
 
