@@ -35,8 +35,8 @@ func protocolErrors(in database: String, naming port: Int) throws -> [String] {
 
 @Suite("The 2^63-1 MANIFEST against real processes", .serialized)
 struct HostileManifestTests {
-    @Test("before HELLO, after HELLO, and from a downloader to a peer: one protocol_error each, the connection closed, the nodes serve on")
-    func listeners() async throws {
+    @Test("before HELLO, after HELLO, and from a downloader to a peer: one protocol_error each, the connection closed, the nodes serve on", arguments: StorageLayout.allCases)
+    func listeners(storage: StorageLayout) async throws {
         #expect(int64MaxManifest.count == 60)
         let chunkCount = 12
         let size = chunkCount * 102_400 - 3
@@ -45,7 +45,7 @@ struct HostileManifestTests {
         let fileID = try writeTestFile(source, size: size)
         // The owner's log comes as lines too, so each refusal can be waited for.
         let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
-                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--peers", "2"],
+                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--peers", "2", "--storage", storage.rawValue],
                                      stdout: .lines(echo: false), stderr: .lines(echo: false, copyTo: dir + "/owner.log"))
         guard let line = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60)), let ownerPort = Int(line.split(separator: ":").last ?? "") else {
             await owner.stop()
@@ -55,7 +55,7 @@ struct HostileManifestTests {
         func peer(_ i: Int) throws -> ChildProcess {
             try ChildProcess(name: "peer\(i)", executable: Binaries.peershare,
                              arguments: ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(ports[i - 1])",
-                                         "--dir", dir + "/peer\(i)", "--download-from", "127.0.0.1:\(ports[i % 2])"],
+                                         "--dir", dir + "/peer\(i)", "--download-from", "127.0.0.1:\(ports[i % 2])", "--storage", storage.rawValue],
                              stdout: .discard, stderr: .lines(echo: false, copyTo: dir + "/peer\(i).log"))
         }
         let peer1 = try peer(1)
@@ -98,14 +98,14 @@ struct HostileManifestTests {
         }
     }
 
-    @Test("from a fake owner: the peer logs one protocol_error, stores nothing, and stops with one clear line")
-    func fakeOwner() async throws {
+    @Test("from a fake owner: the peer logs one protocol_error, stores nothing, and stops with one clear line", arguments: StorageLayout.allCases)
+    func fakeOwner(storage: StorageLayout) async throws {
         let dir = temporaryDirectory() + "/victim"
         let fileHash = Digest32.of(Array("fake".utf8))
         let result = try await withRawServer(handle: fakeOwnerSendingInt64MaxManifest(fileID: fileHash)) { ownerPort in
             let port = try reserveFreePorts(1)[0]
             return try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(port)", "--dir", dir,
-                                                             "--download-from", "127.0.0.1:1"], timeout: .seconds(60))
+                                                             "--download-from", "127.0.0.1:1", "--storage", storage.rawValue], timeout: .seconds(60))
         }
         #expect(result.status != 0 && result.status < 128, "exit \(result.status): a refusal, not a signal\n\(result.stderr)")
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("overflow"), "crashed: \(result.stderr)")
@@ -117,14 +117,14 @@ struct HostileManifestTests {
         #expect(try db.scalarInt("SELECT count(*) FROM manifest") == 0, "the refused manifest must not be stored")
     }
 
-    @Test("from a fake owner to a peer that holds the manifest: one protocol_error, the owner avoided, the file finished from a neighbour")
-    func fakeOwnerAfterResume() async throws {
+    @Test("from a fake owner to a peer that holds the manifest: one protocol_error, the owner avoided, the file finished from a neighbour", arguments: StorageLayout.allCases)
+    func fakeOwnerAfterResume(storage: StorageLayout) async throws {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
         let fileID = try writeTestFile(source, size: 8 * 102_400 + 11)
         func owner(_ name: String, _ extra: [String]) async throws -> (ChildProcess, Int) {
             let process = try ChildProcess(name: name, executable: Binaries.peershare,
-                                           arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/" + name, "--peers", "2"] + extra,
+                                           arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/" + name, "--peers", "2", "--storage", storage.rawValue] + extra,
                                            stdout: .lines(echo: false), stderr: .file(dir + "/\(name).log"))
             guard let line = await process.waitForLine(prefix: "listening on", timeout: .seconds(60)), let port = Int(line.split(separator: ":").last ?? "") else {
                 await process.stop()
@@ -134,7 +134,7 @@ struct HostileManifestTests {
         }
         @Sendable func peer(_ i: Int, owner: Int, _ extra: [String]) throws -> ChildProcess {
             try ChildProcess(name: "peer\(i)", executable: Binaries.peershare,
-                             arguments: ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(owner)", "--dir", dir + "/peer\(i)", "--wait-for-downloaders", "0"] + extra,
+                             arguments: ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(owner)", "--dir", dir + "/peer\(i)", "--wait-for-downloaders", "0", "--storage", storage.rawValue] + extra,
                              stdout: .discard, stderr: .lines(echo: false, copyTo: dir + "/peer\(i).log"))
         }
         // peer1 fetches the whole file from a real owner and stays up to serve it.

@@ -134,12 +134,12 @@ func entries(of dir: String) -> Set<String> {
 
 @Suite("Hostile input: rogue clients, uploaders and owners against real processes", .serialized)
 struct RogueTests {
-    @Test("every attack on a real owner and a real peer is logged and cut off; honest peers still finish")
-    func rogueClients() async throws {
+    @Test("every attack on a real owner and a real peer is logged and cut off; honest peers still finish", arguments: StorageLayout.allCases)
+    func rogueClients(storage: StorageLayout) async throws {
         let chunkCount = 31
         let size = chunkCount * 102_400 - 5
         let limits = ["--handshake-timeout", "1", "--max-connections", "16", "--stall-timeout", "2"]
-        var swarm = try await Swarm.start(fileSize: size, peers: 2, ownerOptions: limits, peerOptions: limits, launchPeers: false)
+        var swarm = try await Swarm.start(fileSize: size, peers: 2, ownerOptions: limits, peerOptions: limits, launchPeers: false, storage: storage)
         defer { Task { [swarm] in await swarm.stopAll() } }
         let fileID = fileDigest(swarm.source)!
         let before = entries(of: swarm.dir)
@@ -215,12 +215,12 @@ struct RogueTests {
         await swarm.stopAll()
     }
 
-    @Test("a rogue uploader's bad and unsolicited chunks are never kept; the peer avoids it and finishes from the owner")
-    func rogueUploader() async throws {
+    @Test("a rogue uploader's bad and unsolicited chunks are never kept; the peer avoids it and finishes from the owner", arguments: StorageLayout.allCases)
+    func rogueUploader(storage: StorageLayout) async throws {
         let chunkCount = 12
         let size = chunkCount * 102_400 - 99
         // Five shares: the lone peer holds a fifth and must get the rest from its neighbour.
-        let swarm = try await Swarm.start(fileSize: size, peers: 5, launchPeers: false)
+        let swarm = try await Swarm.start(fileSize: size, peers: 5, launchPeers: false, storage: storage)
         defer { Task { [swarm] in await swarm.stopAll() } }
         let fileID = fileDigest(swarm.source)!
         let layout = try ChunkLayout(fileSize: Int64(size), chunkSize: 102_400)
@@ -245,7 +245,7 @@ struct RogueTests {
             let victim = try ChildProcess(
                 name: "victim", executable: Binaries.peershare,
                 arguments: ["peer", "--name", "victim", "--owner", "127.0.0.1:\(swarm.ownerPort)", "--port", "\(port)",
-                            "--download-from", "127.0.0.1:\(roguePort)", "--dir", dir, "--wait-for-downloaders", "0"],
+                            "--download-from", "127.0.0.1:\(roguePort)", "--dir", dir, "--wait-for-downloaders", "0", "--storage", storage.rawValue],
                 stdout: .discard, stderr: .file(swarm.dir + "/victim.log"))
             let status = await victim.waitForExit(timeout: .seconds(90))
             if status == nil { await victim.stop() }
@@ -267,8 +267,8 @@ struct RogueTests {
         #expect(try db.scalarInt("SELECT count(*) FROM chunks") == Int64(chunkCount))
     }
 
-    @Test("a rogue owner's manifest named ../../x is refused with one clear line; nothing is written outside DIR")
-    func rogueOwner() async throws {
+    @Test("a rogue owner's manifest named ../../x is refused with one clear line; nothing is written outside DIR", arguments: StorageLayout.allCases)
+    func rogueOwner(storage: StorageLayout) async throws {
         let root = temporaryDirectory()
         let dir = root + "/deep/victim"
         let escapeTarget = (root as NSString).appendingPathComponent("x")
@@ -288,7 +288,7 @@ struct RogueTests {
         }) { ownerPort in
             let port = try reserveFreePorts(1)[0]
             return try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(port)", "--dir", dir,
-                                                             "--download-from", "127.0.0.1:1"], timeout: .seconds(60))
+                                                             "--download-from", "127.0.0.1:1", "--storage", storage.rawValue], timeout: .seconds(60))
         }
         #expect(result.status != 0)
         // The log says what happened; the final line is the one error a user reads.

@@ -6,10 +6,10 @@ import Testing
 
 /// A peer process a test starts with exactly the neighbours it names. Its stdout and stderr
 /// both arrive as lines (for "listening on" and log events) and go to DIR/NAME.log.
-func startPeer(_ name: String, dir: String, owner: String, host: String = "127.0.0.1", port: Int = 0,
+func startPeer(_ name: String, storage: StorageLayout, dir: String, owner: String, host: String = "127.0.0.1", port: Int = 0,
                downloadFrom: [String] = [], options: [String] = []) throws -> ChildProcess {
     var arguments = ["peer", "--name", name, "--owner", owner, "--host", host, "--port", "\(port)",
-                     "--dir", dir + "/" + name, "--connect-timeout", "20"]
+                     "--dir", dir + "/" + name, "--connect-timeout", "20", "--storage", storage.rawValue]
     for neighbour in downloadFrom { arguments += ["--download-from", neighbour] }
     let log = dir + "/" + name + ".log"
     return try ChildProcess(name: name, executable: Binaries.peershare, arguments: arguments + options,
@@ -49,12 +49,12 @@ func eventMessages(_ database: String, kind: String) throws -> [String] {
 
 @Suite("Swarms beyond the ring: meshes, late joiners, dead neighbours, a departed owner", .serialized)
 struct SwarmTests {
-    @Test("20 peers in a mesh (3 random neighbours each) all complete, with per-peer completion times")
-    func meshOfTwenty() async throws {
+    @Test("20 peers in a mesh (3 random neighbours each) all complete, with per-peer completion times", arguments: StorageLayout.allCases)
+    func meshOfTwenty(storage: StorageLayout) async throws {
         let dir = temporaryDirectory()
         let result = try await runCommand(Binaries.peershare, [
             "demo", "--topology", "mesh", "--neighbours", "3", "--seed", "7", "--peers", "20",
-            "--size", "1MiB", "--dir", dir, "--quiet",
+            "--size", "1MiB", "--dir", dir, "--quiet", "--storage", storage.rawValue,
         ], timeout: .seconds(180))
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("20 peers in a mesh, 3 neighbours each, seed 7"))
@@ -66,25 +66,25 @@ struct SwarmTests {
         #expect(sources.keys.filter { $0.hasPrefix("peer") }.count >= 1, "\(sources)")
     }
 
-    @Test("the demo at the small end: one peer, and a mesh of two asking for more neighbours than there are")
-    func demoSmallSwarms() async throws {
-        let one = try await runCommand(Binaries.peershare, ["demo", "--peers", "1", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet"], timeout: .seconds(60))
+    @Test("the demo at the small end: one peer, and a mesh of two asking for more neighbours than there are", arguments: StorageLayout.allCases)
+    func demoSmallSwarms(storage: StorageLayout) async throws {
+        let one = try await runCommand(Binaries.peershare, ["demo", "--peers", "1", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet", "--storage", storage.rawValue], timeout: .seconds(60))
         #expect(one.status == 0, "\(one.stdout)\n\(one.stderr)")
         #expect(one.stdout.contains("result: 1/1 peers complete and identical"))
         let two = try await runCommand(Binaries.peershare, [
-            "demo", "--peers", "2", "--topology", "mesh", "--neighbours", "5", "--seed", "3", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet",
+            "demo", "--peers", "2", "--topology", "mesh", "--neighbours", "5", "--seed", "3", "--size", "300KiB", "--dir", temporaryDirectory(), "--quiet", "--storage", storage.rawValue,
         ], timeout: .seconds(60))
         #expect(two.status == 0, "\(two.stdout)\n\(two.stderr)")
         #expect(two.stdout.contains("2 peers in a mesh, 1 neighbour each, seed 3"))
         #expect(two.stdout.contains("result: 2/2 peers complete and identical"))
     }
 
-    @Test("the demo over IPv6 (--host ::1), as a mesh of 3 with 2 neighbours each")
-    func demoOverIPv6() async throws {
+    @Test("the demo over IPv6 (--host ::1), as a mesh of 3 with 2 neighbours each", arguments: StorageLayout.allCases)
+    func demoOverIPv6(storage: StorageLayout) async throws {
         let dir = temporaryDirectory()
         let result = try await runCommand(Binaries.peershare, [
             // Not --quiet: the demo's own "owner on [::1]:PORT" line is a log line.
-            "demo", "--host", "::1", "--topology", "mesh", "--neighbours", "2", "--peers", "3", "--size", "700KiB", "--dir", dir,
+            "demo", "--host", "::1", "--topology", "mesh", "--neighbours", "2", "--peers", "3", "--size", "700KiB", "--dir", dir, "--storage", storage.rawValue,
         ], timeout: .seconds(120))
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("result: 3/3 peers complete and identical, 716800 bytes each"))
@@ -94,13 +94,13 @@ struct SwarmTests {
         #expect(bad.stderr.split(separator: "\n").last?.hasPrefix("peershare: error: cannot find a free port on not-an-address: not an IP address") == true, "\(bad.stderr)")
     }
 
-    @Test("a late joiner, after the others finished and left, completes from the owner")
-    func lateJoinerAfterEveryoneLeft() async throws {
-        let swarm = try await Swarm.start(fileSize: 1_048_576, peers: 3)
+    @Test("a late joiner, after the others finished and left, completes from the owner", arguments: StorageLayout.allCases)
+    func lateJoinerAfterEveryoneLeft(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 1_048_576, peers: 3, storage: storage)
         let statuses = await swarm.waitForPeers()
         #expect(statuses == [0, 0, 0], "\(swarm.log(of: 1))")
         // Its only neighbour is gone: it gives up on it and asks the owner for everything.
-        let late = try startPeer("late", dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)",
+        let late = try startPeer("late", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)",
                                  downloadFrom: ["127.0.0.1:\(swarm.peerPorts[0])"],
                                  options: ["--neighbour-timeout", "1", "--wait-for-downloaders", "0"])
         let status = await late.waitForExit(timeout: .seconds(60))
@@ -115,16 +115,16 @@ struct SwarmTests {
         #expect(try db.scalarInt("SELECT count(*) FROM share") == 4)
     }
 
-    @Test("a late joiner whose neighbours kept serving completes, mostly from them")
-    func lateJoinerFromPeers() async throws {
-        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 3, launchPeers: false)
+    @Test("a late joiner whose neighbours kept serving completes, mostly from them", arguments: StorageLayout.allCases)
+    func lateJoinerFromPeers(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 3, launchPeers: false, storage: storage)
         var started: [ChildProcess] = []
         defer { for process in started { process.signal(SIGKILL) } }
         for i in 1...3 { started.append(try swarm.launch(i, extra: ["--keep-serving"], lines: true)) }
         for process in started {
             #expect(await waitForAssembly(process, timeout: .seconds(60)), "\(process.name) did not assemble")
         }
-        let late = try startPeer("late", dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)",
+        let late = try startPeer("late", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)",
                                  downloadFrom: swarm.peerPorts.map { "127.0.0.1:\($0)" },
                                  options: ["--wait-for-downloaders", "0"])
         started.append(late)
@@ -139,16 +139,16 @@ struct SwarmTests {
         #expect(try eventMessages(swarm.dir + "/late/peer.db", kind: "fallback").isEmpty)
     }
 
-    @Test("a neighbour killed mid-transfer: its requests go elsewhere and the peer completes")
-    func neighbourKilledMidTransfer() async throws {
-        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 3, launchPeers: false)
+    @Test("a neighbour killed mid-transfer: its requests go elsewhere and the peer completes", arguments: StorageLayout.allCases)
+    func neighbourKilledMidTransfer(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 3, launchPeers: false, storage: storage)
         let address = swarm.peerPorts.map { "127.0.0.1:\($0)" }
         var peers: [ChildProcess] = []
         defer { for process in peers { process.signal(SIGKILL) } }
         for i in 0..<3 {
             // A full mesh of three, uploads slowed so that the kill lands mid-transfer.
             let others = (0..<3).filter { $0 != i }.map { address[$0] }
-            peers.append(try startPeer("peer\(i + 1)", dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)", port: swarm.peerPorts[i],
+            peers.append(try startPeer("peer\(i + 1)", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)", port: swarm.peerPorts[i],
                                        downloadFrom: others,
                                        options: ["--keep-serving", "--max-upload-rate", "300KiB", "--neighbour-timeout", "2", "--stall-timeout", "2"]))
         }
@@ -173,14 +173,14 @@ struct SwarmTests {
         #expect(try db.scalarInt("SELECT count(*) FROM chunks") == 31)
     }
 
-    @Test("a neighbour frozen mid-transfer (SIGSTOP): what it owed comes from another source")
-    func neighbourFrozenMidTransfer() async throws {
-        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 2, launchPeers: false)
+    @Test("a neighbour frozen mid-transfer (SIGSTOP): what it owed comes from another source", arguments: StorageLayout.allCases)
+    func neighbourFrozenMidTransfer(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 2, launchPeers: false, storage: storage)
         let owner = "127.0.0.1:\(swarm.ownerPort)"
         // Two seeders of the whole file (with no neighbour, a peer gets everything from the owner).
         let seeding = ["--keep-serving", "--max-upload-rate", "200KiB"]
-        let frozen = try startPeer("frozen", dir: swarm.dir, owner: owner, options: seeding)
-        let steady = try startPeer("steady", dir: swarm.dir, owner: owner, options: seeding)
+        let frozen = try startPeer("frozen", storage: storage, dir: swarm.dir, owner: owner, options: seeding)
+        let steady = try startPeer("steady", storage: storage, dir: swarm.dir, owner: owner, options: seeding)
         var processes = [frozen, steady]
         defer { for process in processes { process.signal(SIGCONT); process.signal(SIGKILL) } }
         let frozenPort = try await listeningPort(of: frozen), steadyPort = try await listeningPort(of: steady)
@@ -188,10 +188,10 @@ struct SwarmTests {
         #expect(await waitForAssembly(steady, timeout: .seconds(60)))
         // The owner comes back serving at a crawl: the peer's chunks must come from the seeders.
         await swarm.owner.stop()
-        let slowOwner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 2, options: ["--max-upload-rate", "1KiB"])
+        let slowOwner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 2, options: ["--max-upload-rate", "1KiB", "--storage", storage.rawValue])
         processes.append(slowOwner)
         let ownerPort = try await listeningPort(of: slowOwner)
-        let peer = try startPeer("peer", dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
+        let peer = try startPeer("peer", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
                                  downloadFrom: ["127.0.0.1:\(frozenPort)", "127.0.0.1:\(steadyPort)"],
                                  options: ["--wait-for-downloaders", "0", "--request-timeout", "6", "--handshake-timeout", "3"])
         processes.append(peer)
@@ -211,14 +211,14 @@ struct SwarmTests {
         #expect(owed.isSubset(of: sources["steady", default: []].union(sources["owner", default: []])), "\(sources)")
     }
 
-    @Test("every other peer dead: the peer falls back to the owner and completes")
-    func allNeighboursDead() async throws {
-        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 2, launchPeers: false)
+    @Test("every other peer dead: the peer falls back to the owner and completes", arguments: StorageLayout.allCases)
+    func allNeighboursDead(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 2, launchPeers: false, storage: storage)
         let owner = "127.0.0.1:\(swarm.ownerPort)"
-        let other = try startPeer("peer2", dir: swarm.dir, owner: owner, port: swarm.peerPorts[1],
+        let other = try startPeer("peer2", storage: storage, dir: swarm.dir, owner: owner, port: swarm.peerPorts[1],
                                   options: ["--keep-serving", "--max-upload-rate", "200KiB"])
         defer { other.signal(SIGKILL) }
-        let peer = try startPeer("peer1", dir: swarm.dir, owner: owner, port: swarm.peerPorts[0],
+        let peer = try startPeer("peer1", storage: storage, dir: swarm.dir, owner: owner, port: swarm.peerPorts[0],
                                  downloadFrom: ["127.0.0.1:\(swarm.peerPorts[1])"],
                                  options: ["--neighbour-timeout", "1", "--wait-for-downloaders", "0"])
         defer { peer.signal(SIGKILL) }
@@ -232,9 +232,9 @@ struct SwarmTests {
         #expect(fallbacks.contains { $0.contains("no other download neighbour is left") }, "\(fallbacks)")
     }
 
-    @Test("the owner leaves once every chunk is in the swarm: the peers still complete")
-    func ownerLeavesAfterSeeding() async throws {
-        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 3, peerOptions: ["--max-upload-rate", "400KiB"], launchPeers: false)
+    @Test("the owner leaves once every chunk is in the swarm: the peers still complete", arguments: StorageLayout.allCases)
+    func ownerLeavesAfterSeeding(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 3, peerOptions: ["--max-upload-rate", "400KiB"], launchPeers: false, storage: storage)
         var peers: [ChildProcess] = []
         defer { for process in peers { process.signal(SIGKILL) } }
         for i in 1...3 { peers.append(try swarm.launch(i, lines: true)) }
@@ -255,25 +255,25 @@ struct SwarmTests {
         #expect(try ownerDB.scalarInt("SELECT count(*) FROM transfers WHERE direction = 'out'") == 31, "the owner sent each chunk once, then left")
     }
 
-    @Test("endgame: the last chunks, stuck on slow sources, arrive from a fast neighbour within a bound")
-    func endgameOnSlowNeighbour() async throws {
+    @Test("endgame: the last chunks, stuck on slow sources, arrive from a fast neighbour within a bound", arguments: StorageLayout.allCases)
+    func endgameOnSlowNeighbour(storage: StorageLayout) async throws {
         // Two seeders get the whole file (with --peers 1, every share is the whole file).
-        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 1, launchPeers: false)
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 1, launchPeers: false, storage: storage)
         var processes: [ChildProcess] = []
         defer { for process in processes { process.signal(SIGKILL) } }
         let firstOwner = "127.0.0.1:\(swarm.ownerPort)"
-        let slow = try startPeer("slow", dir: swarm.dir, owner: firstOwner, options: ["--keep-serving", "--max-upload-rate", "8KiB"])
-        let fast = try startPeer("fast", dir: swarm.dir, owner: firstOwner, options: ["--keep-serving"])
+        let slow = try startPeer("slow", storage: storage, dir: swarm.dir, owner: firstOwner, options: ["--keep-serving", "--max-upload-rate", "8KiB"])
+        let fast = try startPeer("fast", storage: storage, dir: swarm.dir, owner: firstOwner, options: ["--keep-serving"])
         processes += [slow, fast]
         let slowPort = try await listeningPort(of: slow), fastPort = try await listeningPort(of: fast)
         #expect(await waitForAssembly(slow, timeout: .seconds(60)))
         #expect(await waitForAssembly(fast, timeout: .seconds(60)))
         // The owner comes back serving at a crawl: only the fast neighbour is quick.
         await swarm.owner.stop()
-        let owner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 1, options: ["--max-upload-rate", "1KiB"])
+        let owner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 1, options: ["--max-upload-rate", "1KiB", "--storage", storage.rawValue])
         processes.append(owner)
         let ownerPort = try await listeningPort(of: owner)
-        let peer = try startPeer("peer", dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
+        let peer = try startPeer("peer", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
                                  downloadFrom: ["127.0.0.1:\(slowPort)", "127.0.0.1:\(fastPort)"], options: ["--wait-for-downloaders", "0"])
         processes.append(peer)
         // Without the endgame, the owner's requests (100 s a chunk) and the slow
@@ -288,13 +288,13 @@ struct SwarmTests {
         #expect(requests.contains { $0.contains("from fast (endgame: also requested elsewhere)") }, "no endgame request")
     }
 
-    @Test("IPv6: an owner and peers on ::1 complete, dialling [::1]:PORT")
-    func ipv6() async throws {
+    @Test("IPv6: an owner and peers on ::1 complete, dialling [::1]:PORT", arguments: StorageLayout.allCases)
+    func ipv6(storage: StorageLayout) async throws {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: 1_048_576)
         let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
-                                     arguments: ["owner", "--file", source, "--host", "::1", "--port", "0", "--dir", dir + "/owner", "--peers", "2"],
+                                     arguments: ["owner", "--file", source, "--host", "::1", "--port", "0", "--dir", dir + "/owner", "--peers", "2", "--storage", storage.rawValue],
                                      stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
         var processes = [owner]
         defer { for process in processes { process.signal(SIGKILL) } }
@@ -302,10 +302,10 @@ struct SwarmTests {
         #expect(ownerLine?.hasPrefix("listening on [::1]:") == true, "\(ownerLine ?? "none"):\n\(tail(dir + "/owner.log"))")
         let ownerPort = try #require(ownerLine.flatMap { Int($0.split(separator: ":").last ?? "") })
         // peer1 has no download neighbour (the owner serves it everything); peer2 downloads from it.
-        let first = try startPeer("peer1", dir: dir, owner: "[::1]:\(ownerPort)", host: "::1")
+        let first = try startPeer("peer1", storage: storage, dir: dir, owner: "[::1]:\(ownerPort)", host: "::1")
         processes.append(first)
         let firstPort = try await listeningPort(of: first)
-        let second = try startPeer("peer2", dir: dir, owner: "[::1]:\(ownerPort)", host: "::1",
+        let second = try startPeer("peer2", storage: storage, dir: dir, owner: "[::1]:\(ownerPort)", host: "::1",
                                    downloadFrom: ["[::1]:\(firstPort)"], options: ["--wait-for-downloaders", "0"])
         processes.append(second)
         let statuses = [await first.waitForExit(timeout: .seconds(60)), await second.waitForExit(timeout: .seconds(60))]
