@@ -36,7 +36,8 @@ extension Node {
         summaryDirty = false
         do {
             // The committed rows, each ID checked against the manifest (heldChunks filters them).
-            let ids = try index.heldChunks(capacity: held.capacity).sorted
+            let capacity = held.capacity
+            let ids = try await index.run { try $0.heldChunks(capacity: capacity).sorted }
             let store = self.store
             try await io.runIfActive { try store.writeSummary(ids) }
         } catch {
@@ -75,7 +76,7 @@ extension Node {
                 try store.append(to: &draft, upTo: stepEnd, of: manifest)
                 return finishing ? .finished(try store.finish(draft, of: manifest)) : .appended(draft)
             }
-            self.assemblyStepDone(result)
+            await self.assemblyStepDone(result)
         }
     }
 
@@ -93,7 +94,7 @@ extension Node {
         log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(chunksInDraft) already in place)")
     }
 
-    func assemblyStepDone(_ result: Result<AssemblyStep, any Error>) {
+    func assemblyStepDone(_ result: Result<AssemblyStep, any Error>) async {
         assemblyStep = nil
         guard let manifest else { return }
         switch result {
@@ -107,7 +108,7 @@ extension Node {
             let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, SHA-256 \(digest.short) verified (\(formatMillis(millis)) ms after the last chunk)"
             do {
                 let event = EventRecord(kind: .assembled, message: message)
-                try index.markAssembled(event: event)
+                try await index.run { try $0.markAssembled(event: event) }
                 isAssembled = true
                 emit(event)
             } catch {
@@ -117,7 +118,7 @@ extension Node {
             // Damaged on disk since it was verified: forget it, fetch it again, start over.
             chunksInDraft = 0
             completeAt = nil
-            forget([(id, "its file now hashes to \(digest.short)")])
+            await forget([(id, "its file now hashes to \(digest.short)")])
         case .failure(let error):
             chunksInDraft = 0
             fail("assembly failed: \(error)")

@@ -168,8 +168,8 @@ extension Node {
             let reason = (error as? NodeError)?.description ?? "\(error)"
             storing.remove(id)
             releaseOne(id)
-            pendingTransfers.append(.init(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt,
-                                          bytes: data.readableBytes, outcome: .rejected, detail: reason))
+            recorder.record(ChunkIndex.TransferRecord(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt,
+                                                      bytes: data.readableBytes, outcome: .rejected, detail: reason))
             log(.chunkRejected, chunk: id, source: source, "rejected chunk \(id) from \(source.name): \(reason)", level: .warning)
             broadcast(.stateChanged)
             return .rejected(reason)
@@ -196,12 +196,14 @@ extension Node {
                             message: "received chunk \(chunk.id) from \(chunk.source.name) (\(chunk.size) B in \(formatMillis(Double(chunk.finishedAt - chunk.startedAt) / 1000)) ms)")
             }
             let number = nextBatch
+            let rows = batch.map { ChunkIndex.ReceivedChunk(id: $0.id, size: $0.size, sha256: manifest.hash(of: $0.id), source: $0.source, startedAt: $0.startedAt, finishedAt: $0.finishedAt) }
+            // Everything logged meanwhile rides in the same transaction.
+            let (events, transfers) = recorder.drain()
             do {
-                try index.commit(
-                    chunks: batch.map { .init(id: $0.id, size: $0.size, sha256: manifest.hash(of: $0.id), source: $0.source, startedAt: $0.startedAt, finishedAt: $0.finishedAt) },
-                    transfers: pendingTransfers, events: pendingEvents + received, batch: number)
+                try await index.run { try $0.commit(chunks: rows, transfers: transfers, events: events + received, batch: number) }
             } catch {
                 // Nothing was indexed: the chunks are released and will be fetched again.
+                recorder.record(events, transfers)
                 for chunk in batch {
                     storing.remove(chunk.id)
                     releaseOne(chunk.id)
@@ -212,8 +214,6 @@ extension Node {
             }
             nextBatch += 1
             committedThrough = number
-            pendingEvents.removeAll(keepingCapacity: true)
-            pendingTransfers.removeAll(keepingCapacity: true)
             for event in received { emit(event) }
             if storedThisRun.capacity != held.capacity { storedThisRun = ChunkSet(capacity: held.capacity) }
             for chunk in batch {
@@ -258,16 +258,15 @@ extension Node {
     /// `chunk_sent` event each, timed when the write finished.
     func recordUploads(_ sent: [CompletedUpload], to peer: ChunkIndex.Source) {
         for upload in sent {
-            pendingTransfers.append(.init(chunk: upload.id, direction: "out", peer: peer, startedAt: upload.startedAt, finishedAt: upload.finishedAt,
-                                          bytes: upload.bytes, outcome: .sent))
+            recorder.record(ChunkIndex.TransferRecord(chunk: upload.id, direction: "out", peer: peer, startedAt: upload.startedAt,
+                                                      finishedAt: upload.finishedAt, bytes: upload.bytes, outcome: .sent))
             // The owner's share rule counts copies sent outside shares too (see ShareAssigner).
             assigner?.noteSent(upload.id, to: peer.name)
             let event = EventRecord(at: upload.finishedAt, kind: .chunkSent, chunk: upload.id, source: peer,
                                     message: "sent chunk \(upload.id) to \(peer.name) (\(upload.bytes) B)")
-            pendingEvents.append(event)
+            recorder.record(event)
             emit(event)
         }
-        if !sent.isEmpty { scheduleRecordFlush() }
     }
 
     /// What a download session does next, decided in one visit: stop, because everything it

@@ -31,19 +31,19 @@ extension Node {
 
 
     /// Remembers that the neighbour at `address` knows this peer is complete.
-    func toldComplete(neighbour: String, address: Endpoint) {
+    func toldComplete(neighbour: String, address: Endpoint) async {
         do {
-            emit(try index.recordToldComplete(neighbour: neighbour, address: address.description))
+            emit(try await index.run { try $0.recordToldComplete(neighbour: neighbour, address: address.description) })
         } catch {
             logger.error("could not record in the index: \(error)")
         }
     }
 
     /// Whether an earlier run already told the neighbour at `address` that this peer is complete.
-    func hasToldComplete(_ address: Endpoint) -> Bool {
+    func hasToldComplete(_ address: Endpoint) async -> Bool {
         guard isComplete else { return false }
         do {
-            return try index.addressesToldComplete().contains(address.description)
+            return try await index.run { try $0.addressesToldComplete() }.contains(address.description)
         } catch {
             // Not knowing means connecting once more, which is harmless; say why.
             log(.error, "could not read which neighbours were told this peer is complete: \(error)", level: .warning)

@@ -12,8 +12,7 @@ extension Node {
     /// Logs one activity to the console and to the index's events table.
     public func log(_ kind: EventKind, chunk: ChunkID? = nil, source: ChunkIndex.Source? = nil, _ message: String, level: Logger.Level = .info) {
         let event = EventRecord(kind: kind, chunk: chunk, source: source, message: message)
-        pendingEvents.append(event)
-        scheduleRecordFlush()
+        recorder.record(event)
         emit(event, level: level)
     }
 
@@ -21,32 +20,6 @@ extension Node {
     /// `--log-format json`), taken from the very record that goes into the index.
     func emit(_ event: EventRecord, level: Logger.Level = .info) {
         logger.log(level: level, "\(event.message)", metadata: event.logMetadata)
-    }
-
-    /// Commits waiting event and transfer rows once the actor is free: everything logged
-    /// meanwhile goes into the same transaction.
-    func scheduleRecordFlush() {
-        guard recordFlusher == nil else { return }
-        recordFlusher = Task {
-            // Gather a few milliseconds of rows into one transaction: each commit rewrites
-            // the B-tree pages it touched into the WAL, so fewer, larger commits write far less.
-            try? await Task.sleep(for: Self.recordFlushDelay)
-            self.flushRecords()
-        }
-    }
-
-
-    func flushRecords() {
-        recordFlusher = nil
-        guard !pendingEvents.isEmpty || !pendingTransfers.isEmpty else { return }
-        let events = pendingEvents, transfers = pendingTransfers
-        pendingEvents.removeAll(keepingCapacity: true)
-        pendingTransfers.removeAll(keepingCapacity: true)
-        do {
-            try index.commit(chunks: [], transfers: transfers, events: events)
-        } catch {
-            logger.error("could not record \(events.count) events and \(transfers.count) transfers in the index: \(error)")
-        }
     }
 
     public func subscribe() -> AsyncStream<NodeEvent> {

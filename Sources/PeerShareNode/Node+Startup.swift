@@ -16,15 +16,15 @@ extension Node {
     public func prepare(recheck: Bool) async throws {
         guard let manifest else { return }
         let started = Clock.nowMicros()
-        let unsynced = try index.unsyncedChunks(capacity: manifest.chunkCount)
-        let wentDown = try machineWentDown()
+        let (unsynced, previous) = try await index.run { (try $0.unsyncedChunks(capacity: manifest.chunkCount), try $0.previousRun()) }
+        let wentDown = machineWentDown(previous)
         if wentDown && !unsynced.isEmpty && !recheck {
             log(.cleanup, "the machine went down during the last run (its boot ID changed): re-hashing the \(unsynced.count) chunks committed after the last sync mark", level: .warning)
         }
         let rehash = recheck ? held : (wentDown ? unsynced : ChunkSet(capacity: manifest.chunkCount))
         let store = self.store, indexed = held, assembled = isAssembled
         let check = try await io.runIfActive { store.reconcile(manifest, indexed: indexed, rehash: rehash, assembled: assembled) }
-        try record(check, of: manifest)
+        try await record(check, of: manifest)
         let millis = Double(Clock.nowMicros() - started) / 1000
         log(.cleanup, "start-up check\(recheck ? " with full re-hash" : ""): \(held.count) of \(manifest.chunkCount) chunks held, \(check.rehashed.count) re-hashed, \(check.droppedRows.count) dropped, \(check.adopted.count) adopted (\(formatMillis(millis)) ms)")
         // A single file is the chunks' only copy: once any of them is dropped, it is no longer
@@ -32,7 +32,8 @@ extension Node {
         let copyDamaged = store.layout == .singleFile && !check.droppedRows.isEmpty
         if isAssembled && (check.assembledFileLost || copyDamaged || PosixFiles.fileSize(store.assembledPath(for: manifest)) != manifest.fileSize) {
             let reason = copyDamaged && !check.assembledFileLost ? "has chunks that must be fetched again" : "is missing or the wrong size"
-            try index.clearAssembled(event: EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) \(reason); it will be assembled again"))
+            let event = EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) \(reason); it will be assembled again")
+            try await index.run { try $0.clearAssembled(event: event) }
             isAssembled = false
             logger.warning("the assembled \(manifest.fileName) \(reason); it will be assembled again")
         }
@@ -45,13 +46,13 @@ extension Node {
 
     /// Whether the last run did not stop cleanly and the machine has restarted since: only
     /// then can rows after the last sync mark name bytes that never reached the disk.
-    func machineWentDown() throws -> Bool {
-        guard let previous = try index.previousRun(), !previous.stoppedCleanly else { return false }
+    func machineWentDown(_ previous: (stoppedCleanly: Bool, bootID: String?)?) -> Bool {
+        guard let previous, !previous.stoppedCleanly else { return false }
         return previous.bootID != bootID || bootID == "unknown"
     }
 
     /// Logs and indexes what the start-up check found and did.
-    func record(_ check: StartupCheck, of manifest: Manifest) throws {
+    func record(_ check: StartupCheck, of manifest: Manifest) async throws {
         if !check.staleTemporaries.isEmpty {
             log(.cleanup, "deleted \(check.staleTemporaries.count) stale temporary file(s) left by an earlier run: \(check.staleTemporaries.prefix(5).joined(separator: ", "))")
         }
@@ -64,13 +65,13 @@ extension Node {
         for id in check.rehashed {
             log(.chunkRehashed, chunk: id, "re-hashed chunk \(id): its bytes match the manifest")
         }
-        if !check.droppedRows.isEmpty { forget(check.droppedRows) }
+        if !check.droppedRows.isEmpty { await forget(check.droppedRows) }
         if !check.adopted.isEmpty {
             let now = Clock.nowMicros()
-            try index.commitChunks(
-                check.adopted.map { .init(id: $0.id, size: $0.size, sha256: $0.sha256, source: .foundOnDisk, startedAt: now, finishedAt: now) },
-                events: check.adopted.map { EventRecord(at: now, kind: .chunkAdopted, chunk: $0.id, source: .foundOnDisk, message: "adopted chunk \($0.id): its file was verified before a crash lost its index row") },
-                batch: nextBatch)
+            let rows = check.adopted.map { ChunkIndex.ReceivedChunk(id: $0.id, size: $0.size, sha256: $0.sha256, source: .foundOnDisk, startedAt: now, finishedAt: now) }
+            let events = check.adopted.map { EventRecord(at: now, kind: .chunkAdopted, chunk: $0.id, source: .foundOnDisk, message: "adopted chunk \($0.id): its file was verified before a crash lost its index row") }
+            let batch = nextBatch
+            try await index.run { try $0.commitChunks(rows, events: events, batch: batch) }
             committedThrough = nextBatch
             nextBatch += 1
             for chunk in check.adopted { held.insert(chunk.id) }
@@ -79,9 +80,9 @@ extension Node {
     }
 
     /// Drops chunks from the index (and from what this node offers) so they are fetched again.
-    func forget(_ dropped: [(id: ChunkID, reason: String)]) {
+    func forget(_ dropped: [(id: ChunkID, reason: String)]) async {
         do {
-            try index.dropChunks(dropped)
+            try await index.run { try $0.dropChunks(dropped) }
         } catch {
             fail("could not drop damaged chunks from the index: \(error)")
             return
@@ -96,14 +97,17 @@ extension Node {
     }
 
 
-    func recordOwnedChunks(_ chunks: [ChunkIndex.ReceivedChunk], event: EventRecord) throws {
-        try index.commitChunks(chunks, events: [event])
+    func recordOwnedChunks(_ chunks: [ChunkIndex.ReceivedChunk], event: EventRecord) async throws {
+        try await index.run { try $0.commitChunks(chunks, events: [event]) }
         emit(event)
     }
 
-    func sourceModificationTime() throws -> Int64? { try index.sourceModificationTime() }
-    func setSourceModificationTime(_ nanoseconds: Int64) throws { try index.setSourceModificationTime(nanoseconds) }
-    func recordSourcePath(_ path: String) throws { try index.recordSourcePath(PosixFiles.absolutePath(path)) }
+    func sourceModificationTime() async throws -> Int64? { try await index.run { try $0.sourceModificationTime() } }
+    func setSourceModificationTime(_ nanoseconds: Int64) async throws { try await index.run { try $0.setSourceModificationTime(nanoseconds) } }
+    func recordSourcePath(_ path: String) async throws {
+        let absolute = PosixFiles.absolutePath(path)
+        try await index.run { try $0.recordSourcePath(absolute) }
+    }
 
     /// The owner's start-up check. Chunk files: those that went missing or were damaged are
     /// cut again from the source, and chunks split before a crash lost their rows are
@@ -116,7 +120,7 @@ extension Node {
             try await io.runIfActive { try store.prepare(for: manifest, assembled: true) }
             return 0
         }
-        let indexed = try index.heldChunks(capacity: manifest.chunkCount)
+        let indexed = try await index.run { try $0.heldChunks(capacity: manifest.chunkCount) }
         let rehash = recheck ? indexed : ChunkSet(capacity: manifest.chunkCount)
         let check = try await io.runIfActive { chunkFiles.reconcile(manifest, indexed: indexed, rehash: rehash, assembled: true) }
         if !check.staleTemporaries.isEmpty {
@@ -133,18 +137,19 @@ extension Node {
         let newRows = (check.adopted.map { ($0.id, $0.sha256) } + unindexed.map { ($0, manifest.hash(of: $0)) })
             .map { ChunkIndex.ReceivedChunk(id: $0.0, size: manifest.size(of: $0.0), sha256: $0.1, source: .splitFromFile, startedAt: now, finishedAt: now) }
         if !newRows.isEmpty {
-            try index.commitChunks(newRows, events: [EventRecord(kind: .split, message: "indexed \(newRows.count) chunks split before an interrupted start")])
+            let event = EventRecord(kind: .split, message: "indexed \(newRows.count) chunks split before an interrupted start")
+            try await index.run { try $0.commitChunks(newRows, events: [event]) }
         }
         return toCut.count
     }
 
-    func saveOwnerManifest(_ manifest: Manifest) throws {
-        if let existing = try index.manifest() {
+    func saveOwnerManifest(_ manifest: Manifest) async throws {
+        if let existing = try await index.run({ try $0.manifest() }) {
             guard existing == manifest else {
                 throw NodeError.manifestChanged("the index in \(store.root) describes \(existing.fileName) (\(existing.fileSize) bytes, \(existing.fileHash.short)), not this file (\(manifest.fileSize) bytes, \(manifest.fileHash.short)); use a new --dir")
             }
         } else {
-            try index.saveManifest(manifest)
+            try await index.run { try $0.saveManifest(manifest) }
         }
     }
 }

@@ -39,16 +39,17 @@ extension Node {
         syncInFlight = Task {
             let result: Result<Void, any Error>
             do { result = .success(try await durability.runIfActive { try store.sync() }) } catch { result = .failure(error) }
-            self.syncDone(through: through, result)
+            await self.syncDone(through: through, result)
         }
     }
 
-    func syncDone(through: Int64, _ result: Result<Void, any Error>) {
+    func syncDone(through: Int64, _ result: Result<Void, any Error>) async {
         syncInFlight = nil
         switch result {
         case .success:
             do {
-                try index.recordSyncMark(through: through, bootID: bootID)
+                let bootID = self.bootID
+                try await index.run { try $0.recordSyncMark(through: through, bootID: bootID) }
                 syncedThrough = through
             } catch {
                 log(.error, "could not record a sync mark: \(error)", level: .error)

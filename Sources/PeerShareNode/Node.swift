@@ -24,7 +24,10 @@ public actor Node {
     public let role: ChunkIndex.Role
     /// Where the chunk bytes are: one of the two layouts (docs/STORAGE.md).
     public let store: any ChunkStore
-    let index: ChunkIndex
+    /// The SQLite index, on a thread of its own.
+    let index: IndexQueue
+    /// Event and upload rows on their way to the index.
+    let recorder: EventRecorder
     let io: NIOThreadPool
     /// Its own thread for syncing batches to disk: a sync can take tens of milliseconds, and
     /// must not hold up hashing, chunk writes and reads for uploads on `io`.
@@ -73,9 +76,6 @@ public actor Node {
     var chunkCommitter: Task<Void, Never>?
     /// Event and transfer rows waiting for the next commit: rows are written in batches,
     /// since one transaction per row was most of SQLite's cost.
-    var pendingEvents: [EventRecord] = []
-    var pendingTransfers: [ChunkIndex.TransferRecord] = []
-    var recordFlusher: Task<Void, Never>?
     var lastSummaryWrite = ContinuousClock.now - .seconds(1)
     var summaryDirty = false
     var summaryTimer: Task<Void, Never>?
@@ -153,7 +153,8 @@ public actor Node {
         self.logger = logger
         self.bootID = BootID.current()
         self.databasePath = databasePath
-        self.index = try ChunkIndex(path: databasePath, role: role, nodeName: name, bootID: bootID)
+        // What the node starts from is read here, before the index moves to its thread.
+        let index = try ChunkIndex(path: databasePath, role: role, nodeName: name, bootID: bootID)
         // So that `peershare-inspect verify` finds the chunk files even when --db puts the index elsewhere.
         try index.recordDirectory(PosixFiles.absolutePath(store.root))
         try Self.checkLayout(of: index, against: store)
@@ -172,6 +173,8 @@ public actor Node {
         }
         // A downloader that finished before a restart will not come back to say so again.
         self.completeDownloaders = Set(try index.completedDownloaders())
+        self.index = IndexQueue(index)
+        self.recorder = EventRecorder(index: self.index, logger: logger)
     }
 
     // MARK: Manifest and shares
@@ -188,14 +191,14 @@ public actor Node {
             let store = self.store
             try await io.runIfActive { try store.prepare(for: received, assembled: false) }
             guard self.manifest == nil else { return try await adoptManifest(received, share: share) }
-            try index.saveManifest(received)
+            try await index.run { try $0.saveManifest(received) }
             startSyncing()
             manifest = received
             held = ChunkSet(capacity: received.chunkCount)
             log(.manifestReceived, "manifest: \(received.fileName), \(received.fileSize) bytes, \(received.chunkCount) chunks of \(received.chunkSize), file \(received.fileHash.short)")
         }
         if self.share?.sorted != share {
-            try index.saveShare(share)
+            try await index.run { try $0.saveShare(share) }
             self.share = ChunkSet(capacity: received.chunkCount, share)
         }
         broadcast(.stateChanged)
@@ -204,22 +207,23 @@ public actor Node {
     }
 
     /// The owner's own manifest, after splitting the file.
-    func adoptOwnedManifest(_ manifest: Manifest, expectedPeers: Int) throws {
+    func adoptOwnedManifest(_ manifest: Manifest, expectedPeers: Int) async throws {
+        let handouts = try await index.run { try $0.handouts(chunkCount: manifest.chunkCount) }
         self.manifest = manifest
         self.held = ChunkSet.full(manifest.chunkCount)
         var assigner = ShareAssigner(chunkCount: manifest.chunkCount, expectedPeers: expectedPeers)
-        for (peer, chunks) in try index.handouts(chunkCount: manifest.chunkCount).sorted(by: { $0.key < $1.key }) {
+        for (peer, chunks) in handouts.sorted(by: { $0.key < $1.key }) {
             assigner.restore(chunks, for: peer)
         }
         self.assigner = assigner
         broadcast(.stateChanged)
     }
 
-    func assignShare(to peer: String) throws -> [ChunkID] {
+    func assignShare(to peer: String) async throws -> [ChunkID] {
         guard var assigner else { throw NodeError.notAnOwner }
         let share = assigner.share(for: peer)
         self.assigner = assigner
-        try index.recordHandout(to: .init(kind: .peer, name: peer), chunks: share)
+        try await index.run { try $0.recordHandout(to: .init(kind: .peer, name: peer), chunks: share) }
         return share
     }
 
@@ -249,8 +253,8 @@ public actor Node {
         // A clean stop leaves every committed row durable, so the next start trusts them all.
         let durable = await syncEverything()
         log(.stopped, "stopped: \(outcome)")
-        flushRecords()
-        if let error = index.close(outcome: outcome, cleanly: durable) {
+        await recorder.flush()
+        if let error = await index.close(outcome: outcome, cleanly: durable) {
             // The events table is what failed, so this goes to the console only.
             logger.error("could not record the end of this run in the index: \(error)")
         }
