@@ -26,6 +26,9 @@ public struct OwnerConfiguration: Sendable {
     public var limits = SessionLimits()
     /// Chunk files cut from the source, or the source itself served in place.
     public var storage = StorageLayout.chunkFiles
+    /// Hears how far the split (or, for a single file, the hashing) has got, for a live
+    /// progress line; nil for none.
+    public var onProgress: (@Sendable (NodeProgress) -> Void)?
 
     public init(file: String, host: String, port: Int, directory: String, databasePath: String, expectedPeers: Int, chunkSize: Int) {
         self.file = file

@@ -65,16 +65,21 @@ public enum OwnerRole {
             await node.log(.split, "reusing \(indexed.chunkCount) chunks of \(indexed.fileName) from an earlier run (\(repaired) cut again from the source) in \(formatMillis(millis)) ms; source \(unchanged && !config.recheck ? "unchanged, not re-read" : "re-hashed and identical")")
             return indexed
         }
-        let split = try await NIOThreadPool.singleton.runIfActive {
-            try FileSplitter.split(path: config.file, chunkSize: config.chunkSize, into: chunkFiles)
+        // For the progress line only; the split itself refuses a size no layout can hold.
+        let (whole, rest) = stat.size.quotientAndRemainder(dividingBy: Int64(config.chunkSize))
+        let total = (chunks: Int(clamping: whole + (rest > 0 ? 1 : 0)), bytes: stat.size)
+        let report = config.onProgress
+        let split = try await FileSplitter.split(path: config.file, chunkSize: config.chunkSize, into: chunkFiles) { done in
+            report?(NodeProgress(heldChunks: Int(done / Int64(config.chunkSize)), heldBytes: done, total: total, isAssembled: false))
         }
+        report?(NodeProgress(heldChunks: total.chunks, heldBytes: total.bytes, total: total, isAssembled: true))
         let manifest = split.manifest
         try await node.saveOwnerManifest(manifest)
         if let time = stat.modificationNanoseconds { try await node.setSourceModificationTime(time) }
         let millis = Double(Clock.nowMicros() - started) / 1000
         try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
             kind: .split,
-            message: "split \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)"))
+            message: "\(chunkFiles == nil ? "indexed" : "split") \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)\(chunkFiles == nil ? "; served in place" : "")"))
         return manifest
     }
 

@@ -4,10 +4,15 @@ import PeerShareNode
 
 /// The live line of `peershare peer` on a terminal: chunks held, percent, rate, ETA and a bar,
 /// redrawn when the node reports a change (at most ten times a second) and twice a second
-/// otherwise, so that the rate and ETA age while nothing arrives.
+/// otherwise, so that the rate and ETA age while nothing arrives. The owner draws one while it
+/// splits or hashes its file, from its second second on (a quick start shows nothing).
 final class PeerProgressLine: @unchecked Sendable {
     private let label: String
     private let console: StatusConsole
+    /// The word once done: "assembled" (a peer), "ready" (an owner).
+    private let doneNote: String
+    /// Nothing is drawn before this much time has passed.
+    private let delay: Duration
     private let started = ContinuousClock.now
     // The latest snapshot, the rate meter and the last draw time are guarded by `lock`:
     // updates come from the node's task, refreshes from the ticker.
@@ -15,10 +20,14 @@ final class PeerProgressLine: @unchecked Sendable {
     private var latest: NodeProgress?
     private var meter = RateMeter()
     private var lastDraw: ContinuousClock.Instant?
+    /// Set by `finish`: the line stays as it is, and later refreshes draw nothing.
+    private var finished = false
 
-    init(label: String, console: StatusConsole) {
+    init(label: String, console: StatusConsole, doneNote: String = "assembled", delay: Duration = .zero) {
         self.label = label
         self.console = console
+        self.doneNote = doneNote
+        self.delay = delay
     }
 
     func update(_ progress: NodeProgress) {
@@ -46,20 +55,25 @@ final class PeerProgressLine: @unchecked Sendable {
         }
     }
 
-    /// Draws the final state and leaves it on screen.
+    /// Draws the final state and leaves it on screen (unless nothing was ever drawn).
     func finish() {
-        draw()
-        console.endStatus()
+        let drawn = started.duration(to: .now) >= delay
+        if drawn { draw() }
+        lock.withLock { finished = true }
+        if drawn { console.endStatus() }
     }
 
     private func draw() {
-        let state: ProgressState = lock.withLock {
+        guard started.duration(to: .now) >= delay else { return }
+        let state: ProgressState? = lock.withLock {
+            guard !finished else { return nil }
             let progress = latest
             return ProgressState(
                 label: label, heldChunks: progress?.heldChunks ?? 0, heldBytes: progress?.heldBytes ?? 0, total: progress?.total,
                 bytesPerSecond: progress?.isAssembled == true ? nil : meter.bytesPerSecond,
-                note: progress == nil ? "starting" : progress?.total == nil ? "waiting for the manifest" : progress!.isAssembled ? "assembled" : nil)
+                note: progress == nil ? "starting" : progress?.total == nil ? "waiting for the manifest" : progress!.isAssembled ? doneNote : nil)
         }
+        guard let state else { return }
         console.setStatus([ProgressLine.render(state, width: console.width)])
     }
 

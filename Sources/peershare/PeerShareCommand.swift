@@ -138,9 +138,23 @@ struct OwnerCommand: AsyncParsableCommand {
         config.storage = storage.storage
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
-        let logger = logging.makeLogger(label: "owner", console: StatusConsole())
+        let console = StatusConsole()
+        let logger = logging.makeLogger(label: "owner", console: console)
+        // On a terminal, a split or hash that takes over a second shows a live line.
+        guard console.isLive && !logging.quiet else {
+            let settings = config
+            try await runAsService(logger: logger) { try await OwnerRole.run(settings, logger: logger) }
+            return
+        }
+        let line = PeerProgressLine(label: "owner", console: console, doneNote: "ready", delay: .seconds(1))
+        config.onProgress = { progress in
+            line.update(progress)
+            if progress.isAssembled { line.finish() }
+        }
         let settings = config
-        try await runAsService(logger: logger) { try await OwnerRole.run(settings, logger: logger) }
+        try await runAsService(logger: logger) {
+            try await line.whileRefreshing { try await OwnerRole.run(settings, logger: logger) }
+        }
     }
 }
 
