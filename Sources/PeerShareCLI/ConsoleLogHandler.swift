@@ -29,12 +29,19 @@ public struct ConsoleLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// The event kinds logged for every chunk (several per chunk): the lines a buffered
+    /// console may hold back a moment. Everything else is a milestone and goes out at once.
+    static let perChunkKinds: Set<String> = ["chunk_requested", "chunk_received", "request_handled", "chunk_sent"]
+
     public func log(event: LogEvent) {
-        console.writeLine(Self.line(level: event.level, message: event.message.description,
-                                    // A node logs several lines per chunk and its handler's own metadata is
-                                    // usually empty: merge only when there is something to merge.
-                                    metadata: metadata.isEmpty ? (event.metadata ?? [:]) : metadata.merging(event.metadata ?? [:]) { $1 },
-                                    label: label, format: format, now: Self.nowMicros()))
+        let kind = event.metadata?[LogField.kind]?.description
+        let urgent = event.level > .info || !(kind.map(Self.perChunkKinds.contains) ?? false)
+        let line = Self.line(level: event.level, message: event.message.description,
+                             // A node logs several lines per chunk and its handler's own metadata is
+                             // usually empty: merge only when there is something to merge.
+                             metadata: metadata.isEmpty ? (event.metadata ?? [:]) : metadata.merging(event.metadata ?? [:]) { $1 },
+                             label: label, format: format, now: Self.nowMicros())
+        console.writeLine(line, urgent: urgent)
     }
 
     /// One log line, without its newline. Pure, for the tests.

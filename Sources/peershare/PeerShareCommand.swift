@@ -138,7 +138,8 @@ struct OwnerCommand: AsyncParsableCommand {
         config.storage = storage.storage
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
-        let console = StatusConsole()
+        let console = StatusConsole(buffered: true)
+        defer { console.flush() }
         let logger = logging.makeLogger(label: "owner", console: console)
         // On a terminal, a split or hash that takes over a second shows a live line.
         guard console.isLive && !logging.quiet else {
@@ -232,7 +233,8 @@ struct PeerCommand: AsyncParsableCommand {
         config.syncInterval = .milliseconds(Int64(syncInterval * 1000))
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
-        let console = StatusConsole()
+        let console = StatusConsole(buffered: true)
+        defer { console.flush() }
         let logger = logging.makeLogger(label: name, console: console)
         // The live line only on a terminal, and not under --quiet.
         guard console.isLive && !logging.quiet else {

@@ -141,10 +141,10 @@ import Testing
     }
 
     /// Writes through a console into a pipe and returns what came out.
-    func captured(live: Bool, _ body: (StatusConsole) -> Void) throws -> String {
+    func captured(live: Bool, buffered: Bool = false, _ body: (StatusConsole) -> Void) throws -> String {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
-        let console = StatusConsole(fd: fds[1], live: live)
+        let console = StatusConsole(fd: fds[1], live: live, buffered: buffered)
         body(console)
         close(fds[1])
         let data = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile()
@@ -160,6 +160,34 @@ import Testing
             console.endStatus()
         }
         #expect(out == "first\nsecond\n")
+    }
+
+    @Test func bufferedLinesWaitForAFlushOr64KiB() throws {
+        let early = try captured(live: false, buffered: true) { console in
+            console.writeLine("first", urgent: false)
+            console.writeLine("second", urgent: false)
+            #expect(console.pendingByteCount == 13, "nothing is written before a flush, the 50 ms timer or 64 KiB")
+            console.flush()
+        }
+        #expect(early == "first\nsecond\n")
+        let milestone = try captured(live: false, buffered: true) { console in
+            console.writeLine("first", urgent: false)
+            console.writeLine("assembled")
+            #expect(console.pendingByteCount == 0, "a milestone line takes the batch out at once")
+        }
+        #expect(milestone == "first\nassembled\n")
+        // A pipe holds 64 KiB with no reader, so the threshold is seen from the buffer's side.
+        let line = String(repeating: "x", count: 1023)
+        let console = StatusConsole(fd: -1, live: false, buffered: true)
+        for _ in 0..<63 { console.writeLine(line, urgent: false) }
+        #expect(console.pendingByteCount == 63 * 1024)
+        console.writeLine(line, urgent: false)
+        #expect(console.pendingByteCount == 0, "64 KiB go out at once")
+        console.writeLine(line, urgent: false)
+        #expect(console.pendingByteCount == 1024, "the next line waits")
+        console.flush()
+        let terminal = try captured(live: true, buffered: true) { console in console.writeLine("now") }
+        #expect(terminal == "now\n", "a terminal is never buffered")
     }
 
     @Test func liveKeepsTheStatusBelowTheLogLines() throws {
