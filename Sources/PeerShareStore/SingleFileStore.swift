@@ -119,16 +119,26 @@ public final class SingleFileStore: ChunkStore {
     public func beginAssembly(of manifest: Manifest) throws -> AssemblyDraft { AssemblyDraft() }
 
     /// Hashes chunks `draft.nextChunk ..< end` into the whole-file hash, reading them back
-    /// from the file (from the page cache, moments after they were written).
+    /// from the file (from the page cache, moments after they were written) a megabyte at a
+    /// time, so a step's memory does not grow with its length.
     public func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws {
         guard draft.nextChunk < end else { return }
         let first = ChunkID(UInt32(draft.nextChunk)), last = ChunkID(UInt32(end - 1))
-        let offset = manifest.layout.offset(of: first)
-        let count = Int(manifest.layout.offset(of: last) - offset) + manifest.size(of: last)
-        let bytes = try PosixFiles.read(path: dataPath(manifest), offset: offset, count: count)
-        bytes.withUnsafeReadableBytes { draft.hasher.update(bufferPointer: $0) }
+        var offset = manifest.layout.offset(of: first)
+        let stop = manifest.layout.offset(of: last) + Int64(manifest.size(of: last))
+        let path = dataPath(manifest)
+        let fd = try PosixFiles.openForReading(path)
+        defer { close(fd) }
+        while offset < stop {
+            let count = Int(min(stop - offset, Int64(Self.readSize)))
+            let bytes = try PosixFiles.read(fd, offset: offset, count: count, path: path)
+            bytes.withUnsafeReadableBytes { draft.hasher.update(bufferPointer: $0) }
+            offset += Int64(count)
+        }
         draft.nextChunk = end
     }
+
+    static let readSize = 1 << 20
 
     /// Checks the whole-file hash, then makes the file durable under its name: fsync,
     /// rename, fsync of the folder.
