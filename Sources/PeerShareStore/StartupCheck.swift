@@ -129,6 +129,13 @@ extension SingleFileStore {
         var result = StartupCheck()
         result.staleTemporaries = removeStaleTemporaries(in: [root])
         noteAssembled(assembled)
+        // Killed between the rename and the row that records it: the complete file, its hash
+        // already checked, has its name but the index does not know. It goes back to its
+        // temporary name; the next assembly checks it again and names it.
+        let complete = assembledPath(for: manifest)
+        if source == nil, !assembled, PosixFiles.fileSize(partialPath) == nil, PosixFiles.fileSize(complete) == manifest.fileSize {
+            _ = rename(complete, partialPath)
+        }
         let (path, _) = location(of: ChunkID(0), in: manifest)
         let size = PosixFiles.fileSize(path)
         guard size == manifest.fileSize else {

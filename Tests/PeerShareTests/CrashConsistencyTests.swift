@@ -28,7 +28,8 @@ struct CrashConsistencyTests {
     @Test("a simulated power cut: exactly the rows after the last sync mark are re-hashed, the lost ones fetched again, none before the mark",
           arguments: StorageLayout.allCases)
     func powerCut(storage: StorageLayout) async throws {
-        var swarm = try await Swarm.start(fileSize: 30 * 102_400 + 5, peers: 1, ownerOptions: ["--max-upload-rate", "1MiB"],
+        // At 1 MiB/s the 60 chunks take six seconds: room for two short runs, even on a loaded machine.
+        var swarm = try await Swarm.start(fileSize: 60 * 102_400 + 5, peers: 1, ownerOptions: ["--max-upload-rate", "1MiB"],
                                           launchPeers: false, storage: storage, label: "powercut-\(storage)")
         defer { Task { [swarm] in await swarm.stopAll() } }
         let bootA = swarm.dir + "/boot-a", bootB = swarm.dir + "/boot-b"
@@ -55,7 +56,7 @@ struct CrashConsistencyTests {
         let after = Set(try db.query("SELECT chunk_id FROM chunks WHERE batch > ?", mark) { $0.int(0) })
         let firstNewEvent = (try db.scalarInt("SELECT max(id) FROM events") ?? 0) + 1
         db.close()
-        try #require(before.count >= 6 && after.count >= 6, "before the mark: \(before.sorted()), after: \(after.sorted())")
+        try #require(before.count >= 6 && after.count >= 3, "before the mark: \(before.sorted()), after: \(after.sorted())")
 
         // The machine went down: what the kernel had not written back is gone.
         for (n, id) in after.sorted().enumerated() {

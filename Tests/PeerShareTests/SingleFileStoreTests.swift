@@ -78,6 +78,25 @@ struct SingleFileStoreTests {
         #expect(cut.droppedRows.count == 5 && cut.droppedRows[0].reason.contains("is 500 bytes, not 950"))
     }
 
+    @Test("killed between the rename and its row: the complete file goes back to its temporary name, and every row stays")
+    func killedAfterRename() throws {
+        let root = temporaryDirectory()
+        let store = try SingleFileStore(root: root, source: nil)
+        let (manifest, data) = try sampleManifest(size: 950, chunkSize: 100)
+        try store.prepare(for: manifest, assembled: false)
+        try fill(store, manifest, data, order: manifest.layout.chunkIDs)
+        var draft = try store.beginAssembly(of: manifest)
+        try store.append(to: &draft, upTo: manifest.chunkCount, of: manifest)
+        _ = try store.finish(draft, of: manifest)
+        // A new process: the index still says "not assembled".
+        let restarted = try SingleFileStore(root: root, source: nil)
+        let indexed = ChunkSet.full(manifest.chunkCount)
+        let check = restarted.reconcile(manifest, indexed: indexed, rehash: ChunkSet(capacity: manifest.chunkCount), assembled: false)
+        #expect(check.droppedRows.isEmpty, "\(check.droppedRows)")
+        #expect(FileManager.default.fileExists(atPath: restarted.partialPath))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: restarted.partialPath)) == Data(data))
+    }
+
     @Test("an owner serves its source in place, and notices the source cut short")
     func ownerServesSource() throws {
         let dir = temporaryDirectory()
