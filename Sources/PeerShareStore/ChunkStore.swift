@@ -68,13 +68,14 @@ public protocol ChunkStore: Sendable {
 extension ChunkStore {
     public var summaryPath: String { root + "/" + summaryFileName }
 
-    /// The summary file: the IDs of the chunks held, one per line, ascending. Written
-    /// durably (temporary file, fsync, rename), so it is never seen half-written.
+    /// The summary file: the IDs of the chunks held, one per line, ascending. Written to a
+    /// temporary file and renamed, so it is never seen half-written; not fsynced, since every
+    /// start writes it afresh from the index (a machine crash can at worst leave an older one).
     public func writeSummary(_ ids: [ChunkID]) throws {
         var text = ""
         text.reserveCapacity(ids.count * 7)
         for id in ids { text += "\(id.rawValue)\n" }
-        try PosixFiles.writeDurably(summaryPath, directory: root) { fd, path in
+        try PosixFiles.writeAtomically(summaryPath, directory: root, durably: false) { fd, path in
             try PosixFiles.writeAll(fd, ByteBuffer(string: text), path: path)
         }
     }

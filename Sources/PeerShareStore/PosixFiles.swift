@@ -105,10 +105,16 @@ package enum PosixFiles {
     /// Writes `bytes` to `path` so that, once this returns, the file is complete and durable
     /// under its final name: temporary file, fsync, rename, fsync of the directory.
     package static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws -> Void) throws {
+        try writeAtomically(path, directory: directory, durably: true, write: write)
+    }
+
+    /// Writes a file that is never seen half-written (temporary file, rename), and, when
+    /// `durably`, is on disk once this returns (fsync before the rename, of the folder after).
+    package static func writeAtomically(_ path: String, directory: String, durably: Bool, write: (Int32, String) throws -> Void) throws {
         let (fd, temporary) = try createTemporary(in: directory)
         do {
             try write(fd, temporary)
-            try fsync(fd, path: temporary)
+            if durably { try fsync(fd, path: temporary) }
             close(fd)
         } catch {
             close(fd)
@@ -120,7 +126,7 @@ package enum PosixFiles {
             unlink(temporary)
             throw error
         }
-        try fsyncDirectory(directory)
+        if durably { try fsyncDirectory(directory) }
     }
 
     /// A new, empty file in `directory` with a name start-up recognises as stale, open for
