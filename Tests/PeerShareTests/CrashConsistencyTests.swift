@@ -65,6 +65,7 @@ struct CrashConsistencyTests {
         let third = try swarm.launch(1, environment: ["PEERSHARE_BOOT_ID_FILE": bootB])
         swarm.peers = [third]
         #expect(await third.waitForExit(timeout: .seconds(60)) == 0, "\(swarm.log(of: 1))")
+        await swarm.stopAll()
         #expect(fileDigest(swarm.dir + "/peer1/source.bin") == fileDigest(swarm.source))
 
         let check = try SQLiteConnection(path: swarm.database(of: 1), mode: .readOnly)
@@ -93,6 +94,7 @@ struct CrashConsistencyTests {
         let again = try swarm.launch(1)
         swarm.peers = [again]
         #expect(await again.waitForExit(timeout: .seconds(60)) == 0, "\(swarm.log(of: 1))")
+        await swarm.stopAll()
         try expectSoundIndexes(swarm, sourceDigest: fileDigest(swarm.source))
         let db = try SQLiteConnection(path: swarm.database(of: 1), mode: .readOnly)
         #expect(try db.scalarInt("SELECT count(*) FROM events WHERE kind IN ('chunk_rehashed', 'chunk_dropped')") == 0)

@@ -164,6 +164,8 @@ struct HostileManifestTests {
         #expect(status == 0, "peer2 exit \(String(describing: status)):\n\(tail(dir + "/peer2.log"))")
         #expect(fileDigest(dir + "/peer2/source.bin") == fileID, "peer2's copy differs")
         #expect(peer1.exitStatus == nil, "peer1 stopped serving")
+        // Stopped here, not left to the deferred task, which may not run before the process ends.
+        for process in started { await process.stop() }
         let db = try SQLiteConnection(path: dir + "/peer2/peer.db", mode: .readOnly)
         let events = try db.query("SELECT message FROM events WHERE kind = 'protocol_error'") { $0.text(0) }
         #expect(events.count == 1 && events[0].contains("file size 9223372036854775807 is over") && events[0].contains("avoiding it"), "\(events)")
