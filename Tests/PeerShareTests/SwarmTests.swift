@@ -146,11 +146,14 @@ struct SwarmTests {
         var peers: [ChildProcess] = []
         defer { for process in peers { process.signal(SIGKILL) } }
         for i in 0..<3 {
-            // A full mesh of three, uploads slowed so that the kill lands mid-transfer.
+            // A full mesh of three, uploads slowed so that the kill lands mid-transfer: peer2,
+            // the one killed, at about one chunk a second, so that its share takes it some
+            // ten seconds however late this test reads the line it waits for.
             let others = (0..<3).filter { $0 != i }.map { address[$0] }
+            let rate = i == 1 ? "100KiB" : "300KiB"
             peers.append(try startPeer("peer\(i + 1)", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)", port: swarm.peerPorts[i],
                                        downloadFrom: others,
-                                       options: ["--keep-serving", "--max-upload-rate", "300KiB", "--neighbour-timeout", "2", "--stall-timeout", "2"]))
+                                       options: ["--keep-serving", "--max-upload-rate", rate, "--neighbour-timeout", "2", "--stall-timeout", "2"]))
         }
         let gotOne = await peers[0].waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "peer2") }
         #expect(gotOne != nil, "peer1 received nothing from peer2:\n\(tail(swarm.dir + "/peer1.log"))")
