@@ -1,12 +1,19 @@
+import Crypto
+
 /// Everything a peer needs to know about the shared file: name, layout and every hash.
 ///
-/// The whole-file hash doubles as the swarm's file ID: two peers with the same
-/// file ID are sharing the same bytes.
+/// The swarm's file ID is the SHA-256 of the layout and every chunk hash (`contentID`), as a
+/// BitTorrent info hash covers its piece hashes: a peer that checks the manifest against the
+/// ID, and each chunk against the manifest as it arrives, has checked every byte of the file
+/// once. Two peers with the same file ID are sharing the same bytes. The whole file's SHA-256
+/// (`fileHash`) travels with it, for people and for the chunk-files layout's copy check.
 public struct Manifest: Hashable, Sendable {
     public let fileName: String
     public let layout: ChunkLayout
     public let chunkHashes: [Digest32]
     public let fileHash: Digest32
+    /// The swarm's file ID (see above).
+    public let fileID: Digest32
 
     public init(fileName: String, layout: ChunkLayout, chunkHashes: [Digest32], fileHash: Digest32) throws(ManifestError) {
         try FileName.validate(fileName)
@@ -17,9 +24,20 @@ public struct Manifest: Hashable, Sendable {
         self.layout = layout
         self.chunkHashes = chunkHashes
         self.fileHash = fileHash
+        self.fileID = Self.contentID(layout: layout, chunkHashes: chunkHashes)
     }
 
-    public var fileID: Digest32 { fileHash }
+    /// SHA-256 of "PSHR-ID2", the file size (8 bytes) and chunk size (4 bytes), big-endian,
+    /// then every chunk hash in order (docs/PROTOCOL.md, "The file ID").
+    public static func contentID(layout: ChunkLayout, chunkHashes: [Digest32]) -> Digest32 {
+        var hasher = SHA256()
+        var head = Array("PSHR-ID2".utf8)
+        head += withUnsafeBytes(of: UInt64(layout.fileSize).bigEndian, Array.init)
+        head += withUnsafeBytes(of: UInt32(layout.chunkSize).bigEndian, Array.init)
+        hasher.update(data: head)
+        for hash in chunkHashes { hasher.update(data: hash.bytes) }
+        return Digest32(hasher.finalize())
+    }
     public var chunkCount: Int { layout.chunkCount }
     public var fileSize: Int64 { layout.fileSize }
     public var chunkSize: Int { layout.chunkSize }

@@ -43,7 +43,11 @@ struct DownloadSession {
                     throw NodeError.protocolViolation("the owner did not send a manifest")
                 }
                 let manifest = try await receiveManifest(&io, header: header)
-                guard hello.fileID == manifest.fileID else { throw NodeError.protocolViolation("the owner's HELLO and manifest disagree on the file") }
+                // The manifest's chunk hashes must hash to the file ID the owner announced: from
+                // here on, each chunk checked against them is a checked byte of that file.
+                guard hello.fileID == manifest.fileID else {
+                    throw NodeError.protocolViolation("the owner's manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced")
+                }
                 guard case .share(let bitfield) = try await io.nextMessage(during: "share transfer"),
                       let share = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield)
                 else { throw NodeError.protocolViolation("the owner did not send a valid share") }

@@ -105,7 +105,8 @@ extension Node {
         case .success(.finished(let digest)):
             chunksInDraft = 0
             let millis = Double(Clock.nowMicros() - (completeAt ?? Clock.nowMicros())) / 1000
-            let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, SHA-256 \(digest.short) verified (\(formatMillis(millis)) ms after the last chunk)"
+            let check = store.layout == .singleFile ? "every chunk checked against file ID \(digest.short)" : "SHA-256 \(digest.short) verified"
+            let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, \(check) (\(formatMillis(millis)) ms after the last chunk)"
             do {
                 let event = EventRecord(kind: .assembled, message: message)
                 try await index.run { try $0.markAssembled(event: event) }

@@ -142,9 +142,11 @@ final class StagingBuffer: @unchecked Sendable {
 public enum AssemblyError: Error, CustomStringConvertible {
     case corruptChunk(ChunkID, Digest32)
     case wrongFileHash(Digest32)
+    case incomplete(Int, of: Int)
 
     public var description: String {
         switch self {
+        case .incomplete(let done, let count): "only \(done) of \(count) chunks are in the file"
         case .corruptChunk(let id, let digest): "chunk \(id) on disk hashes to \(digest.short), not what the manifest says"
         case .wrongFileHash(let digest): "the assembled bytes hash to \(digest.short), not the manifest's file hash"
         }

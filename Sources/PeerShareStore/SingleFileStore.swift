@@ -114,40 +114,24 @@ public final class SingleFileStore: ChunkStore {
         try PosixFiles.read(path: dataPath(manifest), offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
     }
 
-    // MARK: Assembly: the chunks are in place; only the whole-file hash remains.
+    // MARK: Assembly: the chunks are in place, each checked on arrival.
 
     public func beginAssembly(of manifest: Manifest) throws -> AssemblyDraft { AssemblyDraft() }
 
-    /// Hashes chunks `draft.nextChunk ..< end` into the whole-file hash, reading them back
-    /// from the file (from the page cache, moments after they were written) a megabyte at a
-    /// time, so a step's memory does not grow with its length.
+    /// Nothing to copy and nothing to hash again: each chunk was checked against the manifest
+    /// before it was written, and the manifest against the file ID (docs/STORAGE.md, "Hash
+    /// once"). `--recheck` and `peershare-inspect verify` re-hash the file in place.
     public func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws {
-        guard draft.nextChunk < end else { return }
-        let first = ChunkID(UInt32(draft.nextChunk)), last = ChunkID(UInt32(end - 1))
-        var offset = manifest.layout.offset(of: first)
-        let stop = manifest.layout.offset(of: last) + Int64(manifest.size(of: last))
-        let path = dataPath(manifest)
-        let fd = try PosixFiles.openForReading(path)
-        defer { close(fd) }
-        while offset < stop {
-            let count = Int(min(stop - offset, Int64(Self.readSize)))
-            let bytes = try PosixFiles.read(fd, offset: offset, count: count, path: path)
-            bytes.withUnsafeReadableBytes { draft.hasher.update(bufferPointer: $0) }
-            offset += Int64(count)
-        }
-        draft.nextChunk = end
+        draft.nextChunk = max(draft.nextChunk, end)
     }
 
-    static let readSize = 1 << 20
-
-    /// Checks the whole-file hash, then makes the file durable under its name: fsync,
-    /// rename, fsync of the folder.
+    /// Makes the file durable under its name: fsync, rename, fsync of the folder. Returns
+    /// the file ID its chunks were checked against.
     public func finish(_ draft: AssemblyDraft, of manifest: Manifest) throws -> Digest32 {
-        let whole = Digest32(draft.hasher.finalize())
-        guard draft.nextChunk == manifest.chunkCount, whole == manifest.fileHash else {
-            try blameChunk(of: manifest, whole: whole)
+        guard draft.nextChunk == manifest.chunkCount else {
+            throw AssemblyError.incomplete(draft.nextChunk, of: manifest.chunkCount)
         }
-        guard source == nil else { return whole }
+        guard source == nil else { return manifest.fileID }
         try state.withLockedValue { state in
             guard let fd = state.writer else { return }
             try PosixFiles.fsync(fd, path: partialPath)
@@ -158,7 +142,7 @@ public final class SingleFileStore: ChunkStore {
             state.writer = nil
             state.assembled = true
         }
-        return whole
+        return manifest.fileID
     }
 
     public func abandon(_ draft: AssemblyDraft) {}

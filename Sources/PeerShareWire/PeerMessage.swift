@@ -66,7 +66,8 @@ public struct Hello: Equatable, Sendable {
     public enum Role: UInt8, Sendable { case peer = 0, owner = 1 }
 
     public static let magic: [UInt8] = Array("PSHR".utf8)
-    public static let currentVersion: UInt16 = 1
+    /// 2: the file ID is the hash of the layout and the chunk hashes (docs/PROTOCOL.md).
+    public static let currentVersion: UInt16 = 2
     public static let maximumNameBytes = 64
     /// Sent by a peer that has no manifest yet and asks the owner for one.
     public static let unknownFileID = Digest32(bytes: [UInt8](repeating: 0, count: 32))!

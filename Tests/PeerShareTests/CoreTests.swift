@@ -218,6 +218,24 @@ struct ManifestTests {
         }
     }
 
+    @Test("the file ID is SHA-256 of PSHR-ID2, the sizes and the chunk hashes; it changes with any of them")
+    func fileID() throws {
+        let layout = try ChunkLayout(fileSize: 150, chunkSize: 100)
+        let hashes = [Digest32.of(Array("a".utf8)), Digest32.of(Array("b".utf8))]
+        let manifest = try Manifest(fileName: "f", layout: layout, chunkHashes: hashes, fileHash: Digest32.of(Array("whole".utf8)))
+        // Spelled out byte by byte, as docs/PROTOCOL.md writes it.
+        let spelled: [UInt8] = Array("PSHR-ID2".utf8) + [0, 0, 0, 0, 0, 0, 0, 150] + [0, 0, 0, 100] + hashes[0].bytes + hashes[1].bytes
+        #expect(manifest.fileID == Digest32.of(spelled))
+        #expect(manifest.fileID != manifest.fileHash)
+        // The file name and the whole-file hash are not part of it; the layout and each hash are.
+        #expect(try Manifest(fileName: "g", layout: layout, chunkHashes: hashes, fileHash: hashes[0]).fileID == manifest.fileID)
+        #expect(Manifest.contentID(layout: layout, chunkHashes: [hashes[1], hashes[0]]) != manifest.fileID)
+        #expect(Manifest.contentID(layout: try ChunkLayout(fileSize: 151, chunkSize: 100), chunkHashes: hashes) != manifest.fileID)
+        #expect(Manifest.contentID(layout: try ChunkLayout(fileSize: 150, chunkSize: 101), chunkHashes: hashes) != manifest.fileID)
+        let empty = try ChunkLayout(fileSize: 0, chunkSize: 100)
+        #expect(Manifest.contentID(layout: empty, chunkHashes: []) == Digest32.of(Array("PSHR-ID2".utf8) + [UInt8](repeating: 0, count: 8) + [0, 0, 0, 100]))
+    }
+
     @Test("digest hex round trip")
     func hex() throws {
         let digest = Digest32.of(Array("abc".utf8))

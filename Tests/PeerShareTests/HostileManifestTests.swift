@@ -42,7 +42,8 @@ struct HostileManifestTests {
         let size = chunkCount * 102_400 - 3
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
-        let fileID = try writeTestFile(source, size: size)
+        let digest = try writeTestFile(source, size: size)
+        let fileID = try contentID(ofFile: source)
         // The owner's log comes as lines too, so each refusal can be waited for.
         let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
                                      arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--peers", "2", "--storage", storage.rawValue],
@@ -86,7 +87,7 @@ struct HostileManifestTests {
         started.append(peer2)
         for (name, process) in [("peer1", peer1), ("peer2", peer2)] {
             #expect(await process.waitForExit(timeout: .seconds(90)) == 0, "\(name):\n\(tail(dir + "/\(name).log"))")
-            #expect(fileDigest(dir + "/\(name)/source.bin") == fileID, "\(name)'s copy differs")
+            #expect(fileDigest(dir + "/\(name)/source.bin") == digest, "\(name)'s copy differs")
         }
         await owner.stop()
         #expect(owner.exitStatus == 0, "the owner did not stop cleanly:\n\(tail(dir + "/owner.log"))")
@@ -117,11 +118,31 @@ struct HostileManifestTests {
         #expect(try db.scalarInt("SELECT count(*) FROM manifest") == 0, "the refused manifest must not be stored")
     }
 
+    @Test("a fake owner whose manifest does not hash to the file ID it announced: refused, nothing stored", arguments: StorageLayout.allCases)
+    func manifestNotMatchingFileID(storage: StorageLayout) async throws {
+        let dir = temporaryDirectory()
+        let source = dir + "/source.bin"
+        _ = try writeTestFile(source, size: 3 * 102_400 + 5)
+        let honest = try manifest(ofFile: source)
+        let announced = Digest32.of(Array("another file".utf8))
+        let result = try await withRawServer(handle: fakeOwnerAnnouncing(announced, manifest: honest)) { ownerPort in
+            let port = try reserveFreePorts(1)[0]
+            return try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(port)", "--dir", dir + "/victim",
+                                                             "--storage", storage.rawValue], timeout: .seconds(60))
+        }
+        #expect(result.status != 0 && result.status < 128, "exit \(result.status)\n\(result.stderr)")
+        let errorLines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("peershare: error:") }
+        #expect(errorLines.count == 1 && errorLines[0].contains("hashes to file ID \(honest.fileID.short), not the \(announced.short) it announced"), "stderr: \(result.stderr)")
+        let db = try SQLiteConnection(path: dir + "/victim/peer.db", mode: .readOnly)
+        #expect(try db.scalarInt("SELECT count(*) FROM manifest") == 0, "the refused manifest must not be stored")
+    }
+
     @Test("from a fake owner to a peer that holds the manifest: one protocol_error, the owner avoided, the file finished from a neighbour", arguments: StorageLayout.allCases)
     func fakeOwnerAfterResume(storage: StorageLayout) async throws {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
-        let fileID = try writeTestFile(source, size: 8 * 102_400 + 11)
+        let digest = try writeTestFile(source, size: 8 * 102_400 + 11)
+        let fileID = try contentID(ofFile: source)
         func owner(_ name: String, _ extra: [String]) async throws -> (ChildProcess, Int) {
             let process = try ChildProcess(name: name, executable: Binaries.peershare,
                                            arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/" + name, "--peers", "2", "--storage", storage.rawValue] + extra,
@@ -162,7 +183,7 @@ struct HostileManifestTests {
             return status
         }
         #expect(status == 0, "peer2 exit \(String(describing: status)):\n\(tail(dir + "/peer2.log"))")
-        #expect(fileDigest(dir + "/peer2/source.bin") == fileID, "peer2's copy differs")
+        #expect(fileDigest(dir + "/peer2/source.bin") == digest, "peer2's copy differs")
         #expect(peer1.exitStatus == nil, "peer1 stopped serving")
         // Stopped here, not left to the deferred task, which may not run before the process ends.
         for process in started { await process.stop() }
@@ -181,6 +202,21 @@ func fakeOwnerSendingInt64MaxManifest(fileID: Digest32) -> @Sendable (NIOAsyncCh
             guard try await reads.next() != nil else { return }
             try await outbound.write(PeerMessage.hello(Hello(role: .owner, fileID: fileID, name: "owner")).frame)
             try await outbound.write(ByteBuffer(bytes: int64MaxManifest))
+            while try await reads.next() != nil {}
+        }
+    }
+}
+
+/// A fake owner that announces `announced` in its HELLO but sends `manifest`, whole and well
+/// formed, then its HASHES.
+func fakeOwnerAnnouncing(_ announced: Digest32, manifest: Manifest) -> @Sendable (NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws -> Void {
+    { connection in
+        try await connection.executeThenClose { inbound, outbound in
+            var reads = inbound.makeAsyncIterator()
+            guard try await reads.next() != nil else { return }
+            try await outbound.write(PeerMessage.hello(Hello(role: .owner, fileID: announced, name: "owner")).frame)
+            try await outbound.write(PeerMessage.manifest(ManifestHeader(manifest)).frame)
+            try await outbound.write(PeerMessage.hashes(first: 0, manifest.chunkHashes).frame)
             while try await reads.next() != nil {}
         }
     }

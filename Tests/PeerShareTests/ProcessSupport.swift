@@ -51,6 +51,22 @@ func writeTestFile(_ path: String, size: Int, seed: UInt8 = 1) throws -> Digest3
     return Digest32.of(bytes)
 }
 
+/// The manifest an owner makes of the file at `path`, computed here independently of it.
+func manifest(ofFile path: String, chunkSize: Int = ChunkLayout.defaultChunkSize) throws -> Manifest {
+    let data = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    let layout = try ChunkLayout(fileSize: Int64(data.count), chunkSize: chunkSize)
+    let hashes = layout.chunkIDs.map { id in
+        Digest32.of(data[Int(layout.offset(of: id))..<Int(layout.offset(of: id)) + layout.size(of: id)])
+    }
+    return try Manifest(fileName: String(path.split(separator: "/").last ?? ""), layout: layout, chunkHashes: hashes, fileHash: Digest32.of(data))
+}
+
+/// The swarm's file ID of the file at `path` (the hash of its layout and chunk hashes), as
+/// the owner announces it in HELLO.
+func contentID(ofFile path: String, chunkSize: Int = ChunkLayout.defaultChunkSize) throws -> Digest32 {
+    try manifest(ofFile: path, chunkSize: chunkSize).fileID
+}
+
 func fileDigest(_ path: String) -> Digest32? {
     guard let data = FileManager.default.contents(atPath: path) else { return nil }
     return Digest32(SHA256.hash(data: data))

@@ -141,7 +141,7 @@ struct RogueTests {
         let limits = ["--handshake-timeout", "1", "--max-connections", "16", "--stall-timeout", "2"]
         var swarm = try await Swarm.start(fileSize: size, peers: 2, ownerOptions: limits, peerOptions: limits, launchPeers: false, storage: storage)
         defer { Task { [swarm] in await swarm.stopAll() } }
-        let fileID = fileDigest(swarm.source)!
+        let fileID = try contentID(ofFile: swarm.source)
         let before = entries(of: swarm.dir)
 
         // Peer 1 gets its share and listens; its download neighbour (peer 2) is not up yet.
@@ -197,7 +197,7 @@ struct RogueTests {
         let statuses = await swarm.waitForPeers(timeout: .seconds(120))
         #expect(statuses == [0, 0], "peers: \(statuses)\n\(swarm.log(of: 1))\n\(swarm.log(of: 2))")
         for i in 1...2 {
-            #expect(fileDigest(swarm.dir + "/peer\(i)/source.bin") == fileID, "peer\(i)'s copy differs")
+            #expect(fileDigest(swarm.dir + "/peer\(i)/source.bin") == fileDigest(swarm.source), "peer\(i)'s copy differs")
         }
 
         // Every attack is an event in the target's index.
@@ -222,7 +222,7 @@ struct RogueTests {
         // Five shares: the lone peer holds a fifth and must get the rest from its neighbour.
         let swarm = try await Swarm.start(fileSize: size, peers: 5, launchPeers: false, storage: storage)
         defer { Task { [swarm] in await swarm.stopAll() } }
-        let fileID = fileDigest(swarm.source)!
+        let fileID = try contentID(ofFile: swarm.source)
         let layout = try ChunkLayout(fileSize: Int64(size), chunkSize: 102_400)
 
         let bad = try await withRogueServer(handle: { connection in
@@ -253,7 +253,7 @@ struct RogueTests {
         }
         let log = tail(swarm.dir + "/victim.log", lines: 60)
         #expect(bad == 0, "victim exit \(String(describing: bad)):\n\(log)")
-        #expect(fileDigest(swarm.dir + "/victim/source.bin") == fileID, "the victim's copy differs")
+        #expect(fileDigest(swarm.dir + "/victim/source.bin") == fileDigest(swarm.source), "the victim's copy differs")
 
         let db = try SQLiteConnection(path: swarm.dir + "/victim/peer.db", mode: .readOnly)
         let fromRogue = try db.scalarInt("SELECT count(*) FROM chunks c JOIN sources s ON s.id = c.source_id WHERE s.name = 'rogue-uploader'")

@@ -32,7 +32,7 @@ struct SingleFileStoreTests {
         var draft = try store.beginAssembly(of: manifest)
         try store.append(to: &draft, upTo: manifest.chunkCount / 2, of: manifest)
         try store.append(to: &draft, upTo: manifest.chunkCount, of: manifest)
-        #expect(try store.finish(draft, of: manifest) == manifest.fileHash)
+        #expect(try store.finish(draft, of: manifest) == manifest.fileID)
         #expect(try Data(contentsOf: URL(fileURLWithPath: root + "/" + manifest.fileName)) == Data(data))
         #expect(!FileManager.default.fileExists(atPath: store.partialPath))
         #expect(try FileManager.default.contentsOfDirectory(atPath: root) == [manifest.fileName])
@@ -42,23 +42,22 @@ struct SingleFileStoreTests {
         }
     }
 
-    @Test("a chunk damaged in place fails the whole-file check and is named; the file keeps its temporary name")
+    @Test("assembly hashes nothing again (each chunk was checked on arrival); a chunk damaged in place is found by a re-hash")
     func damagedChunk() throws {
         let store = try SingleFileStore(root: temporaryDirectory(), source: nil)
         let (manifest, data) = try sampleManifest(size: 950, chunkSize: 100)
         try store.prepare(for: manifest, assembled: false)
         try fill(store, manifest, data, order: manifest.layout.chunkIDs)
         try store.write(ChunkID(4), bytes: ByteBuffer(repeating: 0, count: 100), of: manifest)
+        var short = try store.beginAssembly(of: manifest)
+        try store.append(to: &short, upTo: 9, of: manifest)
+        #expect(throws: AssemblyError.self, "a file with chunks missing never takes the name") { try store.finish(short, of: manifest) }
         var draft = try store.beginAssembly(of: manifest)
         try store.append(to: &draft, upTo: manifest.chunkCount, of: manifest)
-        #expect {
-            _ = try store.finish(draft, of: manifest)
-        } throws: { error in
-            guard case AssemblyError.corruptChunk(let id, _) = error else { return false }
-            return id == ChunkID(4)
-        }
-        #expect(FileManager.default.fileExists(atPath: store.partialPath))
-        #expect(!FileManager.default.fileExists(atPath: store.assembledPath(for: manifest)))
+        #expect(try store.finish(draft, of: manifest) == manifest.fileID)
+        let all = ChunkSet.full(manifest.chunkCount)
+        let check = store.reconcile(manifest, indexed: all, rehash: all, assembled: true)
+        #expect(check.droppedRows.map(\.id) == [ChunkID(4)], "\(check.droppedRows)")
     }
 
     @Test("start-up: rows whose bytes are re-hashed are kept or dropped; a file cut short drops every row")
