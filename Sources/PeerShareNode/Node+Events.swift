@@ -38,8 +38,22 @@ extension Node {
         subscribers[id] = nil
     }
 
+    /// Calls `sink` with every event from now on, on the actor: it must only hand the event
+    /// on. Returns the ID `removeSink` takes.
+    func addSink(_ sink: @escaping @Sendable (NodeEvent) -> Void) -> Int {
+        let id = nextSubscriberID
+        nextSubscriberID += 1
+        sinks[id] = sink
+        return id
+    }
+
+    func removeSink(_ id: Int) {
+        sinks[id] = nil
+    }
+
     func broadcast(_ event: NodeEvent) {
         for continuation in subscribers.values { continuation.yield(event) }
+        for sink in sinks.values { sink(event) }
     }
 
     /// Suspends until `condition` holds, re-checking after every change.

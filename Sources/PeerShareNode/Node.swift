@@ -55,6 +55,9 @@ public actor Node {
     var completeDownloaders: Set<String> = []
     var subscribers: [Int: AsyncStream<NodeEvent>.Continuation] = [:]
     var nextSubscriberID = 0
+    /// Sessions hear the node's events through these: each injects the event into its own
+    /// connection's input stream (see `withSession`), with no task in between.
+    var sinks: [Int: @Sendable (NodeEvent) -> Void] = [:]
     /// Chunks this process received and stored: their files were written moments ago, so
     /// opening one to upload it is a lookup in the kernel's caches (see `handleRequest`).
     var storedThisRun = ChunkSet(capacity: 0)
@@ -261,6 +264,7 @@ public actor Node {
         try? await durability.shutdownGracefully()
         for continuation in subscribers.values { continuation.finish() }
         subscribers.removeAll()
+        sinks.removeAll()
     }
 
 }

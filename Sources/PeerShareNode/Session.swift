@@ -1,4 +1,3 @@
-import AsyncAlgorithms
 import NIOConcurrencyHelpers
 import NIOCore
 import PeerShareCore
@@ -8,7 +7,7 @@ import PeerShareWire
 /// One input to a session's loop: a message from the remote side, a change in the local
 /// node, a clock tick for the timeouts, or the end of the connection. Merging them into one
 /// sequence lets each session be a plain sequential state machine that never polls.
-enum SessionInput: Sendable {
+public enum SessionInput: Sendable {
     case message(PeerMessage)
     case local(NodeEvent)
     case tick
@@ -17,7 +16,7 @@ enum SessionInput: Sendable {
 }
 
 struct SessionIO {
-    private var inputs: AsyncChannel<SessionInput>.Iterator
+    private var inputs: NIOAsyncChannelInboundStream<SessionInput>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>
     let limits: SessionLimits
     private let sendWatch: SendWatch
@@ -30,7 +29,7 @@ struct SessionIO {
     /// Set once our HELLO has gone out; KEEPALIVEs may follow it, never precede it.
     private var helloSent = false
 
-    init(inputs: AsyncChannel<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>, limits: SessionLimits, sendWatch: SendWatch) {
+    init(inputs: NIOAsyncChannelInboundStream<SessionInput>, outbound: NIOAsyncChannelOutboundWriter<OutboundFrame>, limits: SessionLimits, sendWatch: SendWatch) {
         self.sendWatch = sendWatch
         self.inputs = inputs.makeAsyncIterator()
         self.outbound = outbound
@@ -45,7 +44,8 @@ struct SessionIO {
     mutating func next() async throws -> SessionInput {
         while true {
             if let stalled { throw stalled }
-            let input = await inputs.next() ?? .closed
+            let input: SessionInput
+            do { input = try await inputs.next() ?? .closed } catch { input = .failed(error) }
             switch input {
             case .message(.keepAlive):
                 lastReceived = clock.now
@@ -162,40 +162,58 @@ struct SessionIO {
 }
 
 /// Runs `body` over a connection with the remote's messages, the node's events and a
-/// one-second tick merged. The merge is an `AsyncChannel`, whose `send` waits for the
-/// session to take the input: a remote that floods us is held back by TCP, not buffered.
+/// one-second tick in one input stream. The decoder's messages, the node's events (injected
+/// by a sink) and the event loop's timer all enter the channel pipeline and reach the
+/// session through the channel's own inbound stream: the session task reads them itself,
+/// with no forwarding task and no second channel per message. The stream's back-pressure
+/// stops reading the socket while the session is behind, so a remote that floods us is
+/// held back by TCP, not buffered.
 func withSession<R: Sendable>(_ channel: PeerChannel, node: Node, _ body: (inout SessionIO) async throws -> R) async throws -> R {
-    let events = await node.subscribe()
     let limits = await node.limits
-    return try await channel.executeThenClose { inbound, outbound in
-        let merged = AsyncChannel<SessionInput>()
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do {
-                    for try await message in inbound { await merged.send(.message(message)) }
-                    await merged.send(.closed)
-                } catch {
-                    await merged.send(.failed(error))
-                }
-            }
-            group.addTask {
-                for await event in events { await merged.send(.local(event)) }
-            }
-            let sendWatch = SendWatch()
-            group.addTask {
-                // A clock for the timeouts: bounded waits, not synchronisation. A send stuck
-                // behind a remote that reads nothing is ended from here, since the session
-                // itself is waiting inside that send.
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .seconds(1))
-                    if sendWatch.expire(after: limits.requestTimeout) { channel.channel.close(promise: nil) }
-                    await merged.send(.tick)
-                }
-            }
-            defer { group.cancelAll() }
-            var io = SessionIO(inputs: merged, outbound: outbound, limits: limits, sendWatch: sendWatch)
+    let pipeline = channel.channel.pipeline
+    let sink = await node.addSink { event in pipeline.fireUserInboundEventTriggered(SessionInjection(input: .local(event))) }
+    let sendWatch = SendWatch()
+    // A clock for the timeouts: bounded waits, not synchronisation. A send stuck behind a
+    // remote that reads nothing is ended from here, since the session is waiting inside it.
+    let clock = channel.channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+        if sendWatch.expire(after: limits.requestTimeout) { pipeline.close(promise: nil) }
+        pipeline.fireUserInboundEventTriggered(SessionInjection(input: .tick))
+    }
+    defer { clock.cancel() }
+    do {
+        let result = try await channel.executeThenClose { inbound, outbound in
+            var io = SessionIO(inputs: inbound, outbound: outbound, limits: limits, sendWatch: sendWatch)
             return try await body(&io)
         }
+        await node.removeSink(sink)
+        return result
+    } catch {
+        await node.removeSink(sink)
+        throw error
+    }
+}
+
+/// A node event or a clock tick on its way into a session's input stream.
+struct SessionInjection: Sendable {
+    let input: SessionInput
+}
+
+/// The last handler before the session: wraps each decoded message as a `SessionInput`, and
+/// turns injected events and ticks into inputs of the same stream, in the order they come.
+final class SessionInputHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = PeerMessage
+    typealias InboundOut = SessionInput
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(wrapInboundOut(.message(unwrapInboundIn(data))))
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let injection = event as? SessionInjection else { return context.fireUserInboundEventTriggered(event) }
+        // An injection comes outside any read cycle: complete it, or the inbound stream
+        // would hold the input until the socket's next read.
+        context.fireChannelRead(wrapInboundOut(injection.input))
+        context.fireChannelReadComplete()
     }
 }
 

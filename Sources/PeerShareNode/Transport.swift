@@ -6,20 +6,21 @@ import NIOPosix
 import PeerShareCore
 import PeerShareWire
 
-public typealias PeerChannel = NIOAsyncChannel<PeerMessage, OutboundFrame>
+public typealias PeerChannel = NIOAsyncChannel<SessionInput, OutboundFrame>
 
 /// TCP plumbing: every connection gets the frame decoder and encoder, then is handed to
 /// structured concurrency as a `NIOAsyncChannel` of `PeerMessage`s.
 public enum Transport {
     static func configure(_ channel: any Channel, side: ConversationGate.Side) throws -> PeerChannel {
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerMessageDecoder(gate: ConversationGate(side: side))))
+        try channel.pipeline.syncOperations.addHandler(SessionInputHandler())
         try channel.pipeline.syncOperations.addHandler(PeerMessageWriter())
         return try PeerChannel(
             wrappingChannelSynchronously: channel,
             // Half-closure lets a downloader that is done say so with a FIN and still read
             // what is in flight, instead of closing with unread data (which sends an RST
             // that can destroy its own last messages before the uploader reads them).
-            configuration: .init(isOutboundHalfClosureEnabled: true, inboundType: PeerMessage.self, outboundType: OutboundFrame.self))
+            configuration: .init(isOutboundHalfClosureEnabled: true, inboundType: SessionInput.self, outboundType: OutboundFrame.self))
     }
 
     /// An accepted connection and the remote's address, read when it was accepted: by the

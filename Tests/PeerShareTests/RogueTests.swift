@@ -228,13 +228,13 @@ struct RogueTests {
         let bad = try await withRogueServer(handle: { connection in
             try await connection.executeThenClose { inbound, outbound in
                 var messages = inbound.makeAsyncIterator()
-                guard case .hello? = try await messages.next() else { return }
+                guard case .message(.hello)? = try await messages.next() else { return }
                 try await outbound.write(.hello(Hello(role: .peer, fileID: fileID, name: "rogue-uploader")))
                 try await outbound.write(.chunkList(bitfield: ChunkSet(capacity: chunkCount, layout.chunkIDs).bitfield))
                 // Unsolicited: must be dropped without being written.
                 try await outbound.write(.piece(ChunkID(0), ByteBuffer(repeating: 0x55, count: layout.size(of: ChunkID(0)))))
                 while let message = try await messages.next() {
-                    guard case .request(let id) = message else { continue }
+                    guard case .message(.request(let id)) = message else { continue }
                     // Right length, wrong bytes: only the hash can tell.
                     try await outbound.write(.piece(id, ByteBuffer(repeating: 0x5a, count: layout.size(of: id))))
                 }
@@ -277,7 +277,7 @@ struct RogueTests {
         let result = try await withRogueServer(handle: { connection in
             try await connection.executeThenClose { inbound, outbound in
                 var messages = inbound.makeAsyncIterator()
-                guard case .hello? = try await messages.next() else { return }
+                guard case .message(.hello)? = try await messages.next() else { return }
                 try await outbound.write(.hello(Hello(role: .owner, fileID: fileHash, name: "owner")))
                 // The encoder does not check names; the victim's decoder must.
                 try await outbound.write(.manifest(ManifestHeader(fileSize: 10, chunkSize: 102_400, chunkCount: 1, fileHash: fileHash, fileName: "../../x")))
