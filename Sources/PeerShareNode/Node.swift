@@ -77,6 +77,8 @@ public actor Node {
     let bootID: String
     let databasePath: String
     var chunkCommitter: Task<Void, Never>?
+    /// When the last group commit started (see `commitPendingChunks`).
+    var lastCommitAt: ContinuousClock.Instant?
     /// Event and transfer rows waiting for the next commit: rows are written in batches,
     /// since one transaction per row was most of SQLite's cost.
     var lastSummaryWrite = ContinuousClock.now - .seconds(1)
