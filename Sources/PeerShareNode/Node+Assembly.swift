@@ -9,9 +9,8 @@ import PeerShareWire
 /// The summary file and the complete file.
 extension Node {
 
-    /// Rewrites the summary file from the index, coalescing bursts: at most one write runs,
-    /// and one more follows if chunks arrived meanwhile.
-    /// Rewrites the summary file soon: at once if the last rewrite was long enough ago or
+    /// Rewrites the summary file from the index soon, coalescing bursts (at most one write
+    /// runs, and one more follows if chunks arrived meanwhile): at once if the last rewrite was long enough ago or
     /// this node just became complete, otherwise when the interval is up. Each rewrite is a
     /// durable write, so while chunks stream in there are at most a few a second.
     func scheduleSummary() {
@@ -53,17 +52,23 @@ extension Node {
 
     // MARK: Assembly
 
-    /// The assembled file grows while chunks arrive: whenever the chunks after its end are
+    /// A copy (chunk files) grows while chunks arrive: whenever the chunks after its end are
     /// held, they are appended in order, a step of at most `assemblyStepChunks` at a time so
     /// that hashing and uploads on the same threads are not held up for long. When the last
     /// chunk is in, the whole-file hash is checked and the file made durable under its name.
     /// So once the last chunk arrives only the tail is left to copy, and the disk has been
-    /// writing the rest all along instead of all of it at the final fsync.
+    /// writing the rest all along instead of all of it at the final fsync. A store whose
+    /// chunks already are the file (a single file) has nothing to do in steps: it takes one
+    /// step, to finish, once every chunk is held.
     func advanceAssembly() {
         guard role == .peer, !isAssembled, assemblyStep == nil, fatalError == nil, !isClosing, let manifest else { return }
         let start = chunksInDraft
         var end = start
-        while end < manifest.chunkCount, end - start < Self.assemblyStepChunks, held.contains(ChunkID(UInt32(end))) { end += 1 }
+        if store.assemblyCopiesChunks {
+            while end < manifest.chunkCount, end - start < Self.assemblyStepChunks, held.contains(ChunkID(UInt32(end))) { end += 1 }
+        } else if held.isComplete {
+            end = manifest.chunkCount
+        }
         let finishing = end == manifest.chunkCount
         guard end > start || finishing else { return }
         if finishing && completeAt == nil { noteComplete() }
@@ -91,7 +96,8 @@ extension Node {
     func noteComplete() {
         guard completeAt == nil, let manifest else { return }
         completeAt = Clock.nowMicros()
-        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(chunksInDraft) already in place)")
+        let inPlace = store.assemblyCopiesChunks ? chunksInDraft : manifest.chunkCount
+        log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(inPlace) already in place)")
     }
 
     func assemblyStepDone(_ result: Result<AssemblyStep, any Error>) async {
@@ -105,7 +111,7 @@ extension Node {
         case .success(.finished(let digest)):
             chunksInDraft = 0
             let millis = Double(Clock.nowMicros() - (completeAt ?? Clock.nowMicros())) / 1000
-            let check = store.layout == .singleFile ? "every chunk checked against file ID \(digest.short)" : "SHA-256 \(digest.short) verified"
+            let check = store.assemblyCopiesChunks ? "SHA-256 \(digest.short) verified" : "every chunk checked against file ID \(digest.short)"
             let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, \(check) (\(formatMillis(millis)) ms after the last chunk)"
             do {
                 let event = EventRecord(kind: .assembled, message: message)

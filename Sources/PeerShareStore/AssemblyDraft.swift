@@ -7,11 +7,12 @@ import CPosixShim
 import Crypto
 import PeerShareCore
 
-/// The complete file in the making: chunks `0 ..< nextChunk` have been hashed into the
-/// running whole-file SHA-256 and, for chunk files, copied into `output`, a temporary file
-/// that takes the file's name when `finish` has checked the hash. A single file needs no
-/// copy: its chunks are already in place. A value owned by one task at a time; the store
-/// methods that take it block, so they run on a thread pool.
+/// The complete file in the making. For chunk files, chunks `0 ..< nextChunk` have been
+/// hashed into the running whole-file SHA-256 and copied into `output`, a temporary file
+/// that takes the file's name when `finish` has checked the hash. A single file needs
+/// neither copy nor hash: its chunks are already in place, each checked on arrival. A value
+/// owned by one task at a time; the store methods that take it block, so they run on a
+/// thread pool.
 public struct AssemblyDraft: Sendable {
     var hasher = SHA256()
     /// The next chunk to take in: every chunk before it is hashed (and copied or staged).

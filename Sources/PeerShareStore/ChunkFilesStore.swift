@@ -16,6 +16,7 @@ public struct ChunkFilesStore: ChunkStore {
     public let root: String
     public let chunksFolder: String
     public var layout: StorageLayout { .chunkFiles }
+    public var assemblyCopiesChunks: Bool { true }
 
     public init(root: String, create: Bool = true) throws(FileSystemError) {
         self.root = root

@@ -55,10 +55,15 @@ public protocol ChunkStore: Sendable {
     /// again; `assembled` says whether the index records the complete file as made.
     func reconcile(_ manifest: Manifest, indexed: ChunkSet, rehash: ChunkSet, assembled: Bool) -> StartupCheck
 
+    /// True when assembly writes a copy of the chunks and hashes it (chunk files), so the node
+    /// feeds it in steps while chunks arrive; false when the chunks already are the file
+    /// (a single file), so assembly only makes it durable under its name once all are held.
+    var assemblyCopiesChunks: Bool { get }
     /// The complete file, built while chunks arrive (see `AssemblyDraft`).
     func beginAssembly(of manifest: Manifest) throws -> AssemblyDraft
     func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws
-    /// Checks the whole-file hash and makes the file durable under its name.
+    /// Checks the copy's whole-file hash (if `assemblyCopiesChunks`) and makes the file durable
+    /// under its name; returns the digest the file was checked against.
     func finish(_ draft: AssemblyDraft, of manifest: Manifest) throws -> Digest32
     func abandon(_ draft: AssemblyDraft)
     /// Where the complete file is once assembled.

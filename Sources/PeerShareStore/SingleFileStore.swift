@@ -3,19 +3,20 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Crypto
 import NIOConcurrencyHelpers
 import NIOCore
 import PeerShareCore
 
 /// BitTorrent's layout: a peer writes every verified chunk in place, at its offset, into one
 /// file of the file's size. The file is preallocated under a temporary name
-/// (`.peershare-partial` in the folder) and takes the file's name once the whole-file hash
-/// is checked. No byte is written twice, and the disk holds the file once. An owner serves
-/// its source file where it is, with no copy.
+/// (`.peershare-partial` in the folder) and takes the file's name once every chunk is in
+/// (each was checked on arrival: docs/STORAGE.md, "Hash once"). No byte is written or hashed
+/// twice, and the disk holds the file once. An owner serves its source file where it is,
+/// with no copy.
 public final class SingleFileStore: ChunkStore {
     public let root: String
     public var layout: StorageLayout { .singleFile }
+    public var assemblyCopiesChunks: Bool { false }
     /// The owner's source file, served in place; nil for a peer.
     public let source: String?
     /// The file a peer fills, until it takes the file's name.
