@@ -52,40 +52,25 @@ extension Node {
 
     // MARK: Assembly
 
-    /// A copy (chunk files) grows while chunks arrive: whenever the chunks after its end are
-    /// held, they are appended in order, a step of at most `assemblyStepChunks` at a time so
-    /// that hashing and uploads on the same threads are not held up for long. When the last
-    /// chunk is in, the whole-file hash is checked and the file made durable under its name.
-    /// So once the last chunk arrives only the tail is left to copy, and the disk has been
-    /// writing the rest all along instead of all of it at the final fsync. A store whose
-    /// chunks already are the file (a single file) has nothing to do in steps: it takes one
-    /// step, to finish, once every chunk is held.
+    /// Starts the next assembly step, if there is one (see `AssemblyPlan`). When the last
+    /// chunk is in, the step checks the whole file and makes it durable under its name; a
+    /// copy of chunk files has mostly been written by then, so the disk has been writing it
+    /// all along instead of all of it at the final fsync.
     func advanceAssembly() {
-        guard role == .peer, !isAssembled, assemblyStep == nil, fatalError == nil, !isClosing, let manifest else { return }
-        let start = chunksInDraft
-        var end = start
-        if store.assemblyCopiesChunks {
-            while end < manifest.chunkCount, end - start < Self.assemblyStepChunks, held.contains(ChunkID(UInt32(end))) { end += 1 }
-        } else if held.isComplete {
-            end = manifest.chunkCount
-        }
-        let finishing = end == manifest.chunkCount
-        guard end > start || finishing else { return }
-        if finishing && completeAt == nil { noteComplete() }
-        // The step owns the draft (and its descriptor) until it hands it back.
-        let store = self.store, draft = assemblyDraft, stepEnd = end
-        assemblyDraft = nil
+        guard role == .peer, !isAssembled, fatalError == nil, !isClosing, let manifest,
+              let step = assembly.nextStep(held: held, chunkCount: manifest.chunkCount, copiesChunks: store.assemblyCopiesChunks)
+        else { return }
+        if step.finishing && assembly.completeAt == nil { noteComplete() }
+        let store = self.store
         assemblyStep = Task {
             let result: Result<AssemblyStep, any Error> = await self.runBlocking {
-                var draft = try draft ?? store.beginAssembly(of: manifest)
-                try store.append(to: &draft, upTo: stepEnd, of: manifest)
-                return finishing ? .finished(try store.finish(draft, of: manifest)) : .appended(draft)
+                var draft = try step.draft ?? store.beginAssembly(of: manifest)
+                try store.append(to: &draft, upTo: step.end, of: manifest)
+                return step.finishing ? .finished(try store.finish(draft, of: manifest)) : .appended(draft)
             }
             await self.assemblyStepDone(result)
         }
     }
-
-    static let assemblyStepChunks = 64
 
     enum AssemblyStep: Sendable {
         case appended(AssemblyDraft)
@@ -94,9 +79,9 @@ extension Node {
 
     /// Every chunk is held: says so, and times the rest of the assembly from here.
     func noteComplete() {
-        guard completeAt == nil, let manifest else { return }
-        completeAt = Clock.nowMicros()
-        let inPlace = store.assemblyCopiesChunks ? chunksInDraft : manifest.chunkCount
+        guard assembly.completeAt == nil, let manifest else { return }
+        assembly.completeAt = Clock.nowMicros()
+        let inPlace = store.assemblyCopiesChunks ? assembly.chunksInDraft : manifest.chunkCount
         log(.assembling, "assembling \(manifest.fileName) from \(manifest.chunkCount) chunks (\(inPlace) already in place)")
     }
 
@@ -105,12 +90,11 @@ extension Node {
         guard let manifest else { return }
         switch result {
         case .success(.appended(let draft)):
-            assemblyDraft = draft
-            chunksInDraft = draft.nextChunk
+            assembly.appended(draft)
             advanceAssembly()
         case .success(.finished(let digest)):
-            chunksInDraft = 0
-            let millis = Double(Clock.nowMicros() - (completeAt ?? Clock.nowMicros())) / 1000
+            assembly.ended(keepingCompleteAt: true)
+            let millis = Double(Clock.nowMicros() - (assembly.completeAt ?? Clock.nowMicros())) / 1000
             let check = store.assemblyCopiesChunks ? "SHA-256 \(digest.short) verified" : "every chunk checked against file ID \(digest.short)"
             let message = "assembled \(manifest.fileName): \(manifest.fileSize) bytes, \(check) (\(formatMillis(millis)) ms after the last chunk)"
             do {
@@ -123,11 +107,10 @@ extension Node {
             }
         case .failure(AssemblyError.corruptChunk(let id, let digest)):
             // Damaged on disk since it was verified: forget it, fetch it again, start over.
-            chunksInDraft = 0
-            completeAt = nil
+            assembly.ended(keepingCompleteAt: false)
             await forget([(id, "its file now hashes to \(digest.short)")])
         case .failure(let error):
-            chunksInDraft = 0
+            assembly.ended(keepingCompleteAt: true)
             fail("assembly failed: \(error)")
         }
         broadcast(.stateChanged)

@@ -85,12 +85,9 @@ public actor Node {
     var summaryDirty = false
     var summaryTimer: Task<Void, Never>?
     var summaryWriter: Task<Void, Never>?
-    /// The assembled file so far (nil while a step has it), the step appending to it, how
-    /// many chunks it holds, and when the last chunk came.
-    var assemblyDraft: AssemblyDraft?
+    /// Where the assembled copy stands, and the step running on it (awaited by `close`).
+    var assembly = AssemblyPlan()
     var assemblyStep: Task<Void, Never>?
-    var chunksInDraft = 0
-    var completeAt: Int64?
     /// Set by `close`: no new assembly step starts.
     var isClosing = false
     var fatalError: String?
@@ -251,10 +248,7 @@ public actor Node {
         // A step in flight finishes (and may still record the assembly); an unfinished
         // draft is deleted now rather than at the next start.
         await assemblyStep?.value
-        if let draft = assemblyDraft {
-            store.abandon(draft)
-            assemblyDraft = nil
-        }
+        if let draft = assembly.takeDraft() { store.abandon(draft) }
         // A clean stop leaves every committed row durable, so the next start trusts them all.
         let durable = await syncEverything()
         log(.stopped, "stopped: \(outcome)")
