@@ -3,7 +3,7 @@ import Testing
 @testable import PeerShareNode
 
 /// The steps a peer's assembly takes, from pictures of the chunks held ("1" held, "0" not),
-/// as in ChunkPickerTests.
+/// drawn with ChunkPickerTests' `PickerScenario.set`.
 @Suite("Assembly steps: which chunks each step appends, and when the file is finished")
 struct AssemblyPlanTests {
     struct Row: CustomStringConvertible, Sendable {
@@ -31,15 +31,11 @@ struct AssemblyPlanTests {
         Row(held: "", copiesChunks: false, inDraft: 0, expected: (0, true)),
     ]
 
-    static func set(_ picture: String) -> ChunkSet {
-        ChunkSet(capacity: picture.count, picture.enumerated().filter { $0.element == "1" }.map { ChunkID(UInt32($0.offset)) })
-    }
-
     @Test("one step from a picture", arguments: rows)
     func oneStep(row: Row) {
         var plan = AssemblyPlan()
         if row.inDraft > 0 { plan.appended(upTo: row.inDraft, draft: nil) }
-        let step = plan.nextStep(held: Self.set(row.held), chunkCount: row.held.count, copiesChunks: row.copiesChunks)
+        let step = plan.nextStep(held: PickerScenario.set(row.held), chunkCount: row.held.count, copiesChunks: row.copiesChunks)
         #expect(step?.end == row.expected?.end)
         #expect(step?.finishing == row.expected?.finishing)
         #expect(plan.stepping == (step != nil))
