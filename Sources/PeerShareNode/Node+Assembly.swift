@@ -10,9 +10,10 @@ import PeerShareWire
 extension Node {
 
     /// Rewrites the summary file from the index soon, coalescing bursts (at most one write
-    /// runs, and one more follows if chunks arrived meanwhile): at once if the last rewrite was long enough ago or
-    /// this node just became complete, otherwise when the interval is up. Each rewrite is a
-    /// durable write, so while chunks stream in there are at most a few a second.
+    /// runs, and one more follows if chunks arrived meanwhile): at once if the last rewrite
+    /// was long enough ago or this node just became complete, otherwise when the interval is
+    /// up. Each rewrite is a durable write, so while chunks stream in there are at most a few
+    /// a second.
     func scheduleSummary() {
         summaryDirty = true
         guard summaryWriter == nil else { return }
