@@ -310,53 +310,6 @@ public func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escapin
     }
 }
 
-/// Ports on `host` (an IPv4 or IPv6 address) that were free a moment ago: bound together
-/// (so they differ), read back, then released for the children to bind.
-public func reserveFreePorts(_ count: Int, host: String = "127.0.0.1") throws -> [Int] {
-    var sockets: [Int32] = []
-    defer { sockets.forEach { close($0) } }
-    let isIPv6 = host.contains(":")
-    var ports: [Int] = []
-    for _ in 0..<count {
-        let fd = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw PortReservationError(host: host, reason: String(cString: strerror(errno))) }
-        sockets.append(fd)
-        let port: UInt16? = isIPv6 ? bindAndRead(fd, host: host, sockaddr_in6.self, family: AF_INET6) : bindAndRead(fd, host: host, sockaddr_in.self, family: AF_INET)
-        guard let port else { throw PortReservationError(host: host, reason: errno == 0 ? "not an IP address" : String(cString: strerror(errno))) }
-        ports.append(Int(port))
-    }
-    return ports
-}
-
-/// Binds `fd` to port 0 of `host` and reads back the port the OS chose.
-private func bindAndRead<Address>(_ fd: Int32, host: String, _: Address.Type, family: Int32) -> UInt16? {
-    var storage = sockaddr_storage()
-    var length = socklen_t(MemoryLayout<Address>.size)
-    return withUnsafeMutablePointer(to: &storage) { pointer -> UInt16? in
-        errno = 0
-        if family == AF_INET6 {
-            let address = UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr_in6.self)
-            address.pointee.sin6_family = sa_family_t(AF_INET6)
-            guard inet_pton(AF_INET6, host, &address.pointee.sin6_addr) == 1 else { return nil }
-        } else {
-            let address = UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr_in.self)
-            address.pointee.sin_family = sa_family_t(AF_INET)
-            guard inet_pton(AF_INET, host, &address.pointee.sin_addr) == 1 else { return nil }
-        }
-        return pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> UInt16? in
-            guard bind(fd, raw, length) == 0, getsockname(fd, raw, &length) == 0 else { return nil }
-            // The port sits at the same offset in sockaddr_in and sockaddr_in6.
-            return UInt16(bigEndian: UnsafeMutableRawPointer(raw).load(fromByteOffset: 2, as: UInt16.self))
-        }
-    }
-}
-
-public struct PortReservationError: Error, CustomStringConvertible {
-    public let host: String
-    public let reason: String
-    public var description: String { "cannot find a free port on \(host): \(reason)" }
-}
-
 /// The absolute path of the running executable, for starting copies of it.
 public func currentExecutablePath() -> String {
     if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return resolved }
