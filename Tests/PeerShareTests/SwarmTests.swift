@@ -1,5 +1,6 @@
 import Foundation
 import PeerShareCLI
+import Synchronization
 import Testing
 @testable import PeerShareCore
 @testable import PeerShareStore
@@ -32,6 +33,41 @@ func waitForAssembly(_ process: ChildProcess, timeout: Duration) async -> Bool {
 /// Whether a log line says a chunk arrived from `source` ("received chunk 7 from peer2 (102400 B in 3.1 ms)").
 func receivedChunk(_ line: String, from source: String) -> Bool {
     line.contains("received chunk ") && line.contains(" from \(source) (")
+}
+
+/// Follows a peer's log lines and says when it has at least `count` requests outstanding at
+/// `source`: chunks it asked that source for and has not yet received from it.
+final class OutstandingRequests: Sendable {
+    private let source: String
+    private let count: Int
+    private let pending = Mutex<Set<Substring>>([])
+
+    init(at source: String, atLeast count: Int) {
+        self.source = source
+        self.count = count
+    }
+
+    /// Feeds one log line; true once enough requests are outstanding.
+    func reached(after line: String) -> Bool {
+        pending.withLock { pending in
+            switch event(in: line) {
+            case ("requested", let id)?: pending.insert(id)
+            case ("received", let id)?: pending.remove(id)
+            default: break
+            }
+            return pending.count >= count
+        }
+    }
+
+    /// ("requested", "11") from "… requested chunk 11 from peer2 …"; likewise "received".
+    private func event(in line: String) -> (verb: Substring, chunk: Substring)? {
+        let words = line.split(separator: " ")
+        guard words.count >= 5 else { return nil }
+        for i in 0...(words.count - 5) where words[i + 1] == "chunk" && words[i + 3] == "from" && words[i + 4] == source {
+            if words[i] == "requested" || words[i] == "received" { return (words[i], words[i + 2]) }
+        }
+        return nil
+    }
 }
 
 /// Chunk IDs the peer received from each source, from its index.
@@ -161,8 +197,12 @@ struct SwarmTests {
                                        downloadFrom: others,
                                        options: ["--keep-serving", "--max-upload-rate", rate, "--neighbour-timeout", "30", "--stall-timeout", "10"]))
         }
-        let gotOne = await peers[0].waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "peer2") }
-        #expect(gotOne != nil, "peer1 received nothing from peer2:\n\(tail(swarm.dir + "/peer1.log"))")
+        // Kill peer2 while peer1 awaits chunks from it. Waiting for the first chunk from it was not
+        // enough: on a loaded machine peer2 held one chunk when peer1 asked, and nothing was
+        // outstanding when that chunk arrived and the kill came.
+        let outstanding = OutstandingRequests(at: "peer2", atLeast: 2)
+        let inFlight = await peers[0].waitForLine(timeout: .seconds(60)) { outstanding.reached(after: $0) }
+        #expect(inFlight != nil, "peer1 never awaited two chunks from peer2:\n\(tail(swarm.dir + "/peer1.log"))")
         peers[1].signal(SIGKILL)
         _ = await peers[1].waitForExit(timeout: .seconds(10))
         for i in [0, 2] {
@@ -204,7 +244,8 @@ struct SwarmTests {
                                  downloadFrom: ["127.0.0.1:\(frozenPort)", "127.0.0.1:\(steadyPort)"],
                                  options: ["--wait-for-downloaders", "0", "--request-timeout", "6", "--handshake-timeout", "3"])
         processes.append(peer)
-        #expect(await peer.waitForLine(timeout: .seconds(60)) { receivedChunk($0, from: "frozen") } != nil)
+        let outstanding = OutstandingRequests(at: "frozen", atLeast: 2)
+        #expect(await peer.waitForLine(timeout: .seconds(60)) { outstanding.reached(after: $0) } != nil)
         frozen.signal(SIGSTOP)
         // Its outstanding requests go elsewhere: in the endgame, or after the 6 s request timeout.
         let assembled = await waitForAssembly(peer, timeout: .seconds(60))
