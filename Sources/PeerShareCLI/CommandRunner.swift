@@ -5,10 +5,14 @@ import PeerShareCore
 /// Runs a command so that every failure is one clear line on stderr and a non-zero exit,
 /// never a stack trace or a page of usage text.
 public enum CommandRunner {
-    public static func main<Command: AsyncParsableCommand>(_ type: Command.Type, programName: String) async -> Never {
+    /// With `subcommandAnywhere`, the subcommand's name may follow its options
+    /// (`peershare-inspect --db peer3.db chunks`), as users write `sqlite3 DB …` or `git -C DIR …`.
+    public static func main<Command: AsyncParsableCommand>(_ type: Command.Type, programName: String,
+                                                         subcommandAnywhere: Bool = false) async -> Never {
         let command: any ParsableCommand
         do {
-            command = try type.parseAsRoot()
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            command = try subcommandAnywhere ? parseAsRoot(type, subcommandAnywhere: arguments) : type.parseAsRoot(arguments)
         } catch {
             fail(type, error, programName: programName)
         }
@@ -22,6 +26,23 @@ public enum CommandRunner {
             exit(0)
         } catch {
             fail(type, error, programName: programName)
+        }
+    }
+
+    /// Parses as written; if that fails and the first word is an option, parses again with the
+    /// first subcommand name moved to the front, and reports that attempt's outcome (a value
+    /// that happens to equal a subcommand name, as in `--db chunks`, parses as written).
+    static func parseAsRoot<Command: ParsableCommand>(_ type: Command.Type, subcommandAnywhere arguments: [String]) throws -> any ParsableCommand {
+        do {
+            return try type.parseAsRoot(arguments)
+        } catch {
+            let names = Set(type.configuration.subcommands.compactMap { $0.configuration.commandName })
+            guard arguments.first?.hasPrefix("-") == true,
+                  let index = arguments.indices.dropFirst().first(where: { names.contains(arguments[$0]) })
+            else { throw error }
+            var moved = arguments
+            moved.insert(moved.remove(at: index), at: 0)
+            return try type.parseAsRoot(moved)
         }
     }
 

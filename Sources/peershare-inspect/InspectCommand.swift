@@ -7,7 +7,7 @@ import PeerShareInspect
 @main
 struct InspectMain {
     static func main() async {
-        await CommandRunner.main(InspectCommand.self, programName: "peershare-inspect")
+        await CommandRunner.main(InspectCommand.self, programName: "peershare-inspect", subcommandAnywhere: true)
     }
 }
 
