@@ -67,7 +67,7 @@ struct DownloadSession {
 
             var offered = ChunkSet(capacity: manifest.chunkCount)
             // A neighbour's offer counts towards chunk rarity while this session lasts.
-            let neighbourID = remote == .neighbour ? await node.registerNeighbour() : nil
+            let neighbourID = remote == .neighbour ? await node.registerNeighbour(at: endpoint) : nil
             var requested: [ChunkID: Int64] = [:]
             var badChunks = 0
             // The last time this neighbour gave us something we lacked, for stall detection.

@@ -38,12 +38,15 @@ extension Node {
     }
 
     /// Whether the owner is asked for any missing chunk, not only the share: after falling
-    /// back, or with no download neighbour left (or none to begin with).
-    var ownerServesEverything: Bool { ownerFallback != nil || liveNeighbours == 0 }
+    /// back, with no download neighbour left (or none to begin with), or while the share is
+    /// held and no neighbour is reachable (the owner as the source of last resort).
+    var ownerServesEverything: Bool { ownerFallback != nil || liveNeighbours == 0 || ownerIsLastResort }
 
-    /// Sets how many download neighbours the peer starts with.
-    public func expectNeighbours(_ count: Int) {
-        liveNeighbours = count
+    /// Sets the download neighbours the peer starts with; each counts as being dialled until
+    /// its first connection attempt resolves.
+    public func expectNeighbours(_ neighbours: [Endpoint]) {
+        liveNeighbours = neighbours.count
+        for neighbour in neighbours { neighbourBook.willDial(neighbour) }
     }
 
     /// A download neighbour is given up on. The others carry on; only when none is left is
@@ -107,15 +110,40 @@ extension Node {
     // MARK: Neighbours' offers
 
     /// A download-neighbour session starts: its offers count towards chunk rarity.
-    func registerNeighbour() -> Int {
+    func registerNeighbour(at endpoint: Endpoint) -> Int {
         nextNeighbourID += 1
+        neighbourBook.sessionStarted(with: endpoint)
+        reviewLastResort()
         return nextNeighbourID
     }
 
     /// The session ended: its offer no longer counts.
     func unregisterNeighbour(_ neighbour: Int) {
+        neighbourBook.sessionEnded()
+        reviewLastResort()
         guard let old = neighbourOffers.removeValue(forKey: neighbour) else { return }
         for id in old.members where id.index < availability.count { availability[id.index] -= 1 }
+    }
+
+    /// A neighbour's first dial connected or failed (or it is not dialled after all).
+    func firstDialResolved(_ neighbour: Endpoint) {
+        neighbourBook.firstDialResolved(neighbour)
+        reviewLastResort()
+    }
+
+    /// Turns the owner-as-last-resort rule on or off as the neighbours come and go: a peer
+    /// that holds its share and has no neighbour to fetch from asks the owner for what is
+    /// missing at once, and stops asking it beyond the share when a neighbour connects.
+    func reviewLastResort() {
+        let wanted = manifest != nil && !isComplete && holdsShare && liveNeighbours > 0 && neighbourBook.noneReachable
+        guard wanted != ownerIsLastResort else { return }
+        ownerIsLastResort = wanted
+        if wanted {
+            log(.fallback, "no download neighbour is reachable: asking the owner for the \(held.capacity - held.count) missing chunks until one is", level: .warning)
+        } else if !isComplete {
+            log(.connected, "a download neighbour is reachable again: the owner is asked for no more than the share")
+        }
+        broadcast(.stateChanged)
     }
 
     /// Applies only what changed since the last claim, so a claim stays cheap for big files.
@@ -226,6 +254,7 @@ extension Node {
                 unsyncedBytes += chunk.size
             }
             broadcast(.held(batch.map(\.id).sorted()))
+            reviewLastResort()
             scheduleSummary()
             if held.isComplete { noteComplete() }
             if unsyncedBytes >= Self.syncEveryBytes { syncCommittedChunks() }

@@ -49,6 +49,10 @@ public actor Node {
     /// Download neighbours not given up on (unreachable, misbehaving). At zero, the owner
     /// serves everything missing.
     public internal(set) var liveNeighbours = 0
+    /// The neighbours being dialled and connected, for the owner-as-last-resort rule.
+    var neighbourBook = NeighbourBook()
+    /// Set while the owner is asked for everything missing because no neighbour is reachable.
+    var ownerIsLastResort = false
     var share: ChunkSet?
     var assigner: ShareAssigner?
     var isAssembled = false
@@ -203,6 +207,7 @@ public actor Node {
             try await index.run { try $0.saveShare(share) }
             self.share = ChunkSet(capacity: received.chunkCount, share)
         }
+        reviewLastResort()
         broadcast(.stateChanged)
         scheduleSummary()
         advanceAssembly()  // an empty file is complete as soon as its manifest is known

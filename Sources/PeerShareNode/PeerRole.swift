@@ -19,7 +19,7 @@ public enum PeerRole {
         await node.setSyncInterval(config.syncInterval)
         do {
             try await node.prepare(recheck: config.recheck)
-            await node.expectNeighbours(config.downloadFrom.count)
+            await node.expectNeighbours(config.downloadFrom)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             let held = await node.heldCount
@@ -45,7 +45,13 @@ public enum PeerRole {
                 }
                 for neighbour in config.downloadFrom {
                     group.addTask {
-                        try await fetchFromNeighbour(neighbour, config: config, node: node)
+                        do {
+                            try await fetchFromNeighbour(neighbour, config: config, node: node)
+                        } catch {
+                            await node.firstDialResolved(neighbour)
+                            throw error
+                        }
+                        await node.firstDialResolved(neighbour)
                         await node.neighbourFetchFinished()
                         return false
                     }
@@ -155,7 +161,9 @@ public enum PeerRole {
             do {
                 // Even once complete from other sources, keep trying: the neighbour waits to
                 // hear that this peer (its downloader) is complete before it may exit.
+                let firstAttempt = ContinuousClock.now
                 channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
+                    if ContinuousClock.now - firstAttempt >= NeighbourBook.unreachableAfter { await node.firstDialResolved(neighbour) }
                     await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
             } catch where !Task.isCancelled {

@@ -158,10 +158,12 @@ struct HostileManifestTests {
                              arguments: ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(owner)", "--dir", dir + "/peer\(i)", "--wait-for-downloaders", "0", "--storage", storage.rawValue] + extra,
                              stdout: .discard, stderr: .lines(echo: false, copyTo: dir + "/peer\(i).log"))
         }
-        // peer1 fetches the whole file from a real owner and stays up to serve it.
+        // peer1 fetches the whole file from a real owner and stays up to serve it, at 300 KiB/s:
+        // fast enough, but not so fast that restarted peer2 finishes before it has heard the
+        // fake owner (that happened once, and the test saw no protocol_error).
         let (fast, fastPort) = try await owner("owner", [])
         let ports = try reserveFreePorts(2)
-        let peer1 = try peer(1, owner: fastPort, ["--port", "\(ports[0])", "--keep-serving"])
+        let peer1 = try peer(1, owner: fastPort, ["--port", "\(ports[0])", "--keep-serving", "--max-upload-rate", "300KiB"])
         var started = [fast, peer1]
         defer { Task { [started] in for process in started { await process.stop() } } }
         #expect(await peer1.waitForLine(timeout: .seconds(60)) { $0.contains("assembled") } != nil, "peer1:\n\(tail(dir + "/peer1.log"))")
