@@ -36,10 +36,14 @@ public struct ShareAssigner: Sendable {
 
     /// The share of a peer. A peer that asks again under the same name gets the same share,
     /// so a restarted peer does not take a second slice of the file.
-    public mutating func share(for peerName: String) -> [ChunkID] {
+    /// A peer that `findsNeighbours` through the owner, arriving once every chunk has been
+    /// handed out, gets only chunks never handed out: its neighbours hold the rest, and the
+    /// owner serves each copy of the file once, not once per arrival.
+    public mutating func share(for peerName: String, findsNeighbours: Bool = false) -> [ChunkID] {
         if let existing = shares[peerName] { return existing }
         // Stable sort by handout count keeps ties in ID order.
-        let picked = handouts.indices
+        let candidates = handouts.indices.filter { !findsNeighbours || shares.count < expectedPeers || handouts[$0] == 0 }
+        let picked = candidates
             .sorted { (handouts[$0], $0) < (handouts[$1], $1) }
             .prefix(shareSize(forArrival: shares.count))
             .sorted()

@@ -55,6 +55,8 @@ struct FrameBuilder {
         case .have, .request, .reject: payload.chunkID(&input, facts: facts)
         case .piece: payload.piece(&input, facts: facts)
         case .keepAlive: break
+        case .getPeers: payload.field(input.field(width: 1, near: [1, UInt64(PeerAddress.maximumPerMessage)]), width: 1)
+        case .peers: payload.peers(&input)
         }
         frame(type: kind.rawValue, payload: payload.bytes, &input)
     }
@@ -96,6 +98,32 @@ private struct Payload {
         bytes.append(input.pick([0, 1, 2, 255]))
         bytes += input.pick([facts.fileID, Array(repeating: 0, count: 32), Array(repeating: 0xff, count: 32)])
         name(&input, lengthWidth: 1, limit: UInt64(Hello.maximumNameBytes))
+        field(input.field(width: 2, near: [0, 1, 65_535]), width: 2)
+        bytes.append(input.pick([0, 1, 2, 255]))
+        host(&input)
+    }
+
+    /// A host: a plausible address, or any bytes of any length.
+    mutating func host(_ input: inout FuzzInput) {
+        if input.bool() {
+            let text = Array(input.pick(["127.0.0.1", "::1", "example.org", "", "-x", "a/b"]).utf8)
+            bytes.append(UInt8(text.count))
+            bytes += text
+        } else {
+            let length = input.index(below: 256)
+            bytes.append(UInt8(length))
+            bytes += input.raw(length)
+        }
+    }
+
+    mutating func peers(_ input: inout FuzzInput) {
+        let count = input.field(width: 1, near: [0, 1, UInt64(PeerAddress.maximumPerMessage)])
+        field(count, width: 1)
+        for _ in 0..<min(count, 40) {
+            name(&input, lengthWidth: 1, limit: UInt64(Hello.maximumNameBytes))
+            host(&input)
+            field(input.field(width: 2, near: [0, 1, 65_535]), width: 2)
+        }
     }
 
     mutating func manifest(_ input: inout FuzzInput, facts: inout ConversationFacts) {

@@ -120,6 +120,12 @@ struct SessionModel {
             if manifest.contains(id) { _ = manifest.layout.offset(of: id) }
         case .keepAlive:
             break
+        case .getPeers(let wanted):
+            guard Int(wanted) <= PeerAddress.maximumPerMessage else { throw Refused(reason: "GET-PEERS count") }
+        case .peers(let peers):
+            guard peers.allSatisfy({ PeerAddress.isValidHost($0.endpoint.host) && (1...65_535).contains($0.endpoint.port) }) else {
+                throw Refused(reason: "PEERS address")
+            }
         }
     }
 

@@ -26,7 +26,7 @@ struct DownloadSession {
     func run() async throws -> Outcome {
         try await withSession(channel, node: node) { io in
             let known = await node.manifest
-            try await io.send(.hello(Hello(role: .peer, fileID: known?.fileID ?? Hello.unknownFileID, name: node.name)))
+            try await io.send(.hello(await node.hello(role: .peer, fileID: known?.fileID ?? Hello.unknownFileID)))
             guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
                 throw NodeError.protocolViolation("\(endpoint) did not answer with HELLO")
             }
@@ -64,6 +64,18 @@ struct DownloadSession {
             let mine = await node.heldChunks
             try await io.send(.chunkList(bitfield: mine.bitfield))
             await node.log(.listSent, source: source, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
+
+            // Peers found through the owner are asked for at once, and again while too few
+            // are known; neighbours are asked too, less often (peer exchange).
+            let findsNeighbours = await node.findsNeighbours
+            let askEvery: Duration = remote == .owner ? .seconds(1) : .seconds(5)
+            var lastAsked: ContinuousClock.Instant?
+            func askForPeers(_ io: inout SessionIO) async throws {
+                guard findsNeighbours, lastAsked.map({ ContinuousClock.now - $0 >= askEvery }) ?? true, await node.wantsMorePeers() else { return }
+                lastAsked = .now
+                try await io.send(.getPeers(wanted: UInt8(clamping: min(await node.neighbourTarget, PeerAddress.maximumPerMessage))))
+            }
+            try await askForPeers(&io)
 
             var offered = ChunkSet(capacity: manifest.chunkCount)
             // A neighbour's offer counts towards chunk rarity while this session lasts.
@@ -122,13 +134,17 @@ struct DownloadSession {
                         guard requested.removeValue(forKey: id) != nil else { continue }
                         offered.remove(id)
                         await node.release([id])
+                    case .message(.peers(let peers)):
+                        await node.learnPeers(peers, from: source)
                     case .message(let other):
                         throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
                     case .local(.held(let ids)):
-                        if remote == .neighbour { try await io.send(ids.map { .have($0) }) }
+                        // The owner hears them too when it picks this peer's neighbours.
+                        if remote == .neighbour || findsNeighbours { try await io.send(ids.map { .have($0) }) }
                     case .local(.stateChanged):
-                        continue
+                        try await askForPeers(&io)
                     case .tick:
+                        try await askForPeers(&io)
                         // Stalled: nothing new from this neighbour for a while, and the neighbours
                         // between them do not offer everything missing.
                         if remote == .neighbour, requested.isEmpty, ContinuousClock.now - lastUseful > io.limits.stallTimeout,

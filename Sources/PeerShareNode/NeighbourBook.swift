@@ -1,21 +1,37 @@
 import PeerShareCore
+import PeerShareWire
 
-/// Which download neighbours a peer is in touch with right now, for the owner-as-last-resort
-/// rule: a peer that holds its share and has no neighbour to fetch from asks the owner for
-/// what is missing at once, instead of idling until a neighbour timeout (issue 15). Pure
-/// bookkeeping, no I/O.
+/// Whom a peer downloads from: pinned neighbours (`--download-from`), neighbours found
+/// through the owner and other peers (`--neighbours K`, issue 15), and which of them are
+/// being dialled or connected right now. Pure bookkeeping, no I/O: the owner-as-last-resort
+/// rule and the neighbour wiring are decided here, and tested without sockets.
 struct NeighbourBook: Sendable {
-    /// Neighbours whose first dial has neither connected nor failed: until it resolves, the
-    /// peer does not know whether it has a source, so the owner is not yet asked.
-    private(set) var dialling: Set<Endpoint> = []
-    /// Download-neighbour sessions past their handshake.
-    private(set) var connected = 0
-
     /// How long a neighbour being dialled for the first time may refuse before it counts as
     /// unreachable: long enough for peers started together, whose neighbours bind a moment
     /// later on a loaded machine, not to turn to the owner; short against the minutes a
     /// neighbour that has left would otherwise cost (the neighbour timeout).
     static let unreachableAfter = Duration.seconds(2)
+    /// Peers kept as candidates, at most: a remote cannot grow this list.
+    static let maximumCandidates = 256
+    /// Found neighbours connected at most, however many lack what this peer misses.
+    static let maximumActive = 32
+
+    /// Neighbours found through the owner and other peers that this peer wants connected.
+    var target = 0
+    /// This peer's own name and advertised address, never dialled.
+    var selfName = ""
+    var selfEndpoint: Endpoint?
+    /// Neighbours whose first dial has neither connected nor failed: until it resolves, the
+    /// peer does not know whether it has a source, so the owner is not yet asked.
+    private(set) var dialling: Set<Endpoint> = []
+    /// Download-neighbour sessions past their handshake.
+    private(set) var connected = 0
+    /// Found neighbours not yet dialled, in the order heard of.
+    private(set) var candidates: [PeerAddress] = []
+    /// Found neighbours being dialled or connected.
+    private(set) var active: [Endpoint: String] = [:]
+    /// Whether the owner has answered a GET-PEERS: until then an empty book says nothing.
+    private(set) var heardFromTracker = false
 
     /// A neighbour the peer is about to dial for the first time.
     mutating func willDial(_ neighbour: Endpoint) {
@@ -37,6 +53,55 @@ struct NeighbourBook: Sendable {
         connected = max(0, connected - 1)
     }
 
-    /// No neighbour is connected and none is still on its first dial.
-    var noneReachable: Bool { connected == 0 && dialling.isEmpty }
+    /// Adds the peers a PEERS message named, skipping this peer and addresses connected or
+    /// queued already; returns how many were new. One that was dialled before may be named
+    /// again: it may hold what this peer now lacks.
+    @discardableResult
+    mutating func learn(_ peers: [PeerAddress], fromTracker: Bool) -> Int {
+        if fromTracker { heardFromTracker = true }
+        var added = 0
+        for peer in peers where peer.name != selfName && peer.endpoint != selfEndpoint && active[peer.endpoint] == nil
+            && !dialling.contains(peer.endpoint) && !candidates.contains(where: { $0.endpoint == peer.endpoint }) {
+            guard candidates.count < Self.maximumCandidates else { break }
+            candidates.append(peer)
+            added += 1
+        }
+        return added
+    }
+
+    /// Set while some missing chunk is offered by no connected neighbour: then the peer
+    /// asks for more peers, and dials beyond `target` (the owner names those that hold what
+    /// it lacks), up to `maximumActive`.
+    var lacksSources = false
+
+    /// Found neighbours this peer dials at most right now.
+    private var limit: Int { lacksSources ? max(target, Self.maximumActive) : target }
+
+    /// The next found neighbour to dial, if fewer than the limit are active.
+    mutating func takeNextToDial() -> PeerAddress? {
+        guard active.count < limit, !candidates.isEmpty else { return nil }
+        let next = candidates.removeFirst()
+        active[next.endpoint] = next.name
+        dialling.insert(next.endpoint)
+        return next
+    }
+
+    var hasNeighbourToDial: Bool { !candidates.isEmpty && active.count < limit }
+
+    /// A found neighbour's session is over (finished, unreachable or misbehaving). It is
+    /// dialled again only if someone names it again.
+    mutating func foundNeighbourEnded(_ neighbour: Endpoint) {
+        active[neighbour] = nil
+        dialling.remove(neighbour)
+    }
+
+    /// Whether to ask the owner (or a neighbour) for more peers: fewer than the limit are
+    /// active, and none is waiting to be dialled.
+    var wantsMorePeers: Bool { target > 0 && active.count < limit && candidates.isEmpty }
+
+    /// No neighbour is connected, none is being dialled or waiting to be, and (when
+    /// neighbours are found through the owner) the owner has said whom it knows.
+    var noneReachable: Bool {
+        connected == 0 && dialling.isEmpty && candidates.isEmpty && (target == 0 || heardFromTracker)
+    }
 }

@@ -33,6 +33,9 @@ extension Node {
     /// or for everything missing once the neighbours have been given up on.
     public var needsOwner: Bool {
         guard manifest != nil else { return true }
+        // A peer that finds its neighbours through the owner stays connected to it while it
+        // runs: the owner lists it as a live member only while it is connected.
+        if findsNeighbours { return true }
         if isComplete { return false }
         return !holdsShare || ownerServesEverything
     }
@@ -40,7 +43,9 @@ extension Node {
     /// Whether the owner is asked for any missing chunk, not only the share: after falling
     /// back, with no download neighbour left (or none to begin with), or while the share is
     /// held and no neighbour is reachable (the owner as the source of last resort).
-    var ownerServesEverything: Bool { ownerFallback != nil || liveNeighbours == 0 || ownerIsLastResort }
+    var ownerServesEverything: Bool {
+        ownerFallback != nil || (liveNeighbours == 0 && !findsNeighbours) || ownerIsLastResort
+    }
 
     /// Sets the download neighbours the peer starts with; each counts as being dialled until
     /// its first connection attempt resolves.
@@ -135,7 +140,7 @@ extension Node {
     /// that holds its share and has no neighbour to fetch from asks the owner for what is
     /// missing at once, and stops asking it beyond the share when a neighbour connects.
     func reviewLastResort() {
-        let wanted = manifest != nil && !isComplete && holdsShare && liveNeighbours > 0 && neighbourBook.noneReachable
+        let wanted = manifest != nil && !isComplete && holdsShare && (liveNeighbours > 0 || findsNeighbours) && neighbourBook.noneReachable
         guard wanted != ownerIsLastResort else { return }
         ownerIsLastResort = wanted
         if wanted {

@@ -53,6 +53,12 @@ public actor Node {
     var neighbourBook = NeighbourBook()
     /// Set while the owner is asked for everything missing because no neighbour is reachable.
     var ownerIsLastResort = false
+    /// Downloaders that said where they listen: the owner's membership list, a peer's peer exchange.
+    var memberBook = MemberBook()
+    /// Where this peer tells others to dial it, in its HELLO: port 0 for nowhere, an empty
+    /// host for "where you see me connect from".
+    var advertisedPort: UInt16 = 0
+    var advertisedHost = ""
     var share: ChunkSet?
     var assigner: ShareAssigner?
     var isAssembled = false
@@ -226,9 +232,9 @@ public actor Node {
         broadcast(.stateChanged)
     }
 
-    func assignShare(to peer: String) async throws -> [ChunkID] {
+    func assignShare(to peer: String, findsNeighbours: Bool) async throws -> [ChunkID] {
         guard var assigner else { throw NodeError.notAnOwner }
-        let share = assigner.share(for: peer)
+        let share = assigner.share(for: peer, findsNeighbours: findsNeighbours)
         self.assigner = assigner
         try await index.run { try $0.recordHandout(to: .init(kind: .peer, name: peer), chunks: share) }
         return share

@@ -59,6 +59,12 @@ public struct PeerConfiguration: Sendable {
     public var connectPatience: Duration
     /// How long a download neighbour may stay unreachable before it is given up on.
     public var neighbourPatience: Duration = .seconds(60)
+    /// Neighbours to find through the owner and other peers (`--neighbours`), besides
+    /// `downloadFrom`; 0 for none.
+    public var neighbours = 0
+    /// The address others should dial (`--advertise`); nil for the listen address, or the
+    /// address the owner sees when listening on a wildcard address.
+    public var advertise: Endpoint?
     /// Re-hash every indexed chunk at start-up.
     public var recheck = false
     public var maxUploadRate: Int?

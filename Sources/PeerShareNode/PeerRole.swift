@@ -22,6 +22,9 @@ public enum PeerRole {
             await node.expectNeighbours(config.downloadFrom)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
+            let advertised = config.advertise ?? (isWildcard(config.host) ? nil : endpoint)
+            await node.advertise(host: advertised?.host ?? "", port: advertised?.port ?? listener.port)
+            await node.findNeighbours(target: config.neighbours, advertised: advertised)
             let held = await node.heldCount
             await node.log(.started, "started (pid \(getpid())), listening on \(endpoint)\(held > 0 ? ", resuming with \(held) chunks" : "")")
             announce("listening on \(endpoint)")
@@ -40,6 +43,12 @@ public enum PeerRole {
                         let changes = await node.subscribe()
                         report(await node.progress)
                         for await _ in changes { report(await node.progress) }
+                        return false
+                    }
+                }
+                if config.neighbours > 0 {
+                    group.addTask {
+                        try await wireFoundNeighbours(config: config, node: node)
                         return false
                     }
                 }
@@ -110,8 +119,10 @@ public enum PeerRole {
                 // An owner that left once the swarm holds the file is no loss: the neighbours
                 // carry on. Without the manifest, or with no neighbour left, it is the end.
                 let neighbours = await node.liveNeighbours
-                guard await node.manifest != nil, neighbours > 0 else { throw error }
-                await node.log(.disconnected, source: owner, "the owner at \(config.owner) is gone (\(error)); carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                guard await node.manifest != nil, neighbours > 0 || config.neighbours > 0 else { throw error }
+                await node.log(.disconnected, source: owner, "the owner at \(config.owner) is gone (\(error)); carrying on with the download neighbours", level: .warning)
+                // Found neighbours carry on by peer exchange; nothing more is asked of the owner.
+                if config.neighbours > 0 { return }
                 try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.liveNeighbours == 0 }
                 continue
             }
@@ -195,4 +206,40 @@ public enum PeerRole {
             }
         }
     }
+
+    /// Keeps up to `--neighbours` found neighbours connected: dials each peer the owner or a
+    /// neighbour names, one session per neighbour, and dials the next when one ends.
+    private static func wireFoundNeighbours(config: PeerConfiguration, node: Node) async throws {
+        try await node.waitUntil { $0.manifest != nil || $0.failure != nil }
+        try await withThrowingDiscardingTaskGroup { group in
+            while true {
+                try await node.waitUntil { $0.failure != nil || $0.hasNeighbourToDial }
+                if await node.failure != nil { return }
+                guard let next = await node.takeNeighbourToDial() else { continue }
+                group.addTask {
+                    await fetchFromFoundNeighbour(next, config: config, node: node)
+                    await node.foundNeighbourEnded(next.endpoint)
+                }
+            }
+        }
+    }
+
+    /// One session with a found neighbour. Unlike a pinned one, it is not retried for long:
+    /// the owner or another neighbour names a replacement.
+    private static func fetchFromFoundNeighbour(_ neighbour: PeerAddress, config: PeerConfiguration, node: Node) async {
+        let endpoint = neighbour.endpoint
+        do {
+            let channel = try await Transport.connect(to: endpoint, patience: NeighbourBook.unreachableAfter) { _, _, _ in }
+            await node.log(.connected, "connected to \(neighbour.name) at \(endpoint), a neighbour found through the swarm")
+            _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: endpoint, window: config.window).run()
+        } catch where !Task.isCancelled {
+            let kind: EventKind = isMisbehaviour(error) ? .protocolError : .disconnected
+            await node.log(kind, "found neighbour \(neighbour.name) at \(endpoint): \(error); asking for another", level: .warning)
+        } catch {}
+    }
+}
+
+/// 0.0.0.0 and ::, where a peer cannot tell others its address: the owner uses the one it sees.
+func isWildcard(_ host: String) -> Bool {
+    host == "0.0.0.0" || host == "::" || host == "[::]"
 }

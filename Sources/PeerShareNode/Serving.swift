@@ -39,8 +39,23 @@ func giveUpOnAbsentDownloaders(node: Node, patience: Duration) async throws {
 
 /// Accepts connections until cancelled, one child task per connection. A connection's
 /// failure is logged and ends only that connection.
+///
+/// Cancellation closes the listener instead of cancelling the accept loop: a cancelled loop
+/// would drop the connections accepted but not yet handed to it, and NIO traps on a
+/// connection dropped without being closed (seen when peers that wire themselves dial one
+/// that is exiting). The loop closes each of those, then ends the sessions.
 func serve(_ listener: Transport.Listener, node: Node) async throws {
+    let accepting = Task { try await acceptConnections(listener, node: node) }
+    try await withTaskCancellationHandler {
+        try await accepting.value
+    } onCancel: {
+        listener.channel.channel.close(promise: nil)
+    }
+}
+
+private func acceptConnections(_ listener: Transport.Listener, node: Node) async throws {
     try await withThrowingDiscardingTaskGroup { group in
+        defer { group.cancelAll() }
         try await listener.channel.executeThenClose { inbound in
             for try await connection in inbound {
                 guard await node.admitConnection() else {
@@ -53,7 +68,7 @@ func serve(_ listener: Transport.Listener, node: Node) async throws {
                 let peer = connection.remote
                 group.addTask {
                     do {
-                        try await UploadSession(node: node, channel: connection.channel).run()
+                        try await UploadSession(node: node, channel: connection.channel, remoteHost: connection.remoteHost).run()
                     } catch where !Task.isCancelled {
                         if isMisbehaviour(error) {
                             await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)

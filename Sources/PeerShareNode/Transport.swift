@@ -28,6 +28,8 @@ public enum Transport {
     public struct Inbound: Sendable {
         public let channel: PeerChannel
         public let remote: String
+        /// The remote's IP address, for a peer that advertises its port but not its host.
+        public let remoteHost: String?
     }
 
     /// Reads of up to 256 KiB: a PIECE is 100 KiB, and NIO's default (at most 64 KiB,
@@ -49,7 +51,8 @@ public enum Transport {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.recvAllocator, value: Transport.receiveBuffers)
                 .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel, side: .uploading), remote: describe(channel.remoteAddress)) }
+                    channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel, side: .uploading), remote: describe(channel.remoteAddress),
+                                                                    remoteHost: channel.remoteAddress?.ipAddress) }
                 }
             let bound = server.channel.localAddress?.port ?? port
             return Listener(channel: server, port: bound, host: host)

@@ -8,6 +8,8 @@ import PeerShareWire
 struct UploadSession {
     let node: Node
     let channel: PeerChannel
+    /// The remote's IP address, where a peer that advertises only its port is dialled.
+    let remoteHost: String?
 
     func run() async throws {
         try await withSession(channel, node: node) { io in
@@ -28,9 +30,9 @@ struct UploadSession {
                 throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
             }
             await node.log(.connected, source: remote, "\(hello.name) connected to download")
-            await io.sendIfOpen(.hello(Hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID, name: node.name)))
+            await io.sendIfOpen(.hello(await node.hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID)))
             if isOwner {
-                let share = try await node.assignShare(to: hello.name)
+                let share = try await node.assignShare(to: hello.name, findsNeighbours: hello.findsNeighbours)
                 for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
                 await io.sendIfOpen(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
                 await node.log(.shareAssigned, source: remote, "sent manifest and a share of \(share.count) chunks to \(hello.name)\(share.isEmpty ? "" : " (\(describeRanges(share)))")")
@@ -38,82 +40,118 @@ struct UploadSession {
             let mine = await node.heldChunks
             await io.sendIfOpen(.chunkList(bitfield: mine.bitfield))
             await node.log(.listSent, source: remote, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
-
-            var theirs = ChunkSet(capacity: manifest.chunkCount)
-            var reportedComplete = false
-            var requestsPerChunk: [ChunkID: Int] = [:]
-            // Sent chunks are recorded with the next request's visit to the node, or when
-            // the session ends: one visit per chunk served instead of two.
-            var sent: [CompletedUpload] = []
-            func recordSent() async {
-                guard !sent.isEmpty else { return }
-                await node.recordUploads(sent, to: remote)
-                sent.removeAll()
-            }
-            func noteProgress() async {
-                if theirs.isComplete && !reportedComplete {
-                    reportedComplete = true
-                    await node.downloaderCompleted(hello.name)
-                }
-            }
+            // A downloader that says where it listens is a member others may be sent to.
+            let member = advertisedEndpoint(of: hello)
+            if let member { await node.memberJoined(hello.name, at: member) }
             do {
-                while true {
-                    switch try await io.next() {
-                    case .message(.chunkList(let bitfield)):
-                        guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
-                            throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
-                        }
-                        theirs = list
-                        await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
-                        await noteProgress()
-                    case .message(.have(let id)):
-                        guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                        theirs.insert(id)
-                        await noteProgress()
-                    case .message(.request(let id)):
-                        guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                        requestsPerChunk[id, default: 0] += 1
-                        guard requestsPerChunk[id, default: 0] <= io.limits.maxRequestsPerChunk else {
-                            throw NodeError.protocolViolation("\(hello.name) requested chunk \(id) \(requestsPerChunk[id, default: 0]) times: a request flood")
-                        }
-                        let startedAt = Clock.nowMicros()
-                        if io.remoteStoppedReading { continue }
-                        let finished = sent
-                        sent.removeAll()
-                        if let (file, slot) = try await node.handleRequest(for: id, from: remote, recording: finished) {
-                            if let slot {
-                                // Pacing under --max-upload-rate is a timer by design.
-                                try await Task.sleep(until: slot, clock: .continuous)
-                            }
-                            await io.sendIfOpen(frame: .pieceFromFile(id, file))
-                            if !io.remoteStoppedReading {
-                                sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: file.region.readableBytes))
-                            }
-                        } else {
-                            await io.sendIfOpen(.reject(id))
-                        }
-                    case .message(let other):
-                        throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
-                    case .local(.held(let ids)):
-                        await io.sendIfOpen(ids.filter { !theirs.contains($0) }.map { .have($0) })
-                    case .local(.stateChanged):
-                        continue
-                    case .tick:
-                        // A downloader that asks for nothing more for a while still sees its
-                        // last chunks recorded within a second.
-                        await recordSent()
-                    case .closed:
-                        await recordSent()
-                        await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")
-                        return
-                    case .failed(let error):
-                        throw error
-                    }
-                }
+                try await trade(&io, hello: hello, manifest: manifest, remote: remote, member: member)
             } catch {
-                await recordSent()
+                if member != nil { await node.memberLeft(hello.name) }
                 throw error
             }
+            if member != nil { await node.memberLeft(hello.name) }
+        }
+    }
+
+    /// Where others may dial the downloader: the host it advertised, or the address it
+    /// connected from; nil if it gave no port.
+    private func advertisedEndpoint(of hello: Hello) -> Endpoint? {
+        guard hello.listenPort > 0 else { return nil }
+        let host = hello.advertisedHost.isEmpty ? remoteHost : hello.advertisedHost
+        guard let host, PeerAddress.isValidHost(host) else { return nil }
+        return Endpoint(host: host, port: Int(hello.listenPort))
+    }
+
+    /// Answers chunk-ID lists, requests and GET-PEERS until the downloader leaves.
+    private func trade(_ io: inout SessionIO, hello: Hello, manifest: Manifest, remote: ChunkIndex.Source, member: Endpoint?) async throws {
+        var theirs = ChunkSet(capacity: manifest.chunkCount)
+        var gainsUnreported = 0
+        var peerQuestions = PeerQuestionBudget()
+        var reportedComplete = false
+        var requestsPerChunk: [ChunkID: Int] = [:]
+        // Sent chunks are recorded with the next request's visit to the node, or when
+        // the session ends: one visit per chunk served instead of two.
+        var sent: [CompletedUpload] = []
+        func recordSent() async {
+            guard !sent.isEmpty else { return }
+            await node.recordUploads(sent, to: remote)
+            sent.removeAll()
+        }
+        func noteProgress() async {
+            if theirs.isComplete && !reportedComplete {
+                reportedComplete = true
+                await node.downloaderCompleted(hello.name)
+            }
+        }
+        do {
+            while true {
+                switch try await io.next() {
+                case .message(.chunkList(let bitfield)):
+                    guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
+                        throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
+                    }
+                    theirs = list
+                    await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
+                    if member != nil { await node.memberReported(hello.name, holds: theirs) }
+                    await noteProgress()
+                case .message(.have(let id)):
+                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                    theirs.insert(id)
+                    // What members hold steers the owner's choice of neighbours; it is
+                    // passed on every so many chunks, not at every HAVE.
+                    gainsUnreported += 1
+                    if member != nil, gainsUnreported >= 16 || theirs.isComplete {
+                        gainsUnreported = 0
+                        await node.memberReported(hello.name, holds: theirs)
+                    }
+                    await noteProgress()
+                case .message(.getPeers(let wanted)):
+                    guard try peerQuestions.admit(now: .now) else { continue }
+                    let peers = await node.peers(for: hello.name, at: member, holding: theirs, wanted: Int(wanted))
+                    await io.sendIfOpen(.peers(peers))
+                case .message(.request(let id)):
+                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
+                    requestsPerChunk[id, default: 0] += 1
+                    guard requestsPerChunk[id, default: 0] <= io.limits.maxRequestsPerChunk else {
+                        throw NodeError.protocolViolation("\(hello.name) requested chunk \(id) \(requestsPerChunk[id, default: 0]) times: a request flood")
+                    }
+                    let startedAt = Clock.nowMicros()
+                    if io.remoteStoppedReading { continue }
+                    let finished = sent
+                    sent.removeAll()
+                    if let (file, slot) = try await node.handleRequest(for: id, from: remote, recording: finished) {
+                        if let slot {
+                            // Pacing under --max-upload-rate is a timer by design.
+                            try await Task.sleep(until: slot, clock: .continuous)
+                        }
+                        await io.sendIfOpen(frame: .pieceFromFile(id, file))
+                        if !io.remoteStoppedReading {
+                            sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: file.region.readableBytes))
+                        }
+                    } else {
+                        await io.sendIfOpen(.reject(id))
+                    }
+                case .message(let other):
+                    throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
+                case .local(.held(let ids)):
+                    await io.sendIfOpen(ids.filter { !theirs.contains($0) }.map { .have($0) })
+                case .local(.stateChanged):
+                    continue
+                case .tick:
+                    // A downloader that asks for nothing more for a while still sees its
+                    // last chunks recorded within a second.
+                    await recordSent()
+                case .closed:
+                    await recordSent()
+                    await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")
+                    return
+                case .failed(let error):
+                    throw error
+                }
+            }
+        } catch {
+            await recordSent()
+            throw error
         }
     }
 }
@@ -130,4 +168,28 @@ func describeRanges(_ ids: [ChunkID]) -> String {
         index = end + 1
     }
     return parts.joined(separator: ", ")
+}
+
+/// GET-PEERS from one downloader: at most one answered a second; a remote that keeps asking
+/// far faster than that is dropped, so a flood costs the node nothing but the decoding.
+struct PeerQuestionBudget {
+    static let interval = Duration.seconds(1)
+    /// Unanswered questions tolerated before the connection is closed.
+    static let unansweredLimit = 100
+    private var lastAnswered: ContinuousClock.Instant?
+    private var unanswered = 0
+
+    /// True if this question is answered; false if it is ignored as too soon; throws on a flood.
+    mutating func admit(now: ContinuousClock.Instant) throws -> Bool {
+        if let lastAnswered, now - lastAnswered < Self.interval {
+            unanswered += 1
+            guard unanswered <= Self.unansweredLimit else {
+                throw NodeError.protocolViolation("sent \(unanswered) GET-PEERS within a second of each other: a flood")
+            }
+            return false
+        }
+        lastAnswered = now
+        unanswered = 0
+        return true
+    }
 }

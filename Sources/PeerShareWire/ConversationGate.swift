@@ -56,11 +56,11 @@ public struct ConversationGate: Sendable {
             return kind == .share ? nil : "while the owner's SHARE is due"
         case .trading:
             switch (side, kind) {
-            case (.uploading, .chunkList), (.uploading, .have), (.uploading, .request): return nil
-            case (.downloading, .chunkList), (.downloading, .have), (.downloading, .piece), (.downloading, .reject): return nil
+            case (.uploading, .chunkList), (.uploading, .have), (.uploading, .request), (.uploading, .getPeers): return nil
+            case (.downloading, .chunkList), (.downloading, .have), (.downloading, .piece), (.downloading, .reject), (.downloading, .peers): return nil
             case (.uploading, .manifest), (.uploading, .hashes), (.uploading, .share): return "from a downloader"
             case (.uploading, _): return "on an upload connection"
-            case (.downloading, .request): return "on a download connection"
+            case (.downloading, .request), (.downloading, .getPeers): return "on a download connection"
             case (.downloading, _): return remoteRole == .owner ? "after the owner's manifest and share" : "from a peer"
             }
         }

@@ -11,9 +11,12 @@ extension PeerMessage {
             out.writeInteger(hello.version)
             out.writeInteger(hello.role.rawValue)
             out.writeBytes(hello.fileID.bytes)
-            let name = Array(hello.name.utf8)
-            out.writeInteger(UInt8(truncatingIfNeeded: name.count))
-            out.writeBytes(name)
+            writeShortString(hello.name, into: &out)
+            if hello.version >= 3 {
+                out.writeInteger(hello.listenPort)
+                out.writeInteger(hello.findsNeighbours ? Hello.findsNeighboursFlag : 0)
+                writeShortString(hello.advertisedHost, into: &out)
+            }
         case .manifest(let header):
             out.writeInteger(UInt64(header.fileSize))
             out.writeInteger(header.chunkSize)
@@ -34,20 +37,38 @@ extension PeerMessage {
             out.writeImmutableBuffer(data)
         case .keepAlive:
             break
+        case .getPeers(let wanted):
+            out.writeInteger(wanted)
+        case .peers(let peers):
+            out.writeInteger(UInt8(truncatingIfNeeded: peers.count))
+            for peer in peers {
+                writeShortString(peer.name, into: &out)
+                writeShortString(peer.endpoint.host, into: &out)
+                out.writeInteger(UInt16(truncatingIfNeeded: peer.endpoint.port))
+            }
         }
+    }
+
+    /// A length byte and UTF-8 bytes (names and hosts, all under 256 bytes by their limits).
+    private func writeShortString(_ text: String, into out: inout ByteBuffer) {
+        let bytes = Array(text.utf8)
+        out.writeInteger(UInt8(truncatingIfNeeded: bytes.count))
+        out.writeBytes(bytes)
     }
 
     /// The size of the body `encodeBody` writes.
     public var bodyLength: Int {
         1 + {
             switch self {
-            case .hello(let h): 4 + 2 + 1 + 32 + 1 + h.name.utf8.count
+            case .hello(let h): 4 + 2 + 1 + 32 + 1 + h.name.utf8.count + (h.version >= 3 ? 2 + 1 + 1 + h.advertisedHost.utf8.count : 0)
             case .manifest(let m): 8 + 4 + 4 + 32 + 2 + m.fileName.utf8.count
             case .hashes(_, let hashes): 4 + 32 * hashes.count
             case .share(let b), .chunkList(let b): b.count
             case .have, .request, .reject: 4
             case .piece(_, let data): 4 + data.readableBytes
             case .keepAlive: 0
+            case .getPeers: 1
+            case .peers(let peers): 1 + peers.reduce(0) { $0 + 1 + $1.name.utf8.count + 1 + $1.endpoint.host.utf8.count + 2 }
             }
         }()
     }
@@ -66,14 +87,21 @@ extension PeerMessage {
                   let nameLength = payload.readInteger(as: UInt8.self)
             else { throw .malformed(kind, "too short") }
             guard let role = Hello.Role(rawValue: rawRole) else { throw .malformed(kind, "unknown role \(rawRole)") }
-            guard nameLength >= 1, Int(nameLength) <= Hello.maximumNameBytes else {
-                throw .malformed(kind, "name length \(nameLength) is outside 1...\(Hello.maximumNameBytes)")
+            let name = try readName(length: nameLength, from: &payload, kind: kind)
+            // An older version's HELLO ends here; it decodes, so that the session can refuse
+            // it for its version with a clear reason.
+            guard version >= 3 else {
+                message = .hello(Hello(version: version, role: role, fileID: fileID, name: name))
+                break
             }
-            guard let nameBytes = payload.readBytes(length: Int(nameLength)) else { throw .malformed(kind, "name is truncated") }
-            guard let name = String(validating: nameBytes, as: UTF8.self),
-                  !nameBytes.contains(where: { $0 < 0x20 || $0 == 0x7f })
-            else { throw .malformed(kind, "name is not printable UTF-8") }
-            message = .hello(Hello(version: version, role: role, fileID: fileID, name: name))
+            guard let port = payload.readInteger(as: UInt16.self), let flags = payload.readInteger(as: UInt8.self),
+                  let hostLength = payload.readInteger(as: UInt8.self), let hostBytes = payload.readBytes(length: Int(hostLength))
+            else { throw .malformed(kind, "the advertised address is truncated") }
+            guard flags & ~Hello.findsNeighboursFlag == 0 else { throw .malformed(kind, "unknown flags \(flags)") }
+            let host = String(decoding: hostBytes, as: UTF8.self)
+            guard hostBytes.isEmpty || PeerAddress.isValidHost(host) else { throw .malformed(kind, "the advertised host is not a name or an address") }
+            message = .hello(Hello(version: version, role: role, fileID: fileID, name: name, listenPort: port, advertisedHost: host,
+                                   findsNeighbours: flags & Hello.findsNeighboursFlag != 0))
         case .manifest:
             guard let size = payload.readInteger(as: UInt64.self),
                   let chunkSize = payload.readInteger(as: UInt32.self),
@@ -127,10 +155,51 @@ extension PeerMessage {
             message = .piece(ChunkID(raw), data)
         case .keepAlive:
             message = .keepAlive
+        case .getPeers:
+            guard let wanted = payload.readInteger(as: UInt8.self) else { throw .malformed(kind, "too short") }
+            guard (1...PeerAddress.maximumPerMessage).contains(Int(wanted)) else {
+                throw .malformed(kind, "asks for \(wanted) peers, outside 1...\(PeerAddress.maximumPerMessage)")
+            }
+            message = .getPeers(wanted: wanted)
+        case .peers:
+            message = .peers(try readPeers(from: &payload))
         }
         guard payload.readableBytes == 0 else {
             throw .malformed(kind, "\(payload.readableBytes) unexpected trailing bytes")
         }
         return message
+    }
+
+    /// A node name: 1…64 bytes of printable UTF-8.
+    private static func readName(length: UInt8, from payload: inout ByteBuffer, kind: Kind) throws(WireError) -> String {
+        guard length >= 1, Int(length) <= Hello.maximumNameBytes else {
+            throw .malformed(kind, "name length \(length) is outside 1...\(Hello.maximumNameBytes)")
+        }
+        guard let bytes = payload.readBytes(length: Int(length)) else { throw .malformed(kind, "name is truncated") }
+        guard let name = String(validating: bytes, as: UTF8.self), !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f }) else {
+            throw .malformed(kind, "name is not printable UTF-8")
+        }
+        return name
+    }
+
+    /// PEERS: a count (at most 32), then each peer's name, host and port, every one checked.
+    private static func readPeers(from payload: inout ByteBuffer) throws(WireError) -> [PeerAddress] {
+        guard let count = payload.readInteger(as: UInt8.self) else { throw .malformed(.peers, "too short") }
+        guard Int(count) <= PeerAddress.maximumPerMessage else {
+            throw .malformed(.peers, "\(count) peers, over the \(PeerAddress.maximumPerMessage) a message may hold")
+        }
+        var peers: [PeerAddress] = []
+        for index in 0..<Int(count) {
+            guard let nameLength = payload.readInteger(as: UInt8.self) else { throw .malformed(.peers, "peer \(index) is truncated") }
+            let name = try readName(length: nameLength, from: &payload, kind: .peers)
+            guard let hostLength = payload.readInteger(as: UInt8.self), let hostBytes = payload.readBytes(length: Int(hostLength)),
+                  let port = payload.readInteger(as: UInt16.self)
+            else { throw .malformed(.peers, "peer \(index) is truncated") }
+            let host = String(decoding: hostBytes, as: UTF8.self)
+            guard PeerAddress.isValidHost(host) else { throw .malformed(.peers, "peer \(index)'s host is not a name or an address") }
+            guard port > 0 else { throw .malformed(.peers, "peer \(index)'s port is 0") }
+            peers.append(PeerAddress(name: name, endpoint: Endpoint(host: host, port: Int(port))))
+        }
+        return peers
     }
 }

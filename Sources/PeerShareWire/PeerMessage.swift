@@ -14,6 +14,8 @@ public enum PeerMessage: Equatable, Sendable {
     case piece(ChunkID, ByteBuffer)
     case reject(ChunkID)
     case keepAlive
+    case getPeers(wanted: UInt8)
+    case peers([PeerAddress])
 
     /// One-byte type codes (PROTOCOL.md, "Messages").
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -27,6 +29,8 @@ public enum PeerMessage: Equatable, Sendable {
         case piece = 0x08
         case reject = 0x09
         case keepAlive = 0x0A
+        case getPeers = 0x0B
+        case peers = 0x0C
 
         /// The message's name as docs/PROTOCOL.md writes it, for log lines and errors.
         public var name: String {
@@ -41,6 +45,8 @@ public enum PeerMessage: Equatable, Sendable {
             case .piece: "PIECE"
             case .reject: "REJECT"
             case .keepAlive: "KEEPALIVE"
+            case .getPeers: "GET-PEERS"
+            case .peers: "PEERS"
             }
         }
     }
@@ -57,6 +63,8 @@ public enum PeerMessage: Equatable, Sendable {
         case .piece: .piece
         case .reject: .reject
         case .keepAlive: .keepAlive
+        case .getPeers: .getPeers
+        case .peers: .peers
         }
     }
 }
@@ -67,8 +75,10 @@ public struct Hello: Equatable, Sendable {
 
     public static let magic: [UInt8] = Array("PSHR".utf8)
     /// 2: the file ID is the hash of the layout and the chunk hashes (docs/PROTOCOL.md).
-    public static let currentVersion: UInt16 = 2
+    /// 3: HELLO carries the address others should dial; GET-PEERS and PEERS.
+    public static let currentVersion: UInt16 = 3
     public static let maximumNameBytes = 64
+    static let findsNeighboursFlag: UInt8 = 0x01
     /// Sent by a peer that has no manifest yet and asks the owner for one.
     public static let unknownFileID = Digest32(bytes: [UInt8](repeating: 0, count: 32))!
 
@@ -76,12 +86,54 @@ public struct Hello: Equatable, Sendable {
     public let role: Role
     public let fileID: Digest32
     public let name: String
+    /// The port others should dial this node on; 0 if it takes no connections to pass on.
+    public let listenPort: UInt16
+    /// The host others should dial; empty for "the address you see me connect from".
+    public let advertisedHost: String
+    /// Set by a peer that finds its neighbours through the owner (GET-PEERS) rather than
+    /// only through `--download-from`: once every chunk is in the swarm, the owner gives such
+    /// a peer no share, since its neighbours have the file to give.
+    public let findsNeighbours: Bool
 
-    public init(version: UInt16 = Hello.currentVersion, role: Role, fileID: Digest32, name: String) {
+    public init(version: UInt16 = Hello.currentVersion, role: Role, fileID: Digest32, name: String,
+                listenPort: UInt16 = 0, advertisedHost: String = "", findsNeighbours: Bool = false) {
         self.version = version
         self.role = role
         self.fileID = fileID
         self.name = name
+        self.listenPort = listenPort
+        self.advertisedHost = advertisedHost
+        self.findsNeighbours = findsNeighbours
+    }
+}
+
+/// A peer another node may dial, as GET-PEERS answers it (PROTOCOL.md, "PEERS").
+public struct PeerAddress: Equatable, Hashable, Sendable {
+    public let name: String
+    public let endpoint: Endpoint
+
+    public init(name: String, endpoint: Endpoint) {
+        self.name = name
+        self.endpoint = endpoint
+    }
+
+    /// Peers per PEERS message, and the most a GET-PEERS may ask for.
+    public static let maximumPerMessage = 32
+    /// A DNS name's longest form; IP literals are shorter.
+    public static let maximumHostBytes = 253
+
+    /// Whether `host` is something a node may dial: an IP literal or a DNS name, in ASCII
+    /// letters, digits and `.-:%_`, 1…253 bytes, not starting with `-`.
+    public static func isValidHost(_ host: String) -> Bool {
+        let bytes = Array(host.utf8)
+        guard (1...maximumHostBytes).contains(bytes.count), bytes.first != UInt8(ascii: "-") else { return false }
+        return bytes.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+            case UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: ":"), UInt8(ascii: "%"), UInt8(ascii: "_"): true
+            default: false
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Number of peers.")
     var peers: Int = 5
 
-    @Option(help: "ring: peer i downloads from peer i+1. mesh: each peer downloads from --neighbours random others.")
+    @Option(help: "ring: peer i downloads from peer i+1. mesh: each peer downloads from --neighbours random others. auto: each peer gets only --owner and finds --neighbours through it.")
     var topology: TopologyKind = .ring
 
     @Option(help: "Download neighbours per peer in a mesh.")
@@ -80,9 +80,11 @@ struct DemoCommand: AsyncParsableCommand {
         let wiring = topology == .ring
             ? SwarmTopology.ring(peers: peers)
             : SwarmTopology.mesh(peers: peers, neighbours: neighbours, seed: meshSeed)
-        let shape = topology == .ring
-            ? "in a ring"
-            : "in a mesh, \(neighbourCount(wiring.downloadFrom[0].count)) each, seed \(meshSeed)"
+        let shape = switch topology {
+        case .ring: "in a ring"
+        case .mesh: "in a mesh, \(neighbourCount(wiring.downloadFrom[0].count)) each, seed \(meshSeed)"
+        case .auto: "wiring themselves through the owner, \(neighbourCount(neighbours)) each"
+        }
         logger.info("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on \(address(ports[0])), \(peers) peers \(shape), folder \(root)")
         if topology == .mesh {
             for (i, sources) in wiring.downloadFrom.enumerated() {
@@ -112,10 +114,16 @@ struct DemoCommand: AsyncParsableCommand {
             var peerProcesses: [ChildProcess] = []
             for i in 1...peers {
                 var arguments = ["peer", "--name", "peer\(i)", "--owner", address(ports[0]), "--host", host, "--port", "\(ports[i])",
-                                 "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(wiring.downloaders[i - 1])",
+                                 "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(topology == .auto ? 1 : wiring.downloaders[i - 1])",
                                  "--storage", storage.storage.rawValue] + logging.childArguments
-                for source in wiring.downloadFrom[i - 1] {
-                    arguments += ["--download-from", address(ports[source + 1])]
+                if topology == .auto {
+                    // No one is pinned as anyone's downloader: a peer that nobody dialled
+                    // stops waiting for downloaders after 5 s with none connected.
+                    arguments += ["--neighbours", "\(neighbours)", "--neighbour-timeout", "5"]
+                } else {
+                    for source in wiring.downloadFrom[i - 1] {
+                        arguments += ["--download-from", address(ports[source + 1])]
+                    }
                 }
                 let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
                                             stdout: !echoResults ? .discard : live ? nodeLogs : .ourStderr, stderr: nodeLogs)
@@ -262,7 +270,7 @@ func sha256(ofFileAt path: String) throws -> Digest32 {
 }
 
 enum TopologyKind: String, ExpressibleByArgument, CaseIterable {
-    case ring, mesh
+    case ring, mesh, auto
 }
 
 struct DemoError: Error, CustomStringConvertible {

@@ -4,6 +4,7 @@ import PeerShareCLI
 import PeerShareCore
 import PeerShareNode
 import PeerShareStore
+import PeerShareWire
 import ServiceLifecycle
 
 @main
@@ -172,6 +173,12 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(name: .customLong("download-from"), help: "A download neighbour, as HOST:PORT ([ADDRESS]:PORT for IPv6); repeat for several.", transform: Endpoint.argument)
     var downloadFrom: [Endpoint] = []
 
+    @Option(help: "Neighbours to find through the owner and other peers (default: 4, or 0 with --download-from).")
+    var neighbours: Int?
+
+    @Option(help: "The address other peers should dial, as HOST:PORT (default: the listen address; on 0.0.0.0 or ::, the address the owner sees).", transform: Endpoint.argument)
+    var advertise: Endpoint?
+
     @Option(help: "Folder for this peer's chunk files, summary file and assembled file.")
     var dir: String
 
@@ -210,6 +217,12 @@ struct PeerCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
         guard waitForDownloaders >= 0 else { throw ValidationError("--wait-for-downloaders must not be negative") }
+        if let neighbours {
+            guard (0...PeerAddress.maximumPerMessage).contains(neighbours) else { throw ValidationError("--neighbours must be from 0 to \(PeerAddress.maximumPerMessage)") }
+        }
+        if let advertise, !PeerAddress.isValidHost(advertise.host) {
+            throw ValidationError("--advertise: \(advertise.host) is not a name or an address")
+        }
         // Bounded before they become Durations: `inf` or 1e16 s would overflow the milliseconds.
         guard connectTimeout > 0, connectTimeout <= 86_400 else { throw ValidationError("--connect-timeout must be between 0 and 86400 seconds") }
         guard neighbourTimeout > 0, neighbourTimeout <= 86_400 else { throw ValidationError("--neighbour-timeout must be between 0 and 86400 seconds") }
@@ -228,6 +241,8 @@ struct PeerCommand: AsyncParsableCommand {
             directory: dir, databasePath: db ?? dir + "/peer.db", window: window, keepServing: keepServing,
             waitForDownloaders: waitForDownloaders, connectPatience: .milliseconds(Int64(connectTimeout * 1000)))
         config.neighbourPatience = .milliseconds(Int64(neighbourTimeout * 1000))
+        config.neighbours = neighbours ?? (downloadFrom.isEmpty ? 4 : 0)
+        config.advertise = advertise
         config.recheck = recheck
         config.storage = storage.storage
         config.syncInterval = .milliseconds(Int64(syncInterval * 1000))

@@ -184,6 +184,8 @@ func conversation(_ picture: String) -> [PeerMessage] {
         case "REQUEST": return .request(ChunkID(1))
         case "PIECE": return .piece(ChunkID(1), ByteBuffer(bytes: [1, 2, 3]))
         case "REJECT": return .reject(ChunkID(1))
+        case "GET-PEERS": return .getPeers(wanted: 4)
+        case "PEERS": return .peers([PeerAddress(name: "p", endpoint: Endpoint(host: "10.0.0.1", port: 7000))])
         default: return .keepAlive
         }
     }
@@ -214,6 +216,13 @@ struct ConversationGateTests {
               (.downloading, "HELLO MANIFEST(4)", "MANIFEST is not allowed from a peer"),
               (.downloading, "HELLO REQUEST", "REQUEST is not allowed on a download connection"),
               (.downloading, "HELLO CHUNK-LIST HAVE PIECE REJECT", nil),
+              (.uploading, "HELLO GET-PEERS CHUNK-LIST GET-PEERS", nil),
+              (.uploading, "GET-PEERS", "GET-PEERS is not allowed before HELLO"),
+              (.uploading, "HELLO PEERS", "PEERS is not allowed on an upload connection"),
+              (.downloading, "HELLO PEERS CHUNK-LIST PEERS", nil),
+              (.downloading, "HELLO(owner) MANIFEST(0) SHARE PEERS", nil),
+              (.downloading, "HELLO(owner) PEERS", "PEERS is not allowed while the owner's MANIFEST is due"),
+              (.downloading, "HELLO GET-PEERS", "GET-PEERS is not allowed on a download connection"),
           ] as [(ConversationGate.Side, String, String?)])
     func gate(side: ConversationGate.Side, picture: String, refusal: String?) {
         var decoder = PeerMessageDecoder(gate: ConversationGate(side: side))

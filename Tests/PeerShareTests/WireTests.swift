@@ -13,6 +13,13 @@ let sampleMessages: [PeerMessage] = {
     return [
         .hello(Hello(role: .peer, fileID: digest, name: "peer3")),
         .hello(Hello(role: .owner, fileID: Hello.unknownFileID, name: "owner")),
+        .hello(Hello(role: .peer, fileID: digest, name: "peer4", listenPort: 7004, advertisedHost: "192.168.1.5", findsNeighbours: true)),
+        .hello(Hello(version: 2, role: .peer, fileID: digest, name: "old")),
+        .getPeers(wanted: 4),
+        .peers([]),
+        .peers([PeerAddress(name: "peer1", endpoint: Endpoint(host: "10.0.0.1", port: 7001)),
+                PeerAddress(name: "peer2", endpoint: Endpoint(host: "fe80::1%eth0", port: 65_535)),
+                PeerAddress(name: "peer3", endpoint: Endpoint(host: "node-3.example.org", port: 1))]),
         .manifest(ManifestHeader(fileSize: 2_621_457, chunkSize: 102_400, chunkCount: 26, fileHash: digest, fileName: "movie.mkv")),
         .manifest(ManifestHeader(fileSize: 0, chunkSize: 102_400, chunkCount: 0, fileHash: digest, fileName: "empty")),
         .hashes(first: 0, [digest, digest, digest]),

@@ -1,0 +1,100 @@
+import PeerShareCore
+import PeerShareStore
+import PeerShareWire
+
+/// A swarm that wires itself (issue 15): peers say where they listen, the owner hands each
+/// up to K of them as neighbours, and peers pass on whom they know.
+extension Node {
+    /// Neighbours this peer finds through the owner and other peers: `target` of them, never
+    /// itself.
+    public func findNeighbours(target: Int, advertised: Endpoint?) {
+        neighbourBook.target = target
+        neighbourBook.selfName = name
+        neighbourBook.selfEndpoint = advertised
+    }
+
+    /// Where others should dial this peer, told in every HELLO it sends.
+    public func advertise(host: String, port: Int) {
+        advertisedHost = host
+        advertisedPort = UInt16(clamping: port)
+    }
+
+    /// This node's HELLO.
+    func hello(role: Hello.Role, fileID: Digest32) -> Hello {
+        Hello(role: role, fileID: fileID, name: name, listenPort: role == .peer ? advertisedPort : 0,
+              advertisedHost: role == .peer ? advertisedHost : "", findsNeighbours: findsNeighbours)
+    }
+
+    public var findsNeighbours: Bool { neighbourBook.target > 0 }
+    var neighbourTarget: Int { neighbourBook.target }
+    public var hasNeighbourToDial: Bool { neighbourBook.hasNeighbourToDial }
+    /// Whether to ask for more peers; also notes whether the connected neighbours lack a
+    /// missing chunk, which lets the peer dial beyond its target until they do not.
+    func wantsMorePeers() -> Bool {
+        do {
+            guard findsNeighbours, !isComplete else { return false }
+            let lacking = manifest != nil && !neighboursCoverMissing
+            if lacking != neighbourBook.lacksSources {
+                neighbourBook.lacksSources = lacking
+                if lacking { broadcast(.stateChanged) }
+            }
+            return neighbourBook.wantsMorePeers
+        }
+    }
+
+    /// Peers a PEERS message named, from the owner or a neighbour.
+    func learnPeers(_ peers: [PeerAddress], from source: ChunkIndex.Source) {
+        let fromTracker = source.kind == .owner
+        let added = neighbourBook.learn(peers, fromTracker: fromTracker)
+        let names = peers.map(\.name).joined(separator: ", ")
+        log(.listReceived, source: source, "\(source.name) named \(peers.count) peer(s)\(peers.isEmpty ? "" : ": \(names)"); \(added) new")
+        if fromTracker { reviewLastResort() }
+        if added > 0 { broadcast(.stateChanged) }
+    }
+
+    /// The next found neighbour to dial, marked as being dialled.
+    public func takeNeighbourToDial() -> PeerAddress? {
+        neighbourBook.takeNextToDial()
+    }
+
+    /// A found neighbour's session is over: another may take its place.
+    public func foundNeighbourEnded(_ neighbour: Endpoint) {
+        neighbourBook.foundNeighbourEnded(neighbour)
+        reviewLastResort()
+        broadcast(.stateChanged)
+    }
+
+    // MARK: Members: downloaders that said where they listen
+
+    func memberJoined(_ name: String, at endpoint: Endpoint) {
+        memberBook.joined(name, at: endpoint, now: Clock.nowMicros())
+        // A peer that downloads from us can be dialled back: peer exchange the other way.
+        if role == .peer, findsNeighbours, !isComplete {
+            neighbourBook.learn([PeerAddress(name: name, endpoint: endpoint)], fromTracker: false)
+            broadcast(.stateChanged)
+        }
+    }
+
+    func memberLeft(_ name: String) {
+        memberBook.left(name, now: Clock.nowMicros())
+    }
+
+    func memberReported(_ name: String, holds: ChunkSet) {
+        memberBook.reported(name, holds: holds, now: Clock.nowMicros())
+    }
+
+    /// The answer to a GET-PEERS: live members for the owner; for a peer, its members and
+    /// the neighbours it found, so that the swarm goes on finding sources once the owner left.
+    func peers(for asker: String, at askerEndpoint: Endpoint?, holding holds: ChunkSet?, wanted: Int) -> [PeerAddress] {
+        var random = SystemRandomNumberGenerator()
+        var chosen = memberBook.choose(for: asker, askerEndpoint: askerEndpoint, askerHolds: holds, wanted: wanted, using: &random)
+        if role == .peer, chosen.count < wanted {
+            var seen = Set(chosen.map(\.endpoint))
+            if let askerEndpoint { seen.insert(askerEndpoint) }
+            for (endpoint, name) in neighbourBook.active.shuffled(using: &random) where chosen.count < wanted && seen.insert(endpoint).inserted {
+                chosen.append(PeerAddress(name: name, endpoint: endpoint))
+            }
+        }
+        return chosen
+    }
+}
