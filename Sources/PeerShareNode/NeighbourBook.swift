@@ -30,8 +30,11 @@ struct NeighbourBook: Sendable {
     private(set) var candidates: [PeerAddress] = []
     /// Found neighbours being dialled or connected.
     private(set) var active: [Endpoint: String] = [:]
-    /// Whether the owner has answered a GET-PEERS: until then an empty book says nothing.
-    private(set) var heardFromTracker = false
+    /// How many GET-PEERS the owner has answered. One empty answer says little when peers
+    /// start together (the others have not joined yet), so a peer that finds its neighbours
+    /// turns to the owner as last resort only after the second, a second later.
+    private(set) var trackerAnswers = 0
+    static let trackerAnswersBeforeLastResort = 2
 
     /// A neighbour the peer is about to dial for the first time.
     mutating func willDial(_ neighbour: Endpoint) {
@@ -58,7 +61,7 @@ struct NeighbourBook: Sendable {
     /// again: it may hold what this peer now lacks.
     @discardableResult
     mutating func learn(_ peers: [PeerAddress], fromTracker: Bool) -> Int {
-        if fromTracker { heardFromTracker = true }
+        if fromTracker { trackerAnswers += 1 }
         var added = 0
         for peer in peers where peer.name != selfName && peer.endpoint != selfEndpoint && active[peer.endpoint] == nil
             && !dialling.contains(peer.endpoint) && !candidates.contains(where: { $0.endpoint == peer.endpoint }) {
@@ -100,8 +103,8 @@ struct NeighbourBook: Sendable {
     var wantsMorePeers: Bool { target > 0 && active.count < limit && candidates.isEmpty }
 
     /// No neighbour is connected, none is being dialled or waiting to be, and (when
-    /// neighbours are found through the owner) the owner has said whom it knows.
+    /// neighbours are found through the owner) the owner has said twice whom it knows.
     var noneReachable: Bool {
-        connected == 0 && dialling.isEmpty && candidates.isEmpty && (target == 0 || heardFromTracker)
+        connected == 0 && dialling.isEmpty && candidates.isEmpty && (target == 0 || trackerAnswers >= Self.trackerAnswersBeforeLastResort)
     }
 }

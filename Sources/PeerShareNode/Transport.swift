@@ -26,10 +26,29 @@ public enum Transport {
     /// An accepted connection and the remote's address, read when it was accepted: by the
     /// time a short-lived rogue connection is served, the socket may have no address left.
     public struct Inbound: Sendable {
-        public let channel: PeerChannel
+        let lease: AcceptedChannel
+        public var channel: PeerChannel { lease.channel }
         public let remote: String
         /// The remote's IP address, for a peer that advertises its port but not its host.
         public let remoteHost: String?
+    }
+
+    /// An accepted connection that closes itself if it is dropped unused. The listener's
+    /// stream can drop a connection NIO accepted just as the node shuts down (peers that
+    /// wire themselves dial one that is exiting), and NIO traps on a channel whose writer
+    /// was never finished.
+    final class AcceptedChannel: Sendable {
+        let channel: PeerChannel
+
+        init(_ channel: PeerChannel) {
+            self.channel = channel
+        }
+
+        deinit {
+            // Harmless after a session's executeThenClose, which finished and closed it.
+            channel.outbound.finish()
+            channel.channel.close(promise: nil)
+        }
     }
 
     /// Reads of up to 256 KiB: a PIECE is 100 KiB, and NIO's default (at most 64 KiB,
@@ -51,7 +70,7 @@ public enum Transport {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.recvAllocator, value: Transport.receiveBuffers)
                 .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { Inbound(channel: try configure(channel, side: .uploading), remote: describe(channel.remoteAddress),
+                    channel.eventLoop.makeCompletedFuture { Inbound(lease: AcceptedChannel(try configure(channel, side: .uploading)), remote: describe(channel.remoteAddress),
                                                                     remoteHost: channel.remoteAddress?.ipAddress) }
                 }
             let bound = server.channel.localAddress?.port ?? port

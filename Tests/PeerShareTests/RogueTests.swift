@@ -41,6 +41,10 @@ func rogueCases(fileID: Digest32, chunkCount: Int, seed: UInt64) -> [RogueCase] 
         RogueCase(description: "out-of-range chunk IDs", bytes: frames([hello, .request(ChunkID(UInt32(chunkCount + 7)))])),
         RogueCase(description: "out-of-range HAVE", bytes: frames([hello, .have(ChunkID(UInt32.max))])),
         RogueCase(description: "a flood of requests", bytes: frames([hello] + Array(repeating: .request(ChunkID(0)), count: 10_000))),
+        RogueCase(description: "10,000 GET-PEERS", bytes: frames([hello] + Array(repeating: .getPeers(wanted: 32), count: 10_000))),
+        RogueCase(description: "an advertised address that is not an address",
+                  bytes: frames([.hello(Hello(role: .peer, fileID: fileID, name: "rogue", listenPort: 7000, advertisedHost: "not an address"))])),
+        RogueCase(description: "a version 2 HELLO", bytes: frames([.hello(Hello(version: 2, role: .peer, fileID: fileID, name: "rogue"))])),
         RogueCase(description: "a connection that never sends a handshake", bytes: []),
     ]
 }
