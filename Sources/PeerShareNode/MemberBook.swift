@@ -25,20 +25,24 @@ struct MemberBook: Sendable {
     private(set) var members: [String: Member] = [:]
 
     /// A downloader connected and said where it listens. A member that comes back under the
-    /// same name may have a new address.
-    mutating func joined(_ name: String, at endpoint: Endpoint, now: Int64) {
+    /// same name may have a new address. Returns the member dropped to make room, if any.
+    @discardableResult
+    mutating func joined(_ name: String, at endpoint: Endpoint, now: Int64) -> String? {
         if var member = members[name] {
             member.endpoint = endpoint
             member.lastSeen = now
             member.connections += 1
             members[name] = member
-            return
+            return nil
         }
+        var dropped: String?
         if members.count >= Self.maximumMembers, let stale = members.values.filter({ $0.connections == 0 }).min(by: { $0.lastSeen < $1.lastSeen }) {
             members[stale.name] = nil
+            dropped = stale.name
         }
-        guard members.count < Self.maximumMembers else { return }
+        guard members.count < Self.maximumMembers else { return nil }
         members[name] = Member(name: name, endpoint: endpoint, firstSeen: now, lastSeen: now, connections: 1)
+        return dropped
     }
 
     mutating func left(_ name: String, now: Int64) {

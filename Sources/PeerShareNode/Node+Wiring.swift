@@ -66,21 +66,41 @@ extension Node {
 
     // MARK: Members: downloaders that said where they listen
 
-    func memberJoined(_ name: String, at endpoint: Endpoint) {
-        memberBook.joined(name, at: endpoint, now: Clock.nowMicros())
+    func memberJoined(_ name: String, at endpoint: Endpoint) async {
+        let dropped = memberBook.joined(name, at: endpoint, now: Clock.nowMicros())
         // A peer that downloads from us can be dialled back: peer exchange the other way.
         if role == .peer, findsNeighbours, !isComplete {
             neighbourBook.learn([PeerAddress(name: name, endpoint: endpoint)], fromTracker: false)
             broadcast(.stateChanged)
         }
+        if let dropped { await persistMember(dropped) }
+        await persistMember(name)
     }
 
-    func memberLeft(_ name: String) {
+    func memberLeft(_ name: String) async {
         memberBook.left(name, now: Clock.nowMicros())
+        await persistMember(name)
     }
 
-    func memberReported(_ name: String, holds: ChunkSet) {
+    func memberReported(_ name: String, holds: ChunkSet) async {
         memberBook.reported(name, holds: holds, now: Clock.nowMicros())
+        await persistMember(name)
+    }
+
+    /// The owner's membership list in its index (Schema/005_members.sql): the row as the
+    /// member is now, or no row once it was dropped.
+    private func persistMember(_ name: String) async {
+        guard role == .owner else { return }
+        let record = memberBook.members[name].map {
+            ChunkIndex.MemberRecord(name: $0.name, address: $0.endpoint.description, firstSeen: $0.firstSeen, lastSeen: $0.lastSeen, held: $0.holds)
+        }
+        do {
+            try await index.run { index in
+                if let record { try index.saveMember(record) } else { try index.deleteMember(named: name) }
+            }
+        } catch {
+            log(.error, "could not record member \(name) in the index: \(error)", level: .warning)
+        }
     }
 
     /// The answer to a GET-PEERS: live members for the owner; for a peer, its members and

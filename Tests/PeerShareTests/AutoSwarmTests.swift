@@ -22,6 +22,10 @@ struct AutoSwarmTests {
         let copies = Double(served) / Double(chunks)
         print("auto swarm, 30 peers, 8 MiB, \(storage.rawValue): \(ContinuousClock.now - started), owner served \(String(format: "%.2f", copies)) copies")
         #expect(copies <= 1.5, "the owner served \(copies) copies of the file")
+        // The membership list: every peer, at the address it listened on, with what it last
+        // reported holding (a peer exiting may not get its last HAVEs out, so not always all).
+        #expect(try owner.scalarInt("SELECT count(*) FROM members") == 30)
+        #expect(try owner.scalarInt("SELECT count(*) FROM members WHERE held_count > 0 AND address LIKE '127.0.0.1:%' AND last_seen >= first_seen") == 30)
         for i in 1...30 {
             let sources = try chunkSources(dir + "/peer\(i)/peer.db")
             #expect(sources.keys.contains { $0.hasPrefix("peer") }, "peer\(i) got everything from the owner: \(sources.mapValues(\.count))")
