@@ -138,6 +138,13 @@ public actor Node {
     var uploadRate: Int?
     var nextUploadSlot = ContinuousClock.now
 
+    /// The owner's cap on uploads sent at once (`--upload-slots`); nil for none.
+    var uploadSlots: UploadSlots?
+
+    public func limitUploadSlots(to count: Int?) {
+        uploadSlots = count.map { UploadSlots(capacity: $0) }
+    }
+
     /// Limits the total upload rate; nil for no limit.
     public func limitUploads(toBytesPerSecond rate: Int?) {
         uploadRate = rate

@@ -23,6 +23,8 @@ public struct OwnerConfiguration: Sendable {
     /// Discard an earlier index and chunks in the folder and split the file afresh.
     public var newManifest = false
     public var maxUploadRate: Int?
+    /// Uploads sent at once, at most; the others wait their turn (`--upload-slots`).
+    public var uploadSlots = 8
     public var limits = SessionLimits()
     /// Chunk files cut from the source, or the source itself served in place.
     public var storage = StorageLayout.chunkFiles

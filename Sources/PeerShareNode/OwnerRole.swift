@@ -16,6 +16,7 @@ public enum OwnerRole {
         let store = try makeChunkStore(config.storage, root: config.directory, source: config.file)
         let node = try Node(name: "owner", role: .owner, store: store, databasePath: config.databasePath, logger: logger)
         await node.limitUploads(toBytesPerSecond: config.maxUploadRate)
+        await node.limitUploadSlots(to: config.uploadSlots)
         await node.setLimits(config.limits)
         do {
             await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes")

@@ -64,6 +64,7 @@ struct UploadSession {
 
     /// Answers chunk-ID lists, requests and GET-PEERS until the downloader leaves.
     private func trade(_ io: inout SessionIO, hello: Hello, manifest: Manifest, remote: ChunkIndex.Source, member: Endpoint?) async throws {
+        let slots = await node.uploadSlots
         var theirs = ChunkSet(capacity: manifest.chunkCount)
         var gainsUnreported = 0
         var peerQuestions = PeerQuestionBudget()
@@ -124,7 +125,10 @@ struct UploadSession {
                             // Pacing under --max-upload-rate is a timer by design.
                             try await Task.sleep(until: slot, clock: .continuous)
                         }
+                        // Beyond --upload-slots, wait for a slot in turn.
+                        try await slots?.acquire()
                         await io.sendIfOpen(frame: .pieceFromFile(id, file))
+                        slots?.release()
                         if !io.remoteStoppedReading {
                             sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: file.region.readableBytes))
                         }

@@ -108,6 +108,9 @@ struct OwnerCommand: AsyncParsableCommand {
     @Option(help: "Chunk size in bytes.")
     var chunkSize: Int = ChunkLayout.defaultChunkSize
 
+    @Option(help: "Chunks sent at once, at most; further requests wait their turn, none is dropped.")
+    var uploadSlots: Int = 8
+
     @Flag(help: "Re-hash the source and every chunk file at start-up, even if nothing seems changed.")
     var recheck = false
 
@@ -125,6 +128,7 @@ struct OwnerCommand: AsyncParsableCommand {
         guard (1...ChunkLayout.maximumChunkSize).contains(chunkSize) else {
             throw ValidationError("--chunk-size must be from 1 to \(ChunkLayout.maximumChunkSize) bytes")
         }
+        guard (1...1024).contains(uploadSlots) else { throw ValidationError("--upload-slots must be from 1 to 1024") }
         let name = String(file.split(separator: "/").last ?? "")
         do { try FileName.validate(name) } catch { throw ValidationError("--file: \(error)") }
     }
@@ -138,6 +142,7 @@ struct OwnerCommand: AsyncParsableCommand {
         config.newManifest = newManifest
         config.storage = storage.storage
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
+        config.uploadSlots = uploadSlots
         config.limits = connections.limits
         let console = StatusConsole(buffered: true)
         defer { console.flush() }

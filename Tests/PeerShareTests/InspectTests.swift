@@ -80,7 +80,7 @@ struct InspectReportTests {
         let text = f.normalised(try Overview.load(try f.open()).render(.table))
         #expect(text == """
             node      peer peer1
-            index     DIR/peer.db (schema 4)
+            index     DIR/peer.db (schema \(Migrations.latestVersion))
             folder    DIR
             storage   chunk files (DIR/chunks)
             file      movie.bin, 450 B, 5 chunks of 100 B
