@@ -58,6 +58,7 @@ public struct FuzzInput {
 public enum Boundaries {
     public static let limits: [UInt64] = [
         64,          // HELLO name bytes
+        253,         // advertised and PEERS host bytes
         255,         // file-name bytes
         16_384,      // hashes per HASHES
         102_400,     // default chunk size
