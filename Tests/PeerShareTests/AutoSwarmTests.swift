@@ -59,4 +59,50 @@ struct AutoSwarmTests {
         let sources = try chunkSources(swarm.dir + "/joiner/peer.db")
         #expect(sources["owner"] == nil || sources["owner"]!.count < 11, "\(sources.mapValues(\.count))")
     }
+
+    @Test("a pinned neighbour killed mid-transfer: the owner fills in at once, and the peer goes back to the neighbour when it returns",
+          arguments: StorageLayout.allCases)
+    func pinnedNeighbourReturns(storage: StorageLayout) async throws {
+        let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 1, launchPeers: false, storage: storage)
+        var processes: [ChildProcess] = []
+        defer { for process in processes { process.signal(SIGKILL) } }
+        // The neighbour seeds the whole file, at 200 KiB/s so that the kill lands mid-transfer.
+        let port = try reserveFreePorts(1)[0]
+        let seeding = ["--keep-serving", "--neighbours", "0", "--max-upload-rate", "200KiB"]
+        let first = try startPeer("seed", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(swarm.ownerPort)", port: port, options: seeding)
+        processes.append(first)
+        #expect(await waitForAssembly(first, timeout: .seconds(60)))
+        // The owner comes back at a crawl (30 KiB/s), dividing the file among 4: the peer's
+        // share is 5 of the 21 chunks, and it gets most chunks from its neighbour while that is up.
+        await swarm.owner.stop()
+        let slowOwner = try Swarm.startOwner(dir: swarm.dir, source: swarm.source, peers: 4,
+                                             options: ["--max-upload-rate", "30KiB", "--storage", storage.rawValue])
+        processes.append(slowOwner)
+        let ownerPort = try await listeningPort(of: slowOwner)
+        let peer = try startPeer("peer", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)",
+                                 downloadFrom: ["127.0.0.1:\(port)"], options: ["--wait-for-downloaders", "0"])
+        processes.append(peer)
+        // Killed once the peer holds its share (its first chunks come from the neighbour too)
+        // and awaits two chunks from it.
+        let outstanding = OutstandingRequests(at: "seed", atLeast: 2, afterReceiving: 8)
+        #expect(await peer.waitForLine(timeout: .seconds(60)) { outstanding.reached(after: $0) } != nil)
+        first.signal(SIGKILL)
+        _ = await first.waitForExit(timeout: .seconds(10))
+        #expect(await peer.waitForLine(timeout: .seconds(30)) { $0.contains("no download neighbour is reachable") } != nil,
+                "\(tail(swarm.dir + "/peer.log"))")
+        let restartedAt = Clock.nowMicros()
+        let second = try startPeer("seed", storage: storage, dir: swarm.dir, owner: "127.0.0.1:\(ownerPort)", port: port, options: seeding)
+        processes.append(second)
+        let assembled = await waitForAssembly(peer, timeout: .seconds(60))
+        for process in processes { await process.stop() }
+        #expect(assembled, "\(tail(swarm.dir + "/peer.log"))")
+        #expect(fileDigest(swarm.dir + "/peer/source.bin") == fileDigest(swarm.source))
+        let db = try SQLiteConnection(path: swarm.dir + "/peer/peer.db", mode: .readOnly)
+        let afterReturn = try db.scalarInt("""
+            SELECT count(*) FROM chunks c JOIN sources s ON s.id = c.source_id WHERE s.name = 'seed' AND c.received_at > \(restartedAt)
+            """)
+        #expect((afterReturn ?? 0) > 0, "nothing came from the neighbour after it returned")
+        let connected = try eventMessages(swarm.dir + "/peer/peer.db", kind: "connected")
+        #expect(connected.contains { $0.contains("a download neighbour is reachable again") }, "\(connected)")
+    }
 }

@@ -36,26 +36,31 @@ func receivedChunk(_ line: String, from source: String) -> Bool {
 }
 
 /// Follows a peer's log lines and says when it has at least `count` requests outstanding at
-/// `source`: chunks it asked that source for and has not yet received from it.
+/// `source` (chunks it asked that source for and has not yet received from it), once it has
+/// received at least `received` chunks from it.
 final class OutstandingRequests: Sendable {
     private let source: String
     private let count: Int
-    private let pending = Mutex<Set<Substring>>([])
+    private let minimumReceived: Int
+    private let state = Mutex<(pending: Set<Substring>, received: Int)>(([], 0))
 
-    init(at source: String, atLeast count: Int) {
+    init(at source: String, atLeast count: Int, afterReceiving received: Int = 0) {
         self.source = source
         self.count = count
+        self.minimumReceived = received
     }
 
     /// Feeds one log line; true once enough requests are outstanding.
     func reached(after line: String) -> Bool {
-        pending.withLock { pending in
+        state.withLock { state in
             switch event(in: line) {
-            case ("requested", let id)?: pending.insert(id)
-            case ("received", let id)?: pending.remove(id)
+            case ("requested", let id)?: state.pending.insert(id)
+            case ("received", let id)?:
+                state.pending.remove(id)
+                state.received += 1
             default: break
             }
-            return pending.count >= count
+            return state.pending.count >= count && state.received >= minimumReceived
         }
     }
 
