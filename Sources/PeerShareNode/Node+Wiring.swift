@@ -31,15 +31,13 @@ extension Node {
     /// Whether to ask for more peers; also notes whether the connected neighbours lack a
     /// missing chunk, which lets the peer dial beyond its target until they do not.
     func wantsMorePeers() -> Bool {
-        do {
-            guard findsNeighbours, !isComplete else { return false }
-            let lacking = manifest != nil && !neighboursCoverMissing
-            if lacking != neighbourBook.lacksSources {
-                neighbourBook.lacksSources = lacking
-                if lacking { broadcast(.stateChanged) }
-            }
-            return neighbourBook.wantsMorePeers
+        guard findsNeighbours, !isComplete else { return false }
+        let lacking = manifest != nil && !neighboursCoverMissing
+        if lacking != neighbourBook.lacksSources {
+            neighbourBook.lacksSources = lacking
+            if lacking { broadcast(.stateChanged) }
         }
+        return neighbourBook.wantsMorePeers
     }
 
     /// Peers a PEERS message named, from the owner or a neighbour.

@@ -40,12 +40,23 @@ final class UploadSlots: Sendable {
         guard let id else { return }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let cancelled = state.withLock { state in
-                    if Task.isCancelled { return true }
+                // Decided again under the lock that queues: a slot released since the first
+                // look would otherwise go back to the pool while this waiter sleeps.
+                enum Outcome { case queued, granted, cancelled }
+                let outcome = state.withLock { state -> Outcome in
+                    if Task.isCancelled { return .cancelled }
+                    if state.free > 0 {
+                        state.free -= 1
+                        return .granted
+                    }
                     state.waiting.append((id, continuation))
-                    return false
+                    return .queued
                 }
-                if cancelled { continuation.resume(throwing: CancellationError()) }
+                switch outcome {
+                case .granted: continuation.resume()
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                case .queued: break
+                }
             }
         } onCancel: {
             let removed = state.withLock { state -> CheckedContinuation<Void, any Error>? in
