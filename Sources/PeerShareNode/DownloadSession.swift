@@ -34,32 +34,7 @@ struct DownloadSession {
             guard hello.version == Hello.currentVersion else {
                 throw NodeError.misbehaving("\(endpoint) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
             }
-            let source: ChunkIndex.Source
-            switch remote {
-            case .owner:
-                guard hello.role == .owner else { throw NodeError.protocolViolation("\(endpoint) is a peer, not the owner") }
-                source = .init(kind: .owner, name: hello.name)
-                guard case .manifest(let header) = try await io.nextMessage(during: "manifest transfer") else {
-                    throw NodeError.protocolViolation("the owner did not send a manifest")
-                }
-                let manifest = try await receiveManifest(&io, header: header)
-                // The manifest's chunk hashes must hash to the file ID the owner announced: from
-                // here on, each chunk checked against them is a checked byte of that file.
-                guard hello.fileID == manifest.fileID else {
-                    throw NodeError.protocolViolation("the owner's manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced")
-                }
-                guard case .share(let bitfield) = try await io.nextMessage(during: "share transfer"),
-                      let share = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield)
-                else { throw NodeError.protocolViolation("the owner did not send a valid share") }
-                try await node.adoptManifest(manifest, share: share.sorted)
-                let missing = share.subtracting(await node.heldChunks).count
-                await node.log(.shareReceived, source: source, "share from the owner: \(share.count) chunks (\(describeRanges(share.sorted))), \(missing) still to fetch")
-            case .neighbour:
-                source = .init(kind: .peer, name: hello.name)
-                guard let known, hello.fileID == known.fileID else {
-                    throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
-                }
-            }
+            let source = try await receiveFileDetails(&io, hello: hello, known: known)
             guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
             let mine = await node.heldChunks
             try await io.send(.chunkList(bitfield: mine.bitfield))
@@ -79,7 +54,7 @@ struct DownloadSession {
 
             var offered = ChunkSet(capacity: manifest.chunkCount)
             // A neighbour's offer counts towards chunk rarity while this session lasts.
-            let neighbourID = remote == .neighbour ? await node.registerNeighbour(at: endpoint) : nil
+            let neighbourID = remote == .neighbour ? await node.registerNeighbour(PeerAddress(name: hello.name, endpoint: endpoint)) : nil
             var requested: [ChunkID: Int64] = [:]
             var badChunks = 0
             // The last time this neighbour gave us something we lacked, for stall detection.
@@ -167,5 +142,54 @@ struct DownloadSession {
                 throw error
             }
         }
+    }
+
+    /// After the HELLOs: the owner's manifest and share, or, from a peer, the manifest if
+    /// this node asked for it (it joined through that peer); otherwise a check that the
+    /// peer is in this node's swarm.
+    private func receiveFileDetails(_ io: inout SessionIO, hello: Hello, known: Manifest?) async throws -> ChunkIndex.Source {
+        switch remote {
+        case .owner:
+            guard hello.role == .owner else { throw NodeError.protocolViolation("\(endpoint) is a peer, not the owner") }
+            let source = ChunkIndex.Source(kind: .owner, name: hello.name)
+            let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
+            guard case .share(let bitfield) = try await io.nextMessage(during: "share transfer"),
+                  let share = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield)
+            else { throw NodeError.protocolViolation("the owner did not send a valid share") }
+            try await node.adoptManifest(manifest, share: share.sorted)
+            let missing = share.subtracting(await node.heldChunks).count
+            await node.log(.shareReceived, source: source, "share from the owner: \(share.count) chunks (\(describeRanges(share.sorted))), \(missing) still to fetch")
+            return source
+        case .neighbour:
+            let source = ChunkIndex.Source(kind: .peer, name: hello.name)
+            if let known {
+                guard hello.fileID == known.fileID else {
+                    throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
+                }
+                return source
+            }
+            let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
+            await node.log(.manifestReceived, source: source, "manifest from \(hello.name) at \(endpoint), joining its swarm without the owner: file ID \(manifest.fileID.hex)")
+            try await node.adoptManifest(manifest, share: [])
+            return source
+        }
+    }
+
+    /// MANIFEST and HASHES, checked against the file ID the remote's HELLO announced and
+    /// the one this node was told to expect (`--file-id`).
+    private func receiveAnnouncedManifest(_ io: inout SessionIO, hello: Hello) async throws -> Manifest {
+        guard case .manifest(let header) = try await io.nextMessage(during: "manifest transfer") else {
+            throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
+        }
+        let manifest = try await receiveManifest(&io, header: header)
+        // The manifest's chunk hashes must hash to the file ID announced: from here on, each
+        // chunk checked against them is a checked byte of that file.
+        guard hello.fileID == manifest.fileID else {
+            throw NodeError.protocolViolation("\(hello.name)'s manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced")
+        }
+        if let expected = await node.expectedFileID, expected != manifest.fileID {
+            throw NodeError.misbehaving("\(hello.name) at \(endpoint) serves file ID \(manifest.fileID.short), not the \(expected.short) given with --file-id")
+        }
+        return manifest
     }
 }

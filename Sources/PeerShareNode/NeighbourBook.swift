@@ -26,10 +26,22 @@ struct NeighbourBook: Sendable {
     private(set) var dialling: Set<Endpoint> = []
     /// Download-neighbour sessions past their handshake.
     private(set) var connected = 0
+    /// How long an address whose dial failed is not queued again, however often it is
+    /// named: a member that is live at the owner but unreachable from here would otherwise
+    /// be dialled, fail and be handed out again in a loop.
+    static let failedDialQuarantine = Duration.seconds(30)
+    /// Addresses recently reached, kept at most: what a peer passes on in peer exchange.
+    static let maximumReached = 64
+
     /// Found neighbours not yet dialled, in the order heard of.
     private(set) var candidates: [PeerAddress] = []
     /// Found neighbours being dialled or connected.
     private(set) var active: [Endpoint: String] = [:]
+    /// Found neighbours whose dial failed, and when: not queued again for a while.
+    private var failedDials: [Endpoint: ContinuousClock.Instant] = [:]
+    /// Peers this peer held a session with, most recent last: passed on in peer exchange
+    /// after the sessions (and the owner) are gone.
+    private(set) var reached: [PeerAddress] = []
     /// How many GET-PEERS the owner has answered. One empty answer says little when peers
     /// start together (the others have not joined yet), so a peer that finds its neighbours
     /// turns to the owner as last resort only after the second, a second later.
@@ -52,6 +64,13 @@ struct NeighbourBook: Sendable {
         connected += 1
     }
 
+    /// A peer this peer downloaded from, or that downloaded from it, at the address it listens on.
+    mutating func noteReached(_ peer: PeerAddress) {
+        reached.removeAll { $0.endpoint == peer.endpoint || $0.name == peer.name }
+        reached.append(peer)
+        if reached.count > Self.maximumReached { reached.removeFirst(reached.count - Self.maximumReached) }
+    }
+
     mutating func sessionEnded() {
         connected = max(0, connected - 1)
     }
@@ -60,10 +79,12 @@ struct NeighbourBook: Sendable {
     /// queued already; returns how many were new. One that was dialled before may be named
     /// again: it may hold what this peer now lacks.
     @discardableResult
-    mutating func learn(_ peers: [PeerAddress], fromTracker: Bool) -> Int {
+    mutating func learn(_ peers: [PeerAddress], fromTracker: Bool, now: ContinuousClock.Instant = .now) -> Int {
         if fromTracker { trackerAnswers += 1 }
+        failedDials = failedDials.filter { now - $0.value < Self.failedDialQuarantine }
         var added = 0
         for peer in peers where peer.name != selfName && peer.endpoint != selfEndpoint && active[peer.endpoint] == nil
+            && failedDials[peer.endpoint] == nil
             && !dialling.contains(peer.endpoint) && !candidates.contains(where: { $0.endpoint == peer.endpoint }) {
             guard candidates.count < Self.maximumCandidates else { break }
             candidates.append(peer)
@@ -93,9 +114,10 @@ struct NeighbourBook: Sendable {
 
     /// A found neighbour's session is over (finished, unreachable or misbehaving). It is
     /// dialled again only if someone names it again.
-    mutating func foundNeighbourEnded(_ neighbour: Endpoint) {
+    mutating func foundNeighbourEnded(_ neighbour: Endpoint, now: ContinuousClock.Instant = .now) {
         active[neighbour] = nil
-        dialling.remove(neighbour)
+        // Still being dialled at the end: it never answered.
+        if dialling.remove(neighbour) != nil { failedDials[neighbour] = now }
     }
 
     /// Whether to ask the owner (or a neighbour) for more peers: fewer than the limit are

@@ -68,6 +68,11 @@ extension Node {
     }
 
     func fallBackToOwner(because reason: String) {
+        guard hasOwner else {
+            // Nobody to fall back on: the peer waits for its neighbours, or stops once none is left.
+            broadcast(.stateChanged)
+            return
+        }
         guard ownerFallback == nil, !isComplete else { return }
         ownerFallback = reason
         log(.fallback, "falling back to the owner for the \(held.capacity - held.count) missing chunks: \(reason)", level: .warning)
@@ -115,9 +120,10 @@ extension Node {
     // MARK: Neighbours' offers
 
     /// A download-neighbour session starts: its offers count towards chunk rarity.
-    func registerNeighbour(at endpoint: Endpoint) -> Int {
+    func registerNeighbour(_ neighbour: PeerAddress) -> Int {
         nextNeighbourID += 1
-        neighbourBook.sessionStarted(with: endpoint)
+        neighbourBook.sessionStarted(with: neighbour.endpoint)
+        neighbourBook.noteReached(neighbour)
         reviewLastResort()
         return nextNeighbourID
     }
@@ -140,7 +146,7 @@ extension Node {
     /// that holds its share and has no neighbour to fetch from asks the owner for what is
     /// missing at once, and stops asking it beyond the share when a neighbour connects.
     func reviewLastResort() {
-        let wanted = manifest != nil && !isComplete && holdsShare && (liveNeighbours > 0 || findsNeighbours) && neighbourBook.noneReachable
+        let wanted = hasOwner && manifest != nil && !isComplete && holdsShare && (liveNeighbours > 0 || findsNeighbours) && neighbourBook.noneReachable
         guard wanted != ownerIsLastResort else { return }
         ownerIsLastResort = wanted
         if wanted {

@@ -13,6 +13,19 @@ extension Node {
         neighbourBook.selfEndpoint = advertised
     }
 
+    /// How this peer joins: through the owner, or through other peers only (`--owner` not
+    /// given); and, if told (`--file-id`), which file it must be served.
+    public func join(withOwner: Bool, expecting fileID: Digest32?) {
+        hasOwner = withOwner
+        expectedFileID = fileID
+    }
+
+    /// Every source of a peer without an owner is gone before the file is complete: its
+    /// pinned neighbours were given up on, and no found neighbour is connected or queued.
+    public var strandedWithoutOwner: Bool {
+        !hasOwner && !isComplete && liveNeighbours == 0 && neighbourBook.active.isEmpty && neighbourBook.candidates.isEmpty
+    }
+
     /// Where others should dial this peer, told in every HELLO it sends.
     public func advertise(host: String, port: Int) {
         advertisedHost = host
@@ -67,9 +80,12 @@ extension Node {
     func memberJoined(_ name: String, at endpoint: Endpoint) async {
         let dropped = memberBook.joined(name, at: endpoint, now: Clock.nowMicros())
         // A peer that downloads from us can be dialled back: peer exchange the other way.
-        if role == .peer, findsNeighbours, !isComplete {
-            neighbourBook.learn([PeerAddress(name: name, endpoint: endpoint)], fromTracker: false)
-            broadcast(.stateChanged)
+        if role == .peer {
+            neighbourBook.noteReached(PeerAddress(name: name, endpoint: endpoint))
+            if findsNeighbours, !isComplete {
+                neighbourBook.learn([PeerAddress(name: name, endpoint: endpoint)], fromTracker: false)
+                broadcast(.stateChanged)
+            }
         }
         if let dropped { await persistMember(dropped) }
         await persistMember(name)
@@ -101,17 +117,19 @@ extension Node {
         }
     }
 
-    /// The answer to a GET-PEERS: live members for the owner; for a peer, its members and
-    /// the neighbours it found, so that the swarm goes on finding sources once the owner left.
+    /// The answer to a GET-PEERS: live members for the owner; for a peer, its members, the
+    /// neighbours it found, then the peers it reached lately (most recent first), so that
+    /// the swarm goes on finding sources once the owner and the sessions are gone.
     func peers(for asker: String, at askerEndpoint: Endpoint?, holding holds: ChunkSet?, wanted: Int) -> [PeerAddress] {
         var random = SystemRandomNumberGenerator()
         var chosen = memberBook.choose(for: asker, askerEndpoint: askerEndpoint, askerHolds: holds, wanted: wanted, using: &random)
-        if role == .peer, chosen.count < wanted {
-            var seen = Set(chosen.map(\.endpoint))
-            if let askerEndpoint { seen.insert(askerEndpoint) }
-            for (endpoint, name) in neighbourBook.active.shuffled(using: &random) where chosen.count < wanted && seen.insert(endpoint).inserted {
-                chosen.append(PeerAddress(name: name, endpoint: endpoint))
-            }
+        guard role == .peer, chosen.count < wanted else { return chosen }
+        var seen = Set(chosen.map(\.endpoint))
+        if let askerEndpoint { seen.insert(askerEndpoint) }
+        let found = neighbourBook.active.shuffled(using: &random).map { PeerAddress(name: $0.value, endpoint: $0.key) }
+        for peer in found + neighbourBook.reached.reversed()
+        where chosen.count < wanted && peer.name != asker && seen.insert(peer.endpoint).inserted {
+            chosen.append(peer)
         }
         return chosen
     }

@@ -53,6 +53,12 @@ public actor Node {
     var neighbourBook = NeighbourBook()
     /// Set while the owner is asked for everything missing because no neighbour is reachable.
     var ownerIsLastResort = false
+    /// False for a peer that joined through another peer (`--download-from` without
+    /// `--owner`): nothing is ever asked of an owner, and with no neighbour left it stops.
+    public internal(set) var hasOwner = true
+    /// The file ID this peer was told to expect (`--file-id`); a manifest hashing to any
+    /// other is refused.
+    public internal(set) var expectedFileID: Digest32?
     /// Downloaders that said where they listen: the owner's membership list, a peer's peer exchange.
     var memberBook = MemberBook()
     /// Where this peer tells others to dial it, in its HELLO: port 0 for nowhere, an empty

@@ -45,7 +45,10 @@ public struct OwnerConfiguration: Sendable {
 
 public struct PeerConfiguration: Sendable {
     public var name: String
-    public var owner: Endpoint
+    /// The owner; nil for a peer that joins through its `downloadFrom` neighbours only.
+    public var owner: Endpoint?
+    /// The file this peer must be served (`--file-id`); nil to take the swarm's.
+    public var fileID: Digest32?
     public var host: String
     public var port: Int
     public var downloadFrom: [Endpoint]
@@ -79,7 +82,7 @@ public struct PeerConfiguration: Sendable {
     /// line); nil for none.
     public var onProgress: (@Sendable (NodeProgress) -> Void)?
 
-    public init(name: String, owner: Endpoint, host: String, port: Int, downloadFrom: [Endpoint], directory: String, databasePath: String,
+    public init(name: String, owner: Endpoint?, host: String, port: Int, downloadFrom: [Endpoint], directory: String, databasePath: String,
                 window: Int, keepServing: Bool, waitForDownloaders: Int, connectPatience: Duration) {
         self.name = name
         self.owner = owner

@@ -25,7 +25,7 @@ public enum OwnerRole {
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
-            await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers")
+            await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")
             announce("listening on \(endpoint)")
             try await serve(listener, node: node)
             await node.close(outcome: "stopped")

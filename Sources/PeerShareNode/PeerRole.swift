@@ -19,6 +19,7 @@ public enum PeerRole {
         await node.setSyncInterval(config.syncInterval)
         do {
             try await node.prepare(recheck: config.recheck)
+            await node.join(withOwner: config.owner != nil, expecting: config.fileID)
             await node.expectNeighbours(config.downloadFrom)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
@@ -33,9 +34,19 @@ public enum PeerRole {
                     try await serve(listener, node: node)
                     return false
                 }
-                group.addTask {
-                    try await fetchFromOwner(config, node: node)
-                    return false
+                if let owner = config.owner {
+                    group.addTask {
+                        try await fetchFromOwner(owner, config: config, node: node)
+                        return false
+                    }
+                } else {
+                    group.addTask {
+                        try await node.waitUntil { $0.failure != nil || $0.strandedWithoutOwner }
+                        if await node.failure != nil { return false }
+                        let progress = await node.progress
+                        let what = progress.total.map { "the \($0.chunks - progress.heldChunks) missing chunk(s)" } ?? "the manifest"
+                        throw NodeError.failed("every download neighbour is gone, and without --owner there is nobody else to ask for \(what)")
+                    }
                 }
                 if let report = config.onProgress {
                     // Every change the node broadcasts, as a snapshot; ends when the group is cancelled.
@@ -104,7 +115,7 @@ public enum PeerRole {
     /// Talks to the owner whenever it is needed: for the manifest and share, and for
     /// everything missing if the neighbours were given up on. A peer that already holds its
     /// share does not need the owner to be up at all.
-    private static func fetchFromOwner(_ config: PeerConfiguration, node: Node) async throws {
+    private static func fetchFromOwner(_ ownerEndpoint: Endpoint, config: PeerConfiguration, node: Node) async throws {
         let owner = ChunkIndex.Source(kind: .owner, name: "owner")
         var reconnects = 0
         while true {
@@ -112,23 +123,23 @@ public enum PeerRole {
             if await node.failure != nil { return }
             let channel: PeerChannel
             do {
-                channel = try await Transport.connect(to: config.owner, patience: config.connectPatience) { attempt, reason, delay in
-                    await node.log(.connectRetry, "owner at \(config.owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                channel = try await Transport.connect(to: ownerEndpoint, patience: config.connectPatience) { attempt, reason, delay in
+                    await node.log(.connectRetry, "owner at \(ownerEndpoint) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
             } catch where !Task.isCancelled {
                 // An owner that left once the swarm holds the file is no loss: the neighbours
                 // carry on. Without the manifest, or with no neighbour left, it is the end.
                 let neighbours = await node.liveNeighbours
                 guard await node.manifest != nil, neighbours > 0 || config.neighbours > 0 else { throw error }
-                await node.log(.disconnected, source: owner, "the owner at \(config.owner) is gone (\(error)); carrying on with the download neighbours", level: .warning)
+                await node.log(.disconnected, source: owner, "the owner at \(ownerEndpoint) is gone (\(error)); carrying on with the download neighbours", level: .warning)
                 // Found neighbours carry on by peer exchange; nothing more is asked of the owner.
                 if config.neighbours > 0 { return }
                 try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.liveNeighbours == 0 }
                 continue
             }
-            await node.log(.connected, source: owner, "connected to the owner at \(config.owner)")
+            await node.log(.connected, source: owner, "connected to the owner at \(ownerEndpoint)")
             do {
-                _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: config.owner, window: config.window).run()
+                _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
             } catch where isRecoverable(error) && !(error is WireError) && reconnects < 20 {
                 // A dropped connection is retried (the owner may be restarting); malformed
@@ -141,15 +152,15 @@ public enum PeerRole {
                 // that serves others is not taken down by one bad connection.
                 let neighbours = await node.liveNeighbours
                 guard await node.manifest != nil, neighbours > 0 else {
-                    await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error)", level: .error)
-                    throw NodeError.failed("the owner at \(config.owner) broke the protocol: \(error)")
+                    await node.log(.protocolError, source: owner, "the owner at \(ownerEndpoint) broke the protocol: \(error)", level: .error)
+                    throw NodeError.failed("the owner at \(ownerEndpoint) broke the protocol: \(error)")
                 }
-                await node.log(.protocolError, source: owner, "the owner at \(config.owner) broke the protocol: \(error); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
+                await node.log(.protocolError, source: owner, "the owner at \(ownerEndpoint) broke the protocol: \(error); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
                 // Until the neighbours finish the file, or turn out unable to (none left, or
                 // stalled on chunks only the owner has): then the peer cannot complete.
                 try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.ownerServesEverything }
                 if await !node.isComplete, await node.failure == nil {
-                    throw NodeError.failed("the owner at \(config.owner) broke the protocol (\(error)), and the download neighbours cannot supply the rest")
+                    throw NodeError.failed("the owner at \(ownerEndpoint) broke the protocol (\(error)), and the download neighbours cannot supply the rest")
                 }
                 return
             }
@@ -159,7 +170,8 @@ public enum PeerRole {
     /// Trades with one download neighbour, reconnecting when it drops. If it stays
     /// unreachable for the neighbour timeout, the owner is asked for what is missing instead.
     private static func fetchFromNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws {
-        try await node.waitUntil { $0.manifest != nil || $0.failure != nil }
+        // The manifest comes from the owner; a peer without one asks this neighbour for it.
+        try await node.waitUntil { $0.manifest != nil || !$0.hasOwner || $0.failure != nil }
         if await node.hasToldComplete(neighbour) {
             // It knows already, and may well have finished and gone.
             return

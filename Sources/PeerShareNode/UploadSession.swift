@@ -25,7 +25,9 @@ struct UploadSession {
             // A peer can serve only once it knows the file; the manifest is on its way from the owner.
             try await node.waitUntil { $0.manifest != nil }
             guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
-            let askingForManifest = isOwner && hello.fileID == Hello.unknownFileID
+            // A downloader that does not know the file yet asks with the zero file ID: the
+            // owner, or a peer when the owner has left (docs/PROTOCOL.md), sends the manifest.
+            let askingForManifest = hello.fileID == Hello.unknownFileID
             guard hello.fileID == manifest.fileID || askingForManifest else {
                 throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
             }
@@ -36,6 +38,9 @@ struct UploadSession {
                 for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
                 await io.sendIfOpen(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
                 await node.log(.shareAssigned, source: remote, "sent manifest and a share of \(share.count) chunks to \(hello.name)\(share.isEmpty ? "" : " (\(describeRanges(share)))")")
+            } else if askingForManifest {
+                for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
+                await node.log(.shareAssigned, source: remote, "sent the manifest to \(hello.name), which joined through this peer")
             }
             let mine = await node.heldChunks
             await io.sendIfOpen(.chunkList(bitfield: mine.bitfield))

@@ -20,6 +20,9 @@ public struct ConversationGate: Sendable {
     enum Phase: Sendable, Equatable {
         case awaitingHello
         case awaitingManifest
+        /// A peer we download from opens with MANIFEST if we asked for it (a HELLO with
+        /// the zero file ID), or goes straight to trading.
+        case peerMayOpenWithManifest
         case receivingHashes(HashesCursor)
         case awaitingShare
         case trading
@@ -50,11 +53,13 @@ public struct ConversationGate: Sendable {
             return nil
         case .awaitingManifest:
             return kind == .manifest ? nil : "while the owner's MANIFEST is due"
+        case .peerMayOpenWithManifest where kind == .manifest:
+            return nil
         case .receivingHashes(let cursor):
             return kind == .hashes ? nil : "while HASHES are due (\(cursor.received) of \(cursor.expected) hashes received)"
         case .awaitingShare:
             return kind == .share ? nil : "while the owner's SHARE is due"
-        case .trading:
+        case .trading, .peerMayOpenWithManifest:
             switch (side, kind) {
             case (.uploading, .chunkList), (.uploading, .have), (.uploading, .request), (.uploading, .getPeers): return nil
             case (.downloading, .chunkList), (.downloading, .have), (.downloading, .piece), (.downloading, .reject), (.downloading, .peers): return nil
@@ -66,6 +71,9 @@ public struct ConversationGate: Sendable {
         }
     }
 
+    /// The owner hands out a share after its manifest; a peer has none to give.
+    private var afterManifest: Phase { remoteRole == .owner ? .awaitingShare : .trading }
+
     /// Follows the conversation past a parsed message.
     public mutating func passed(_ message: PeerMessage) throws(WireError) {
         switch (phase, message) {
@@ -73,14 +81,19 @@ public struct ConversationGate: Sendable {
             remoteRole = hello.role
             switch (side, hello.role) {
             case (.downloading, .owner): phase = .awaitingManifest
-            case (.downloading, .peer), (.uploading, .peer): phase = .trading
+            case (.downloading, .peer): phase = .peerMayOpenWithManifest
+            case (.uploading, .peer): phase = .trading
             case (.uploading, .owner): throw .notAllowed(.hello, "with the owner's role from a downloader: the owner never downloads")
             }
-        case (.awaitingManifest, .manifest(let header)):
-            phase = header.chunkCount == 0 ? .awaitingShare : .receivingHashes(HashesCursor(expected: Int(header.chunkCount)))
+        case (.awaitingManifest, .manifest(let header)), (.peerMayOpenWithManifest, .manifest(let header)):
+            phase = header.chunkCount == 0 ? afterManifest : .receivingHashes(HashesCursor(expected: Int(header.chunkCount)))
+        case (.peerMayOpenWithManifest, .keepAlive):
+            break
+        case (.peerMayOpenWithManifest, _):
+            phase = .trading
         case (.receivingHashes(var cursor), .hashes(let first, let hashes)):
             try cursor.advance(first: first, count: hashes.count)
-            phase = cursor.isComplete ? .awaitingShare : .receivingHashes(cursor)
+            phase = cursor.isComplete ? afterManifest : .receivingHashes(cursor)
         case (.awaitingShare, .share):
             phase = .trading
         default:

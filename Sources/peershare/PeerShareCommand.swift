@@ -170,8 +170,11 @@ struct PeerCommand: AsyncParsableCommand {
         commandName: "peer",
         abstract: "Fetch a share from the owner, trade chunks with neighbours, and assemble the file.")
 
-    @Option(help: "The owner, as HOST:PORT.", transform: Endpoint.argument)
-    var owner: Endpoint
+    @Option(help: "The owner, as HOST:PORT. Without it, the peer joins through its --download-from neighbours, which send it the manifest.", transform: Endpoint.argument)
+    var owner: Endpoint?
+
+    @Option(name: .customLong("file-id"), help: "The file ID (64 hex digits, in the owner's log) the swarm must serve; a manifest with any other is refused.", transform: fileIDArgument)
+    var fileID: Digest32?
 
     @OptionGroup var listen: ListenOptions
 
@@ -222,6 +225,9 @@ struct PeerCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
         guard waitForDownloaders >= 0 else { throw ValidationError("--wait-for-downloaders must not be negative") }
+        guard owner != nil || !downloadFrom.isEmpty else {
+            throw ValidationError("give the owner (--owner HOST:PORT), or a peer of the swarm to join through (--download-from HOST:PORT)")
+        }
         if let neighbours {
             guard (0...PeerAddress.maximumPerMessage).contains(neighbours) else { throw ValidationError("--neighbours must be from 0 to \(PeerAddress.maximumPerMessage)") }
         }
@@ -248,6 +254,7 @@ struct PeerCommand: AsyncParsableCommand {
         config.neighbourPatience = .milliseconds(Int64(neighbourTimeout * 1000))
         config.neighbours = neighbours ?? (downloadFrom.isEmpty ? 4 : 0)
         config.advertise = advertise
+        config.fileID = fileID
         config.recheck = recheck
         config.storage = storage.storage
         config.syncInterval = .milliseconds(Int64(syncInterval * 1000))
@@ -299,4 +306,10 @@ struct NodeService: Service {
     func run() async throws {
         try await cancelWhenGracefulShutdown { try await body() }
     }
+}
+
+/// `--file-id`: a SHA-256 in hex, as the owner logs it.
+func fileIDArgument(_ text: String) throws -> Digest32 {
+    guard let id = Digest32(hex: text.lowercased()) else { throw ValidationError("--file-id must be 64 hex digits, as the owner logs it") }
+    return id
 }
