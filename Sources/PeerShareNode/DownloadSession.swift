@@ -45,9 +45,13 @@ struct DownloadSession {
             let findsNeighbours = await node.findsNeighbours
             let askEvery: Duration = remote == .owner ? .seconds(1) : .seconds(5)
             var lastAsked: ContinuousClock.Instant?
+            // PEERS is only ever an answer: one the remote was not asked for is refused, so
+            // that no remote fills this peer's list of candidates unasked.
+            var questionsOpen = 0
             func askForPeers(_ io: inout SessionIO) async throws {
                 guard findsNeighbours, lastAsked.map({ ContinuousClock.now - $0 >= askEvery }) ?? true, await node.wantsMorePeers() else { return }
                 lastAsked = .now
+                questionsOpen += 1
                 try await io.send(.getPeers(wanted: UInt8(clamping: min(await node.neighbourTarget, PeerAddress.maximumPerMessage))))
             }
             try await askForPeers(&io)
@@ -110,6 +114,8 @@ struct DownloadSession {
                         offered.remove(id)
                         await node.release([id])
                     case .message(.peers(let peers)):
+                        guard questionsOpen > 0 else { throw NodeError.protocolViolation("\(hello.name) sent PEERS it was not asked for") }
+                        questionsOpen -= 1
                         await node.learnPeers(peers, from: source)
                     case .message(let other):
                         throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")

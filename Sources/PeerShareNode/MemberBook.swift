@@ -16,7 +16,13 @@ struct MemberBook: Sendable {
         var connections = 0
         /// How often it was handed out as a neighbour, to spread the choices evenly.
         var handedOut = 0
+        /// When its row was last written to the index (microseconds), for `needsPersisting`.
+        var persistedAt: Int64?
     }
+
+    /// A member's reports are written to the index at most this often (microseconds); its
+    /// join, its leaving and its completion are always written.
+    static let persistInterval: Int64 = 1_000_000
 
     /// Members kept, at most: names are whatever remotes say, so the list is bounded, and a
     /// member with no connection open is the first to go.
@@ -58,6 +64,24 @@ struct MemberBook: Sendable {
     }
 
     func isLive(_ name: String) -> Bool { (members[name]?.connections ?? 0) > 0 }
+
+    /// Whether `name` is live at another address: a second downloader under a live
+    /// member's name is not listed there, so that a name cannot be taken over while its
+    /// owner is connected (names are not proven until private swarms).
+    func isLiveElsewhere(_ name: String, than endpoint: Endpoint) -> Bool {
+        guard let member = members[name], member.connections > 0 else { return false }
+        return member.endpoint != endpoint
+    }
+
+    /// Whether a report should reach the index now: the first, a complete one, or one a
+    /// second after the last written. Marks it written if so.
+    mutating func needsPersisting(_ name: String, now: Int64) -> Bool {
+        guard let member = members[name] else { return false }
+        let due = member.persistedAt.map { now - $0 >= Self.persistInterval } ?? true
+        guard due || member.holds?.isComplete == true else { return false }
+        members[name]?.persistedAt = now
+        return true
+    }
 
     /// Up to `wanted` live members for `asker` to download from: never the asker itself or
     /// its address, never one address twice. Those holding something the asker lacks come

@@ -20,10 +20,15 @@ extension Node {
         expectedFileID = fileID
     }
 
-    /// Every source of a peer without an owner is gone before the file is complete: its
-    /// pinned neighbours were given up on, and no found neighbour is connected or queued.
+    /// Some neighbour may still supply chunks: a pinned one not given up on, or a found one
+    /// connected, being dialled or queued.
+    public var hasNeighbourSource: Bool {
+        liveNeighbours > 0 || !neighbourBook.active.isEmpty || !neighbourBook.candidates.isEmpty
+    }
+
+    /// Every source of a peer without an owner is gone before the file is complete.
     public var strandedWithoutOwner: Bool {
-        !hasOwner && !isComplete && liveNeighbours == 0 && neighbourBook.active.isEmpty && neighbourBook.candidates.isEmpty
+        !hasOwner && !isComplete && !hasNeighbourSource
     }
 
     /// Where others should dial this peer, told in every HELLO it sends.
@@ -77,7 +82,13 @@ extension Node {
 
     // MARK: Members: downloaders that said where they listen
 
-    func memberJoined(_ name: String, at endpoint: Endpoint) async {
+    /// A downloader said where it listens; false if it is not listed (its name is taken by
+    /// a live member at another address).
+    func memberJoined(_ name: String, at endpoint: Endpoint) async -> Bool {
+        if memberBook.isLiveElsewhere(name, than: endpoint) {
+            log(.protocolError, source: .init(kind: .peer, name: name), "a second \(name) connected, saying it listens at \(endpoint); the live \(name) keeps its address", level: .warning)
+            return false
+        }
         let dropped = memberBook.joined(name, at: endpoint, now: Clock.nowMicros())
         // A peer that downloads from us can be dialled back: peer exchange the other way.
         if role == .peer {
@@ -89,6 +100,7 @@ extension Node {
         }
         if let dropped { await persistMember(dropped) }
         await persistMember(name)
+        return true
     }
 
     func memberLeft(_ name: String) async {
@@ -97,8 +109,19 @@ extension Node {
     }
 
     func memberReported(_ name: String, holds: ChunkSet) async {
-        memberBook.reported(name, holds: holds, now: Clock.nowMicros())
-        await persistMember(name)
+        let now = Clock.nowMicros()
+        memberBook.reported(name, holds: holds, now: now)
+        // Every report steers the choice of neighbours; the index hears of it once a second.
+        if role == .owner, memberBook.needsPersisting(name, now: now) { await persistMember(name) }
+    }
+
+    /// The owner's membership rows from earlier runs, cut to the newest the book would keep.
+    func pruneMemberRows() async {
+        do {
+            try await index.run { try $0.pruneMembers(keeping: MemberBook.maximumMembers) }
+        } catch {
+            log(.error, "could not prune the membership list in the index: \(error)", level: .warning)
+        }
     }
 
     /// The owner's membership list in its index (Schema/005_members.sql): the row as the

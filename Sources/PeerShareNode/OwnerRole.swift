@@ -23,6 +23,7 @@ public enum OwnerRole {
             let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
             try await node.recordSourcePath(config.file)
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
+            await node.pruneMemberRows()
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")

@@ -129,22 +129,29 @@ public enum PeerRole {
             } catch where !Task.isCancelled {
                 // An owner that left once the swarm holds the file is no loss: the neighbours
                 // carry on. Without the manifest, or with no neighbour left, it is the end.
-                let neighbours = await node.liveNeighbours
-                guard await node.manifest != nil, neighbours > 0 || config.neighbours > 0 else { throw error }
+                if await node.isComplete {
+                    await node.log(.disconnected, source: owner, "the owner at \(ownerEndpoint) is gone (\(error)); nothing is missing")
+                    return
+                }
+                guard await node.manifest != nil, await node.hasNeighbourSource else { throw error }
                 await node.log(.disconnected, source: owner, "the owner at \(ownerEndpoint) is gone (\(error)); carrying on with the download neighbours", level: .warning)
-                // Found neighbours carry on by peer exchange; nothing more is asked of the owner.
-                if config.neighbours > 0 { return }
-                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.liveNeighbours == 0 }
+                // Until they finish the file, or none is left: then the owner is tried once more.
+                try await node.waitUntil { $0.failure != nil || $0.isComplete || !$0.hasNeighbourSource }
+                if await node.isComplete { return }
+                if await node.failure != nil { return }
                 continue
             }
             await node.log(.connected, source: owner, "connected to the owner at \(ownerEndpoint)")
+            let connectedAt = ContinuousClock.now
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
             } catch where isRecoverable(error) && !(error is WireError) && reconnects < 20 {
                 // A dropped connection is retried (the owner may be restarting); malformed
                 // bytes from the owner are not, since it is the one source of the manifest.
-                reconnects += 1
+                // The budget is for drops in a row: a connection that lasted a minute
+                // starts it afresh, so a peer that runs for days is not cut off by old drops.
+                reconnects = ContinuousClock.now - connectedAt > .seconds(60) ? 1 : reconnects + 1
                 await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
             } catch where isMisbehaviour(error) && !Task.isCancelled {
                 // Without the manifest, or with no neighbour left, there is nothing to go on

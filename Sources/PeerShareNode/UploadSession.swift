@@ -46,8 +46,8 @@ struct UploadSession {
             await io.sendIfOpen(.chunkList(bitfield: mine.bitfield))
             await node.log(.listSent, source: remote, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
             // A downloader that says where it listens is a member others may be sent to.
-            let member = advertisedEndpoint(of: hello)
-            if let member { await node.memberJoined(hello.name, at: member) }
+            var member = advertisedEndpoint(of: hello)
+            if let listed = member, await !node.memberJoined(hello.name, at: listed) { member = nil }
             do {
                 try await trade(&io, hello: hello, manifest: manifest, remote: remote, member: member)
             } catch {
@@ -102,9 +102,9 @@ struct UploadSession {
                     await noteProgress()
                 case .message(.have(let id)):
                     guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                    theirs.insert(id)
                     // What members hold steers the owner's choice of neighbours; it is
-                    // passed on every so many chunks, not at every HAVE.
+                    // passed on every so many new chunks, and on completion, not at every HAVE.
+                    guard theirs.insert(id) else { continue }
                     gainsUnreported += 1
                     if member != nil, gainsUnreported >= 16 || theirs.isComplete {
                         gainsUnreported = 0
@@ -182,7 +182,9 @@ func describeRanges(_ ids: [ChunkID]) -> String {
 /// GET-PEERS from one downloader: at most one answered a second; a remote that keeps asking
 /// far faster than that is dropped, so a flood costs the node nothing but the decoding.
 struct PeerQuestionBudget {
-    static let interval = Duration.seconds(1)
+    /// A little under the second between a downloader's questions, so that jitter does not
+    /// turn every other one away.
+    static let interval = Duration.milliseconds(800)
     /// Unanswered questions tolerated before the connection is closed.
     static let unansweredLimit = 100
     private var lastAnswered: ContinuousClock.Instant?

@@ -31,6 +31,11 @@ extension ChunkIndex {
         try db.run("DELETE FROM members WHERE name = ?", name)
     }
 
+    /// Keeps the `count` members seen last: the list does not grow across restarts.
+    public func pruneMembers(keeping count: Int) throws {
+        try db.run("DELETE FROM members WHERE name NOT IN (SELECT name FROM members ORDER BY last_seen DESC LIMIT ?)", Int64(count))
+    }
+
     public func memberCount() throws -> Int {
         Int(try db.scalarInt("SELECT count(*) FROM members") ?? 0)
     }

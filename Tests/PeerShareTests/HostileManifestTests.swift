@@ -258,42 +258,59 @@ func withRawServer<R: Sendable>(
     }
 }
 
-@Suite("A tracker reply naming garbage")
+@Suite("A tracker reply naming garbage, or not asked for")
 struct GarbageTrackerTests {
-    @Test("a fake owner answers with PEERS naming a host that is not one: the peer logs the refusal and stops with one clear line")
-    func garbagePeers() async throws {
+    /// Runs a peer against a fake owner that sends an honest manifest, an empty share and
+    /// its chunk list, then `reply`; returns the peer's result and its protocol_error events.
+    func runAgainstFakeTracker(reply: ByteBuffer, peerOptions: [String]) async throws -> (result: CommandResult, events: [String], chunks: Int64?) {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: 3 * 102_400)
         let honest = try manifest(ofFile: source)
-        // One peer named "p" at host "a/b", port 7000: well framed, but not an address.
-        let payload: [UInt8] = [1, 1, 0x70, 3] + Array("a/b".utf8) + [0x1b, 0x58]
-        var garbage = ByteBuffer()
-        garbage.writeInteger(UInt32(1 + payload.count))
-        garbage.writeInteger(PeerMessage.Kind.peers.rawValue)
-        garbage.writeBytes(payload)
-        let reply = garbage
         let result = try await withRawServer(handle: { connection in
             try await connection.executeThenClose { inbound, outbound in
                 var reads = inbound.makeAsyncIterator()
                 guard try await reads.next() != nil else { return }
                 try await outbound.write(PeerMessage.hello(Hello(role: .owner, fileID: honest.fileID, name: "owner")).frame)
-                for message in [PeerMessage.manifest(ManifestHeader(honest)), .hashes(first: 0, honest.chunkHashes),
-                                .share(bitfield: ChunkSet(capacity: honest.chunkCount).bitfield), .chunkList(bitfield: ChunkSet(capacity: honest.chunkCount).bitfield)] {
+                let none = ChunkSet(capacity: honest.chunkCount).bitfield
+                for message in [PeerMessage.manifest(ManifestHeader(honest)), .hashes(first: 0, honest.chunkHashes), .share(bitfield: none), .chunkList(bitfield: none)] {
                     try await outbound.write(message.frame)
                 }
                 try await outbound.write(reply)
                 while try await reads.next() != nil {}
             }
         }) { ownerPort in
-            try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(ownerPort)", "--port", "0", "--dir", dir + "/victim"], timeout: .seconds(60))
+            try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(ownerPort)", "--port", "0", "--dir", dir + "/victim"] + peerOptions, timeout: .seconds(60))
         }
+        let db = try SQLiteConnection(path: dir + "/victim/peer.db", mode: .readOnly)
+        let events = try db.query("SELECT message FROM events WHERE kind = 'protocol_error'") { $0.text(0) }
+        return (result, events, try db.scalarInt("SELECT count(*) FROM chunks"))
+    }
+
+    @Test("a fake owner answers with PEERS naming a host that is not one: the peer logs the refusal and stops with one clear line")
+    func garbagePeers() async throws {
+        // One peer named "p" at host "a/b", port 7000: well framed, but not an address.
+        let payload: [UInt8] = [1, 1, 0x70, 3] + Array("a/b".utf8) + [0x1b, 0x58]
+        var garbage = ByteBuffer()
+        garbage.writeInteger(UInt32(1 + payload.count))
+        garbage.writeInteger(PeerMessage.Kind.peers.rawValue)
+        garbage.writeBytes(payload)
+        let (result, events, chunks) = try await runAgainstFakeTracker(reply: garbage, peerOptions: [])
         #expect(result.status != 0 && result.status < 128, "exit \(result.status)\n\(result.stderr)")
         let errorLines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("peershare: error:") }
         #expect(errorLines.count == 1 && errorLines[0].contains("peer 0's host is not a name or an address"), "stderr: \(result.stderr)")
-        let db = try SQLiteConnection(path: dir + "/victim/peer.db", mode: .readOnly)
-        let events = try db.query("SELECT message FROM events WHERE kind = 'protocol_error'") { $0.text(0) }
         #expect(events.count == 1 && events[0].contains("malformed PEERS"), "\(events)")
-        #expect(try db.scalarInt("SELECT count(*) FROM chunks") == 0)
+        #expect(chunks == 0)
+    }
+
+    @Test("PEERS that nobody asked for (a peer with --neighbours 0 never asks) is refused with one line")
+    func unaskedPeers() async throws {
+        let reply = PeerMessage.peers([PeerAddress(name: "x", endpoint: Endpoint(host: "127.0.0.1", port: 9))]).frame
+        let (result, events, chunks) = try await runAgainstFakeTracker(reply: reply, peerOptions: ["--neighbours", "0"])
+        #expect(result.status != 0 && result.status < 128, "exit \(result.status)\n\(result.stderr)")
+        let errorLines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("peershare: error:") }
+        #expect(errorLines.count == 1 && errorLines[0].contains("sent PEERS it was not asked for"), "stderr: \(result.stderr)")
+        #expect(events.count == 1, "\(events)")
+        #expect(chunks == 0)
     }
 }

@@ -90,6 +90,21 @@ struct SchemaTests {
         #expect(try index.db.scalarText("PRAGMA integrity_check") == "ok")
     }
 
+    @Test("the owner's membership rows: the first sighting is kept, and a restart prunes to the newest")
+    func memberRows() throws {
+        let index = try ChunkIndex(path: temporaryDirectory() + "/o.db", role: .owner, nodeName: "owner")
+        for i in 0..<10 {
+            try index.saveMember(.init(name: "m\(i)", address: "127.0.0.1:\(1000 + i)", firstSeen: Int64(i), lastSeen: Int64(100 + i), held: nil))
+        }
+        try index.saveMember(.init(name: "m0", address: "127.0.0.1:2000", firstSeen: 50, lastSeen: 200, held: ChunkSet(capacity: 3, [ChunkID(1)])))
+        #expect(try index.db.scalarInt("SELECT first_seen FROM members WHERE name = 'm0'") == 0)
+        #expect(try index.db.scalarInt("SELECT held_count FROM members WHERE name = 'm0'") == 1)
+        try index.pruneMembers(keeping: 4)
+        #expect(try index.memberCount() == 4)
+        let kept = try index.db.query("SELECT name FROM members ORDER BY name") { $0.text(0) }
+        #expect(kept == ["m0", "m7", "m8", "m9"])
+    }
+
     @Test("an index from a newer PeerShare is refused, not downgraded")
     func newerSchema() throws {
         let path = temporaryDirectory() + "/i.db"

@@ -238,7 +238,7 @@ struct SwarmTests {
         let swarm = try await Swarm.start(fileSize: 3_145_728, peers: 2, launchPeers: false, storage: storage)
         let owner = "127.0.0.1:\(swarm.ownerPort)"
         // Two seeders of the whole file (with no neighbour, a peer gets everything from the owner).
-        let seeding = ["--keep-serving", "--max-upload-rate", "200KiB"]
+        let seeding = ["--keep-serving", "--neighbours", "0", "--max-upload-rate", "200KiB"]
         let frozen = try startPeer("frozen", storage: storage, dir: swarm.dir, owner: owner, options: seeding)
         let steady = try startPeer("steady", storage: storage, dir: swarm.dir, owner: owner, options: seeding)
         var processes = [frozen, steady]
@@ -318,13 +318,15 @@ struct SwarmTests {
 
     @Test("endgame: the last chunks, stuck on slow sources, arrive from a fast neighbour within a bound", arguments: StorageLayout.allCases)
     func endgameOnSlowNeighbour(storage: StorageLayout) async throws {
-        // Two seeders get the whole file (with --peers 1, every share is the whole file).
+        // Two seeders get the whole file (with --peers 1, every share is the whole file). They
+        // do not find neighbours: one that did, arriving second, would get no share (past
+        // --peers, only chunks never handed out) and wait on the other's 8 KiB/s.
         let swarm = try await Swarm.start(fileSize: 2_097_152, peers: 1, launchPeers: false, storage: storage)
         var processes: [ChildProcess] = []
         defer { for process in processes { process.signal(SIGKILL) } }
         let firstOwner = "127.0.0.1:\(swarm.ownerPort)"
-        let slow = try startPeer("slow", storage: storage, dir: swarm.dir, owner: firstOwner, options: ["--keep-serving", "--max-upload-rate", "8KiB"])
-        let fast = try startPeer("fast", storage: storage, dir: swarm.dir, owner: firstOwner, options: ["--keep-serving"])
+        let slow = try startPeer("slow", storage: storage, dir: swarm.dir, owner: firstOwner, options: ["--keep-serving", "--neighbours", "0", "--max-upload-rate", "8KiB"])
+        let fast = try startPeer("fast", storage: storage, dir: swarm.dir, owner: firstOwner, options: ["--keep-serving", "--neighbours", "0"])
         processes += [slow, fast]
         let slowPort = try await listeningPort(of: slow), fastPort = try await listeningPort(of: fast)
         #expect(await waitForAssembly(slow, timeout: .seconds(60)))

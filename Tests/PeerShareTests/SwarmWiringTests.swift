@@ -73,8 +73,51 @@ struct SwarmWiringTests {
         #expect(book.wantsMorePeers)
         // A neighbour named again while connected is not queued twice; after it ended it is.
         #expect(book.learn([address("a", 1)], fromTracker: false) == 0)
+        book.sessionStarted(with: Endpoint(host: "127.0.0.1", port: 1))
         book.foundNeighbourEnded(Endpoint(host: "127.0.0.1", port: 1))
         #expect(book.learn([address("a", 1)], fromTracker: false) == 1)
+    }
+
+    @Test("a found neighbour that never answered is not queued again for 30 s, however often it is named")
+    func failedDialQuarantine() {
+        var book = NeighbourBook()
+        book.target = 4
+        let start = ContinuousClock.now
+        #expect(book.learn([address("dead", 1)], fromTracker: true, now: start) == 1)
+        #expect(book.takeNextToDial()?.name == "dead")
+        book.foundNeighbourEnded(Endpoint(host: "127.0.0.1", port: 1), now: start)
+        #expect(book.learn([address("dead", 1)], fromTracker: true, now: start + .seconds(1)) == 0)
+        #expect(book.learn([address("dead", 1)], fromTracker: true, now: start + .seconds(29)) == 0)
+        #expect(book.learn([address("dead", 1)], fromTracker: true, now: start + .seconds(31)) == 1)
+    }
+
+    @Test("peers reached are remembered for peer exchange: the newest 64, one entry per address and name")
+    func reachedPeers() {
+        var book = NeighbourBook()
+        for i in 1...100 { book.noteReached(address("p\(i)", i)) }
+        #expect(book.reached.count == NeighbourBook.maximumReached)
+        #expect(book.reached.first?.name == "p37" && book.reached.last?.name == "p100")
+        book.noteReached(address("p50", 5000))
+        #expect(book.reached.filter { $0.name == "p50" }.map(\.endpoint.port) == [5000])
+        #expect(book.reached.last?.name == "p50")
+    }
+
+    @Test("members: a live name is not taken over from another address; reports reach the index at most once a second")
+    func memberNamesAndWrites() {
+        var book = MemberBook()
+        let home = Endpoint(host: "127.0.0.1", port: 1)
+        book.joined("p", at: home, now: 0)
+        #expect(!book.isLiveElsewhere("p", than: home))
+        #expect(book.isLiveElsewhere("p", than: Endpoint(host: "10.0.0.9", port: 1)))
+        #expect(book.needsPersisting("p", now: 0) == true)
+        book.reported("p", holds: holds([1, 2]), now: 100)
+        #expect(book.needsPersisting("p", now: 100) == false)
+        #expect(book.needsPersisting("p", now: 999_999) == false)
+        #expect(book.needsPersisting("p", now: 1_000_000) == true)
+        book.reported("p", holds: holds(Array(0..<10)), now: 1_000_001)
+        #expect(book.needsPersisting("p", now: 1_000_001) == true, "completion is always written")
+        book.left("p", now: 2_000_000)
+        #expect(!book.isLiveElsewhere("p", than: Endpoint(host: "10.0.0.9", port: 1)), "once it left, the name is free")
     }
 
     @Test("no neighbour reachable: only once nothing is connected, dialled or waiting, and the owner has answered")
@@ -106,14 +149,16 @@ struct SwarmWiringTests {
         #expect(assigner.share(for: "p4", findsNeighbours: false).count == 5, "a pinned late joiner still gets a share")
     }
 
-    @Test("GET-PEERS: one answer a second; a flood closes the connection")
+    @Test("GET-PEERS: about one answer a second, with room for jitter; a flood closes the connection")
     func questionBudget() throws {
         var budget = PeerQuestionBudget()
         let start = ContinuousClock.now
         #expect(try budget.admit(now: start))
         #expect(try !budget.admit(now: start + .milliseconds(10)))
-        #expect(try budget.admit(now: start + .seconds(1)))
-        for i in 1...PeerQuestionBudget.unansweredLimit { _ = try budget.admit(now: start + .seconds(1) + .microseconds(i)) }
-        #expect(throws: NodeError.self) { try budget.admit(now: start + .milliseconds(1500)) }
+        #expect(try !budget.admit(now: start + .milliseconds(790)))
+        #expect(try budget.admit(now: start + .milliseconds(950)), "a question asked a second later, a little early, is answered")
+        #expect(try budget.admit(now: start + .seconds(1) + .milliseconds(900)))
+        for i in 1...PeerQuestionBudget.unansweredLimit { _ = try budget.admit(now: start + .seconds(2) + .microseconds(i)) }
+        #expect(throws: NodeError.self) { try budget.admit(now: start + .milliseconds(2500)) }
     }
 }
