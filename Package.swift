@@ -25,7 +25,7 @@ var glibcSupportsPackedRelocations: Bool {
     #if canImport(Glibc)
     var text = [CChar](repeating: 0, count: 64)  // "glibc 2.36"
     guard confstr(Int32(_CS_GNU_LIBC_VERSION), &text, text.count) > 0 else { return false }
-    let version = String(cString: text).split(separator: " ").last ?? ""
+    let version = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ").last ?? ""
     let parts = version.split(separator: ".").compactMap { Int($0) }
     guard parts.count >= 2 else { return false }
     return (parts[0], parts[1]) >= (2, 36)
@@ -48,6 +48,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // SQLite from the system (Debian: libsqlite3-dev), reached through a module map.
@@ -79,6 +82,20 @@ let package = Package(
             dependencies: [
                 "PeerShareCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // Private swarms (issue 16): node identities (a key pair, its certificate, the node ID
+        // that hashes it), tickets, and TLS 1.3 with both sides verified by node ID.
+        .target(
+            name: "PeerShareTrust",
+            dependencies: [
+                "PeerShareCore", "CPosixShim",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
         // The owner and peer processes: chunk files on disk, sessions, assembly, event logging.
@@ -155,7 +172,9 @@ let package = Package(
             name: "PeerShareTests",
             dependencies: [
                 "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI", "PeerShareInspect", "PeerShareFuzzing",
+                "PeerShareTrust",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -1,0 +1,163 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Testing
+@testable import PeerShareCore
+@testable import PeerShareTrust
+
+/// Private swarms' foundations (issue 16): node identities, tickets, and TLS 1.3 with node IDs
+/// checked on both sides.
+@Suite("Node identities, tickets and TLS between nodes")
+struct TrustTests {
+    @Test("a node's key is made once, kept 0600, and gives the same node ID at every start")
+    func identityPersists() throws {
+        let dir = temporaryDirectory()
+        let first = try NodeIdentity.loadOrCreate(in: dir)
+        let path = dir + "/" + NodeIdentity.keyFileName
+        let mode = try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
+        let second = try NodeIdentity.loadOrCreate(in: dir)
+        #expect(first.nodeID == second.nodeID)
+        #expect(first.nodeID.hex.count == 64)
+        #expect(try NodeIdentity.loadOrCreate(in: temporaryDirectory()).nodeID != first.nodeID)
+    }
+
+    @Test("a key file others can read, or one that is not a key, is refused with what to do")
+    func badKeyFiles() throws {
+        let dir = temporaryDirectory()
+        _ = try NodeIdentity.loadOrCreate(in: dir)
+        let path = dir + "/" + NodeIdentity.keyFileName
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        #expect { try NodeIdentity.loadOrCreate(in: dir) } throws: { "\($0)".contains("can be read by others (mode 644); run chmod 600") }
+        let other = temporaryDirectory()
+        try SecretFile.write(Array("not a key".utf8), to: other + "/" + NodeIdentity.keyFileName)
+        #expect { try NodeIdentity.loadOrCreate(in: other) } throws: { "\($0)".contains("does not hold a P-256 private key") }
+    }
+
+    func sampleTicket() throws -> Ticket {
+        Ticket(ownerAddresses: [Endpoint(host: "192.168.1.5", port: 7000), Endpoint(host: "::1", port: 7000)],
+               ownerID: try NodeIdentity.loadOrCreate(in: temporaryDirectory()).nodeID,
+               fileID: Digest32.of(Array("file".utf8)), secret: Ticket.newSecret())
+    }
+
+    @Test("a ticket reads back as written, and its description never shows the secret")
+    func ticketRoundTrip() throws {
+        let ticket = try sampleTicket()
+        #expect(try Ticket(line: ticket.line + "\n") == ticket)
+        #expect(ticket.line.hasPrefix("peershare-ticket-1:"))
+        #expect(!ticket.line.contains("+") && !ticket.line.contains("/") && !ticket.line.contains("="))
+        let secretHex = Digest32(bytes: ticket.secret)!.hex
+        #expect(!ticket.description.contains(secretHex))
+        #expect(ticket.description.contains("secret withheld"))
+    }
+
+    @Test("a damaged ticket is refused with the field that is wrong, never echoing the line")
+    func damagedTickets() throws {
+        let line = try sampleTicket().line
+        func refusal(_ text: String) -> String? {
+            do { _ = try Ticket(line: text); return nil } catch { return "\(error)" }
+        }
+        #expect(refusal("ticket") == "a ticket starts with peershare-ticket-1:")
+        #expect(refusal("peershare-ticket-1:***")?.contains("not base64url") == true)
+        #expect(refusal(String(line.prefix(Ticket.prefix.count + 40)))?.contains("the ticket ends before") == true)
+        #expect(refusal(line + "AAAA")?.contains("bytes after its last address") == true)
+        #expect(refusal("peershare-ticket-1:" + String(repeating: "A", count: 5000))?.contains("over 4096") == true)
+        let noAddresses = "peershare-ticket-1:" + Data([1] + [UInt8](repeating: 7, count: 96) + [0]).base64EncodedString()
+        #expect(refusal(noAddresses)?.contains("names 0 owner addresses") == true)
+        let badAddress = "peershare-ticket-1:" + Data([1] + [UInt8](repeating: 7, count: 96) + [1, 3] + Array("a:b".utf8)).base64EncodedString()
+        #expect(refusal(badAddress)?.contains("not HOST:PORT") == true)
+        for text in [line, noAddresses] where refusal(text) != nil {
+            #expect(refusal(text)?.contains(text.dropFirst(19)) == false)
+        }
+    }
+
+    /// A TLS server on 127.0.0.1 for one identity; its handshakes' outcomes (the remote's
+    /// node ID, or the error) arrive on `outcomes`.
+    struct Server {
+        let channel: any Channel
+        let outcomes: AsyncStream<Result<NodeID, any Error>>
+        var port: Int { channel.localAddress?.port ?? 0 }
+
+        init(identity: NodeIdentity) async throws {
+            let context = try SecureChannel.context(for: identity, server: true)
+            let (outcomes, report) = AsyncStream.makeStream(of: Result<NodeID, any Error>.self)
+            self.outcomes = outcomes
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { child in
+                    do {
+                        try SecureChannel.secureAccepted(child, context: context).whenComplete { report.yield($0) }
+                        return child.eventLoop.makeSucceededVoidFuture()
+                    } catch {
+                        return child.eventLoop.makeFailedFuture(error)
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+        }
+
+        /// The next handshake's outcome, waiting at most 10 s.
+        func nextOutcome() async throws -> Result<NodeID, any Error> {
+            let outcomes = self.outcomes
+            return try await withThrowingTaskGroup(of: Result<NodeID, any Error>?.self) { group in
+                group.addTask { await outcomes.first { _ in true } }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(10))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let outcome = try await group.next() ?? nil else { throw SecureChannelError.closedDuringHandshake }
+                return outcome
+            }
+        }
+    }
+
+    func dial(_ port: Int, as identity: NodeIdentity, expecting expected: NodeID?) async throws -> (NodeID, TLSVersion?) {
+        let context = try SecureChannel.context(for: identity, server: false)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port).get()
+        defer { channel.close(promise: nil) }
+        let handshake = try await channel.eventLoop.submit {
+            try SecureChannel.secureOpened(channel, context: context, expecting: expected)
+        }.get()
+        let id = try await handshake.get()
+        return (id, try await channel.nioSSL_tlsVersion().get())
+    }
+
+    @Test("TLS 1.3 between two nodes: each learns the other's node ID; a pinned ID that does not match is refused")
+    func mutualTLS() async throws {
+        let owner = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
+        let peer = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
+        let server = try await Server(identity: owner)
+        defer { server.channel.close(promise: nil) }
+        let (seen, version) = try await dial(server.port, as: peer, expecting: owner.nodeID)
+        #expect(seen == owner.nodeID)
+        #expect(version == .tlsv13)
+        #expect(try await server.nextOutcome().get() == peer.nodeID, "the server saw the client's node ID")
+
+        let impostor = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
+        await #expect(throws: (any Error).self) { try await dial(server.port, as: peer, expecting: impostor.nodeID) }
+        // The server's side of that attempt ends too, without a node ID.
+        await #expect(throws: (any Error).self) { try await server.nextOutcome().get() }
+    }
+
+    @Test("a stranger on plain TCP gets no byte back, and the server's handshake fails")
+    func plainTCPStranger() async throws {
+        let owner = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
+        let server = try await Server(identity: owner)
+        defer { server.channel.close(promise: nil) }
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(host: "127.0.0.1", port: server.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        let received = try await channel.executeThenClose { inbound, outbound in
+            // A HELLO frame as a public swarm's peer would send it.
+            try await outbound.write(ByteBuffer(bytes: [0, 0, 0, 5, 1, 3, 0, 0, 0]))
+            var bytes = 0
+            for try await chunk in inbound { bytes += chunk.readableBytes }
+            return bytes
+        }
+        #expect(received <= 7, "a TLS alert at most, got \(received) bytes")
+        await #expect(throws: (any Error).self) { try await server.nextOutcome().get() }
+    }
+}
