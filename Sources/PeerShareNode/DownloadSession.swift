@@ -168,6 +168,9 @@ struct DownloadSession {
             return source
         case .neighbour:
             let source = ChunkIndex.Source(kind: .peer, name: hello.name)
+            guard hello.role == .peer else {
+                throw NodeError.misbehaving("\(hello.name) at \(endpoint) is the owner; give its address with --owner, not --download-from")
+            }
             if let known {
                 guard hello.fileID == known.fileID else {
                     throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
@@ -176,7 +179,12 @@ struct DownloadSession {
             }
             let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
             await node.log(.manifestReceived, source: source, "manifest from \(hello.name) at \(endpoint), joining its swarm without the owner: file ID \(manifest.fileID.hex)")
-            try await node.adoptManifest(manifest, share: [])
+            do {
+                try await node.adoptManifest(manifest, share: [])
+            } catch NodeError.manifestChanged {
+                // Another neighbour's manifest was adopted first: this one is of another swarm.
+                throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(manifest.fileID.short), not the one this peer joined")
+            }
             return source
         }
     }
@@ -184,6 +192,10 @@ struct DownloadSession {
     /// MANIFEST and HASHES, checked against the file ID the remote's HELLO announced and
     /// the one this node was told to expect (`--file-id`).
     private func receiveAnnouncedManifest(_ io: inout SessionIO, hello: Hello) async throws -> Manifest {
+        // Judged on the HELLO, before a byte of a manifest of the wrong file is taken in.
+        if let expected = await node.expectedFileID, expected != hello.fileID {
+            throw NodeError.misbehaving("\(hello.name) at \(endpoint) serves file ID \(hello.fileID.short), not the \(expected.short) given with --file-id")
+        }
         guard case .manifest(let header) = try await io.nextMessage(during: "manifest transfer") else {
             throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
         }
@@ -191,10 +203,9 @@ struct DownloadSession {
         // The manifest's chunk hashes must hash to the file ID announced: from here on, each
         // chunk checked against them is a checked byte of that file.
         guard hello.fileID == manifest.fileID else {
-            throw NodeError.protocolViolation("\(hello.name)'s manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced")
-        }
-        if let expected = await node.expectedFileID, expected != manifest.fileID {
-            throw NodeError.misbehaving("\(hello.name) at \(endpoint) serves file ID \(manifest.fileID.short), not the \(expected.short) given with --file-id")
+            let reason = "\(hello.name)'s manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced"
+            // A neighbour that does this is avoided, not asked again for the same manifest.
+            throw remote == .owner ? NodeError.protocolViolation(reason) : NodeError.misbehaving(reason)
         }
         return manifest
     }

@@ -64,9 +64,10 @@ struct NeighbourBook: Sendable {
         connected += 1
     }
 
-    /// A peer this peer downloaded from, or that downloaded from it, at the address it listens on.
+    /// A peer this peer dialled and traded with: its address is proven to answer, unlike the
+    /// one a downloader merely says it listens at.
     mutating func noteReached(_ peer: PeerAddress) {
-        reached.removeAll { $0.endpoint == peer.endpoint || $0.name == peer.name }
+        reached.removeAll { $0.endpoint == peer.endpoint }
         reached.append(peer)
         if reached.count > Self.maximumReached { reached.removeFirst(reached.count - Self.maximumReached) }
     }

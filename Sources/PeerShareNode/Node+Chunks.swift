@@ -69,14 +69,30 @@ extension Node {
 
     func fallBackToOwner(because reason: String) {
         guard hasOwner else {
-            // Nobody to fall back on: the peer waits for its neighbours, or stops once none is left.
-            broadcast(.stateChanged)
+            noteSourcesLackingWithoutOwner()
             return
         }
         guard ownerFallback == nil, !isComplete else { return }
         ownerFallback = reason
         log(.fallback, "falling back to the owner for the \(held.capacity - held.count) missing chunks: \(reason)", level: .warning)
         broadcast(.stateChanged)
+    }
+
+    /// How long a peer without an owner waits for some neighbour to offer chunks that none
+    /// of its neighbours has: peer exchange may still find one that does.
+    static let ownerlessPatience = Duration.seconds(60)
+
+    /// A stalled neighbour of a peer without an owner: nobody connected offers some missing
+    /// chunk. After `ownerlessPatience` of that, the peer stops with the count missing.
+    func noteSourcesLackingWithoutOwner() {
+        let now = ContinuousClock.now
+        guard let since = lackingSourcesSince else {
+            lackingSourcesSince = now
+            log(.fallback, "no neighbour offers \(held.capacity - held.count) missing chunk(s), and there is no owner to ask; waiting up to \(Self.ownerlessPatience.seconds) s for peers that hold them", level: .warning)
+            return
+        }
+        guard now - since >= Self.ownerlessPatience, failure == nil else { return }
+        fail("no neighbour has offered the \(held.capacity - held.count) missing chunk(s) for \(Self.ownerlessPatience.seconds) s, and without --owner there is nobody else to ask")
     }
 
     /// Picks chunks to fetch from a source and marks them in flight, so that no other
@@ -89,6 +105,8 @@ extension Node {
                neighbour: Int? = nil, requestedHere: Set<ChunkID> = []) -> [ChunkID] {
         guard manifest != nil, offered.capacity == held.capacity else { return [] }
         if let neighbour { updateOffer(of: neighbour, to: offered) }
+        // The lack that `noteSourcesLackingWithoutOwner` counts from is over once covered.
+        if lackingSourcesSince != nil, neighboursCoverMissing { lackingSourcesSince = nil }
         // The owner is asked only for the share, unless the neighbours were given up on.
         let wanted = fromOwner && !ownerServesEverything ? share : nil
         var have = held

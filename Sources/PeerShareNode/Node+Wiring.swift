@@ -91,15 +91,12 @@ extension Node {
         }
         let dropped = memberBook.joined(name, at: endpoint, now: Clock.nowMicros())
         // A peer that downloads from us can be dialled back: peer exchange the other way.
-        if role == .peer {
-            neighbourBook.noteReached(PeerAddress(name: name, endpoint: endpoint))
-            if findsNeighbours, !isComplete {
-                neighbourBook.learn([PeerAddress(name: name, endpoint: endpoint)], fromTracker: false)
-                broadcast(.stateChanged)
-            }
+        if role == .peer, findsNeighbours, !isComplete {
+            neighbourBook.learn([PeerAddress(name: name, endpoint: endpoint)], fromTracker: false)
+            broadcast(.stateChanged)
         }
         if let dropped { await persistMember(dropped) }
-        await persistMember(name)
+        await persistMember(name, pruning: true)
         return true
     }
 
@@ -126,7 +123,8 @@ extension Node {
 
     /// The owner's membership list in its index (Schema/005_members.sql): the row as the
     /// member is now, or no row once it was dropped.
-    private func persistMember(_ name: String) async {
+    /// `pruning` (at a join) also cuts the rows to the newest 4,096, rows of earlier runs included.
+    private func persistMember(_ name: String, pruning: Bool = false) async {
         guard role == .owner else { return }
         let record = memberBook.members[name].map {
             ChunkIndex.MemberRecord(name: $0.name, address: $0.endpoint.description, firstSeen: $0.firstSeen, lastSeen: $0.lastSeen, held: $0.holds)
@@ -134,6 +132,7 @@ extension Node {
         do {
             try await index.run { index in
                 if let record { try index.saveMember(record) } else { try index.deleteMember(named: name) }
+                if pruning { try index.pruneMembers(keeping: MemberBook.maximumMembers) }
             }
         } catch {
             log(.error, "could not record member \(name) in the index: \(error)", level: .warning)

@@ -59,6 +59,10 @@ public actor Node {
     /// The file ID this peer was told to expect (`--file-id`); a manifest hashing to any
     /// other is refused.
     public internal(set) var expectedFileID: Digest32?
+    /// Set while the first manifest readies the store: a second one waits, then is compared.
+    var isAdoptingManifest = false
+    /// Since when the neighbours of a peer without an owner offer none of some missing chunk.
+    var lackingSourcesSince: ContinuousClock.Instant?
     /// Downloaders that said where they listen: the owner's membership list, a peer's peer exchange.
     var memberBook = MemberBook()
     /// Where this peer tells others to dial it, in its HELLO: port 0 for nowhere, an empty
@@ -211,7 +215,16 @@ public actor Node {
             guard manifest == received else {
                 throw NodeError.manifestChanged("the owner now serves \(received.fileName) (\(received.fileHash.short)), but this index holds \(manifest.fileName) (\(manifest.fileHash.short)); use a new --dir or --db")
             }
+        } else if isAdoptingManifest {
+            // Another session is readying the store for a manifest: one at a time, then compare.
+            try await waitUntil { !$0.isAdoptingManifest }
+            return try await adoptManifest(received, share: share)
         } else {
+            isAdoptingManifest = true
+            defer {
+                isAdoptingManifest = false
+                broadcast(.stateChanged)
+            }
             try checkFileName(received)
             let store = self.store
             try await io.runIfActive { try store.prepare(for: received, assembled: false) }

@@ -20,6 +20,9 @@ public enum PeerRole {
         do {
             try await node.prepare(recheck: config.recheck)
             await node.join(withOwner: config.owner != nil, expecting: config.fileID)
+            if let expected = config.fileID, let indexed = await node.manifest, indexed.fileID != expected {
+                throw NodeError.failed("\(config.databasePath) holds file \(indexed.fileName) (file ID \(indexed.fileID.short)), not the \(expected.short) given with --file-id; use another --dir or --db")
+            }
             await node.expectNeighbours(config.downloadFrom)
             let listener = try await Transport.listen(host: config.host, port: config.port)
             let endpoint = Endpoint(host: config.host, port: listener.port)
@@ -146,7 +149,7 @@ public enum PeerRole {
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
-            } catch where isRecoverable(error) && !(error is WireError) && reconnects < 20 {
+            } catch where isRecoverable(error) && !(error is WireError) && (reconnects < 20 || ContinuousClock.now - connectedAt > .seconds(60)) {
                 // A dropped connection is retried (the owner may be restarting); malformed
                 // bytes from the owner are not, since it is the one source of the manifest.
                 // The budget is for drops in a row: a connection that lasted a minute

@@ -195,7 +195,7 @@ struct PeerQuestionBudget {
         if let lastAnswered, now - lastAnswered < Self.interval {
             unanswered += 1
             guard unanswered <= Self.unansweredLimit else {
-                throw NodeError.protocolViolation("sent \(unanswered) GET-PEERS within a second of each other: a flood")
+                throw NodeError.protocolViolation("sent \(unanswered) GET-PEERS too soon after the last answered: a flood")
             }
             return false
         }

@@ -50,6 +50,29 @@ struct OwnerlessJoinTests {
         #expect(manifests.contains { $0.contains("manifest from known") && $0.contains(fileID) }, "\(manifests)")
     }
 
+    @Test("without --owner, two neighbours of different swarms: the peer completes one file and avoids the other neighbour")
+    func twoSwarms() async throws {
+        let first = try await Swarm.start(fileSize: 500 * 1024, peers: 1, launchPeers: false, label: "twoSwarmsA")
+        let second = try await Swarm.start(fileSize: 700 * 1024, peers: 1, launchPeers: false, label: "twoSwarmsB")
+        var processes: [ChildProcess] = [first.owner, second.owner]
+        defer { for process in processes { process.signal(SIGKILL) } }
+        let ports = try reserveFreePorts(2)
+        let seedA = try startPeer("seed", storage: .chunkFiles, dir: first.dir, owner: "127.0.0.1:\(first.ownerPort)", port: ports[0], options: ["--keep-serving"])
+        let seedB = try startPeer("seed", storage: .chunkFiles, dir: second.dir, owner: "127.0.0.1:\(second.ownerPort)", port: ports[1], options: ["--keep-serving"])
+        processes += [seedA, seedB]
+        #expect(await waitForAssembly(seedA, timeout: .seconds(60)))
+        #expect(await waitForAssembly(seedB, timeout: .seconds(60)))
+        let arguments = ["peer", "--name", "both", "--port", "0", "--dir", first.dir + "/both", "--wait-for-downloaders", "0",
+                         "--download-from", "127.0.0.1:\(ports[0])", "--download-from", "127.0.0.1:\(ports[1])"]
+        let result = try await runCommand(Binaries.peershare, arguments, timeout: .seconds(90))
+        for process in processes { await process.stop() }
+        #expect(result.status == 0, "\(result.stderr)")
+        let copy = fileDigest(first.dir + "/both/source.bin")
+        #expect(copy != nil && (copy == fileDigest(first.source) || copy == fileDigest(second.source)))
+        #expect(result.stderr.contains("avoiding download neighbour") && result.stderr.contains("not the one this peer joined")
+                || result.stderr.contains("is in the swarm of file"), "\(result.stderr)")
+    }
+
     @Test("without --owner: a wrong --file-id, a dead neighbour, and missing or malformed options each end with a clear line")
     func refusals() async throws {
         let swarm = try await Swarm.start(fileSize: 300 * 1024, peers: 1, launchPeers: false)
@@ -78,6 +101,13 @@ struct OwnerlessJoinTests {
         #expect(deadStatus != nil && deadStatus != 0, "\(tail(swarm.dir + "/dead.log"))")
         #expect(tail(swarm.dir + "/dead.log").contains("without --owner there is nobody else to ask for the manifest"))
 
+        // The owner is not a neighbour: told so, instead of 50 reconnects on unexpected messages.
+        let viaOwner = try joiner("via-owner", dir: swarm.dir, through: swarm.ownerPort, options: ["--wait-for-downloaders", "0"])
+        processes.append(viaOwner)
+        let viaOwnerStatus = await viaOwner.waitForExit(timeout: .seconds(60))
+        #expect(viaOwnerStatus != nil && viaOwnerStatus != 0, "\(tail(swarm.dir + "/via-owner.log"))")
+        #expect(tail(swarm.dir + "/via-owner.log").contains("is the owner; give its address with --owner, not --download-from"))
+
         let neither = try await runCommand(Binaries.peershare, ["peer", "--port", "0", "--dir", swarm.dir + "/neither"], timeout: .seconds(30))
         #expect(neither.status != 0)
         #expect(neither.stderr.contains("give the owner (--owner HOST:PORT), or a peer of the swarm to join through"), "\(neither.stderr)")
@@ -86,6 +116,11 @@ struct OwnerlessJoinTests {
         #expect(badID.stderr.contains("--file-id must be 64 hex digits"), "\(badID.stderr)")
         for process in processes { await process.stop() }
         await swarm.owner.stop()
+        // A folder that holds another file than --file-id names is refused before any dial.
+        let other = try await runCommand(Binaries.peershare, ["peer", "--port", "0", "--dir", swarm.dir + "/seed", "--download-from", "127.0.0.1:\(port)",
+                                                              "--file-id", wrongID], timeout: .seconds(30))
+        #expect(other.status != 0)
+        #expect(other.stderr.contains("holds file source.bin (file ID") && other.stderr.contains("not the \(wrongID.prefix(12)) given with --file-id"), "\(other.stderr)")
     }
 }
 
