@@ -37,76 +37,39 @@ public enum SecureChannel {
         }
     }
 
-    /// Adds TLS to an accepted connection, and a handler that reports the remote's node ID
-    /// once the handshake is done.
-    public static func secureAccepted(_ channel: any Channel, context: NIOSSLContext) throws -> EventLoopFuture<NodeID> {
-        let waiter = HandshakeWaiter(promise: channel.eventLoop.makePromise())
-        try channel.pipeline.syncOperations.addHandlers(NIOSSLServerHandler(context: context, customVerificationCallback: verifier(expecting: nil)), waiter)
-        return waiter.promise.futureResult
+}
+
+/// What a node of a private swarm holds: its identity, the join secret, and the TLS
+/// contexts made from them once.
+public struct PrivateSwarm: Sendable {
+    public let identity: NodeIdentity
+    let secret: [UInt8]
+    private let serverContext: NIOSSLContext
+    private let clientContext: NIOSSLContext
+
+    public init(identity: NodeIdentity, secret: [UInt8]) throws {
+        self.identity = identity
+        self.secret = secret
+        serverContext = try SecureChannel.context(for: identity, server: true)
+        clientContext = try SecureChannel.context(for: identity, server: false)
     }
 
-    /// Adds TLS to an opened connection; `expected` pins the remote's node ID.
-    public static func secureOpened(_ channel: any Channel, context: NIOSSLContext, expecting expected: NodeID?) throws -> EventLoopFuture<NodeID> {
-        let waiter = HandshakeWaiter(promise: channel.eventLoop.makePromise())
-        let tls = try NIOSSLClientHandler(context: context, serverHostname: nil, customVerificationCallback: verifier(expecting: expected))
-        try channel.pipeline.syncOperations.addHandlers(tls, waiter)
-        return waiter.promise.futureResult
+    /// Adds TLS and the join proof to an accepted connection. The future gives the remote's
+    /// node ID once it has proven the secret, or fails with a `JoinRefusal`.
+    public func secureAccepted(_ channel: any Channel) throws -> EventLoopFuture<NodeID> {
+        let promise = channel.eventLoop.makePromise(of: NodeID.self)
+        let tls = NIOSSLServerHandler(context: serverContext, customVerificationCallback: SecureChannel.verifier(expecting: nil))
+        try channel.pipeline.syncOperations.addHandlers(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise))
+        return promise.futureResult
+    }
+
+    /// Adds TLS and the join proof to an opened connection; `expected` pins the remote's
+    /// node ID (the owner's, from the ticket).
+    public func secureOpened(_ channel: any Channel, expecting expected: NodeID?) throws -> EventLoopFuture<NodeID> {
+        let promise = channel.eventLoop.makePromise(of: NodeID.self)
+        let tls = try NIOSSLClientHandler(context: clientContext, serverHostname: nil, customVerificationCallback: SecureChannel.verifier(expecting: expected))
+        try channel.pipeline.syncOperations.addHandlers(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise))
+        return promise.futureResult
     }
 }
 
-/// Completes with the remote's node ID when the TLS handshake completes, or fails with the
-/// handshake's error (or the connection closing first).
-final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    let promise: EventLoopPromise<NodeID>
-    private var done = false
-
-    init(promise: EventLoopPromise<NodeID>) {
-        self.promise = promise
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event, !done {
-            done = true
-            do {
-                let tls = try context.pipeline.syncOperations.handler(type: NIOSSLHandler.self)
-                guard let certificate = tls.peerCertificate, let spki = try? certificate.extractPublicKey().toSPKIBytes() else {
-                    throw SecureChannelError.noCertificate
-                }
-                promise.succeed(NodeID(spki: spki))
-            } catch {
-                promise.fail(error)
-            }
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if !done {
-            done = true
-            promise.fail(error)
-        }
-        context.fireErrorCaught(error)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if !done {
-            done = true
-            promise.fail(SecureChannelError.closedDuringHandshake)
-        }
-        context.fireChannelInactive()
-    }
-}
-
-public enum SecureChannelError: Error, CustomStringConvertible {
-    case noCertificate
-    case closedDuringHandshake
-
-    public var description: String {
-        switch self {
-        case .noCertificate: "the remote presented no certificate"
-        case .closedDuringHandshake: "the connection closed during the TLS handshake"
-        }
-    }
-}

@@ -72,81 +72,88 @@ struct TrustTests {
         }
     }
 
-    /// A TLS server on 127.0.0.1 for one identity; its handshakes' outcomes (the remote's
-    /// node ID, or the error) arrive on `outcomes`.
+    /// A private-swarm listener on 127.0.0.1; each connection's outcome (the remote's node
+    /// ID once it proved the secret, or the refusal) arrives on `outcomes`.
     struct Server {
         let channel: any Channel
         let outcomes: AsyncStream<Result<NodeID, any Error>>
         var port: Int { channel.localAddress?.port ?? 0 }
 
-        init(identity: NodeIdentity) async throws {
-            let context = try SecureChannel.context(for: identity, server: true)
+        init(_ swarm: PrivateSwarm) async throws {
             let (outcomes, report) = AsyncStream.makeStream(of: Result<NodeID, any Error>.self)
             self.outcomes = outcomes
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .childChannelInitializer { child in
-                    do {
-                        try SecureChannel.secureAccepted(child, context: context).whenComplete { report.yield($0) }
-                        return child.eventLoop.makeSucceededVoidFuture()
-                    } catch {
-                        return child.eventLoop.makeFailedFuture(error)
+                    child.eventLoop.makeCompletedFuture {
+                        try swarm.secureAccepted(child).whenComplete { report.yield($0) }
                     }
                 }
                 .bind(host: "127.0.0.1", port: 0).get()
         }
 
-        /// The next handshake's outcome, waiting at most 10 s.
+        /// The next connection's outcome, waiting at most 15 s.
         func nextOutcome() async throws -> Result<NodeID, any Error> {
             let outcomes = self.outcomes
             return try await withThrowingTaskGroup(of: Result<NodeID, any Error>?.self) { group in
                 group.addTask { await outcomes.first { _ in true } }
                 group.addTask {
-                    try await Task.sleep(for: .seconds(10))
+                    try await Task.sleep(for: .seconds(15))
                     return nil
                 }
                 defer { group.cancelAll() }
-                guard let outcome = try await group.next() ?? nil else { throw SecureChannelError.closedDuringHandshake }
+                guard let outcome = try await group.next() ?? nil else { throw JoinRefusal.timedOut }
                 return outcome
             }
         }
     }
 
-    func dial(_ port: Int, as identity: NodeIdentity, expecting expected: NodeID?) async throws -> (NodeID, TLSVersion?) {
-        let context = try SecureChannel.context(for: identity, server: false)
+    func dial(_ port: Int, as swarm: PrivateSwarm, expecting expected: NodeID?) async throws -> (NodeID, TLSVersion?) {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port).get()
         defer { channel.close(promise: nil) }
-        let handshake = try await channel.eventLoop.submit {
-            try SecureChannel.secureOpened(channel, context: context, expecting: expected)
-        }.get()
-        let id = try await handshake.get()
+        let joined = try await channel.eventLoop.submit { try swarm.secureOpened(channel, expecting: expected) }.get()
+        let id = try await joined.get()
         return (id, try await channel.nioSSL_tlsVersion().get())
     }
 
-    @Test("TLS 1.3 between two nodes: each learns the other's node ID; a pinned ID that does not match is refused")
+    func member(_ secret: [UInt8]) throws -> PrivateSwarm {
+        try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+    }
+
+    @Test("TLS 1.3 and the join proof: each side learns the other's node ID; a pinned ID that does not match is refused")
     func mutualTLS() async throws {
-        let owner = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
-        let peer = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
-        let server = try await Server(identity: owner)
+        let secret = Ticket.newSecret()
+        let owner = try member(secret), peer = try member(secret)
+        let server = try await Server(owner)
         defer { server.channel.close(promise: nil) }
-        let (seen, version) = try await dial(server.port, as: peer, expecting: owner.nodeID)
-        #expect(seen == owner.nodeID)
+        let (seen, version) = try await dial(server.port, as: peer, expecting: owner.identity.nodeID)
+        #expect(seen == owner.identity.nodeID)
         #expect(version == .tlsv13)
-        #expect(try await server.nextOutcome().get() == peer.nodeID, "the server saw the client's node ID")
+        #expect(try await server.nextOutcome().get() == peer.identity.nodeID, "the server saw the client's node ID")
 
         let impostor = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
         await #expect(throws: (any Error).self) { try await dial(server.port, as: peer, expecting: impostor.nodeID) }
-        // The server's side of that attempt ends too, without a node ID.
         await #expect(throws: (any Error).self) { try await server.nextOutcome().get() }
     }
 
-    @Test("a stranger on plain TCP gets no byte back, and the server's handshake fails")
+    @Test("a node with another secret is refused on both sides, each naming the other's node ID")
+    func wrongSecret() async throws {
+        let owner = try member(Ticket.newSecret()), stranger = try member(Ticket.newSecret())
+        let server = try await Server(owner)
+        defer { server.channel.close(promise: nil) }
+        await #expect { try await dial(server.port, as: stranger, expecting: nil) } throws: {
+            "\($0)".contains("node \(owner.identity.nodeID) does not hold this swarm's join secret")
+        }
+        await #expect { try await server.nextOutcome().get() } throws: {
+            "\($0)".contains("node \(stranger.identity.nodeID) does not hold this swarm's join secret")
+        }
+    }
+
+    @Test("a stranger on plain TCP gets no byte back, and is refused")
     func plainTCPStranger() async throws {
-        let owner = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
-        let server = try await Server(identity: owner)
+        let server = try await Server(try member(Ticket.newSecret()))
         defer { server.channel.close(promise: nil) }
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.allowRemoteHalfClosure, value: true)
             .connect(host: "127.0.0.1", port: server.port) { channel in
                 channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
             }

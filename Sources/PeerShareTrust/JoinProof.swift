@@ -1,0 +1,136 @@
+import Crypto
+import NIOCore
+import NIOSSL
+import NIOTLS
+import PeerShareCore
+
+/// Proof that a node holds the swarm's join secret (docs/PROTOCOL.md, "Private swarms"):
+/// HMAC-SHA256 keyed with the secret over a label and both ends' node IDs, prover first.
+/// Binding both IDs, which TLS has proven, makes a proof useless anywhere else: relayed by a
+/// man in the middle it names the wrong verifier, and replaying it needs the prover's key.
+public enum JoinProof {
+    public static let size = 32
+    private static let label = Array("peershare join v1".utf8)
+
+    public static func make(secret: [UInt8], prover: NodeID, verifier: NodeID) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: label + prover.digest.bytes + verifier.digest.bytes, using: SymmetricKey(data: secret)))
+    }
+
+    /// Compared in constant time.
+    public static func check(_ proof: [UInt8], secret: [UInt8], prover: NodeID, verifier: NodeID) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(proof, authenticating: label + prover.digest.bytes + verifier.digest.bytes, using: SymmetricKey(data: secret))
+    }
+
+    /// The JOIN frame: the usual 4-byte length and type byte (0x0D), then the proof.
+    public static let frameType: UInt8 = 0x0D
+    public static let frameLength = 4 + 1 + size
+}
+
+/// Why a private connection was refused, for the log line and the index (never the secret).
+public enum JoinRefusal: Error, CustomStringConvertible {
+    case tls(String)
+    case noProof
+    case badProof(NodeID)
+    case closed
+    case timedOut
+
+    public var description: String {
+        switch self {
+        case .tls(let reason): "TLS handshake failed: \(reason)"
+        case .noProof: "the first message after TLS was not a JOIN"
+        case .badProof(let node): "node \(node) does not hold this swarm's join secret"
+        case .closed: "the connection closed before the join was proven"
+        case .timedOut: "no join proof within 10 s"
+        }
+    }
+}
+
+/// After TLS: sends this node's JOIN, waits for the remote's, and checks it. Until then it
+/// passes nothing on, so no byte of the conversation (HELLO, manifest) reaches a stranger
+/// or comes from one. Then it removes itself, handing on whatever followed the proof.
+public final class JoinHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+
+    private let secret: [UInt8]
+    private let local: NodeID
+    private let promise: EventLoopPromise<NodeID>
+    private var remote: NodeID?
+    private var received = ByteBuffer()
+    private var timeout: Scheduled<Void>?
+    private var finished = false
+
+    /// `promise` gets the remote's node ID once its proof checks out.
+    public init(secret: [UInt8], local: NodeID, promise: EventLoopPromise<NodeID>) {
+        self.secret = secret
+        self.local = local
+        self.promise = promise
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        timeout = context.eventLoop.scheduleTask(in: .seconds(10)) {
+            bound.value.handler.refuse(context: bound.value.context, .timedOut)
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            do {
+                let tls = try context.pipeline.syncOperations.handler(type: NIOSSLHandler.self)
+                guard let certificate = tls.peerCertificate, let spki = try? certificate.extractPublicKey().toSPKIBytes() else {
+                    return refuse(context: context, .tls("the remote presented no certificate"))
+                }
+                let remote = NodeID(spki: spki)
+                self.remote = remote
+                var frame = context.channel.allocator.buffer(capacity: JoinProof.frameLength)
+                frame.writeInteger(UInt32(1 + JoinProof.size))
+                frame.writeInteger(JoinProof.frameType)
+                frame.writeBytes(JoinProof.make(secret: secret, prover: local, verifier: remote))
+                context.writeAndFlush(NIOAny(frame), promise: nil)
+                checkProof(context: context)
+            } catch {
+                refuse(context: context, .tls("\(error)"))
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        received.writeBuffer(&bytes)
+        checkProof(context: context)
+    }
+
+    private func checkProof(context: ChannelHandlerContext) {
+        guard !finished, let remote, received.readableBytes >= JoinProof.frameLength else { return }
+        guard received.readInteger(as: UInt32.self) == UInt32(1 + JoinProof.size), received.readInteger(as: UInt8.self) == JoinProof.frameType,
+              let proof = received.readBytes(length: JoinProof.size)
+        else { return refuse(context: context, .noProof) }
+        guard JoinProof.check(proof, secret: secret, prover: remote, verifier: local) else { return refuse(context: context, .badProof(remote)) }
+        finished = true
+        timeout?.cancel()
+        promise.succeed(remote)
+        let rest = received
+        received = ByteBuffer()
+        if rest.readableBytes > 0 { context.fireChannelRead(NIOAny(rest)) }
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        refuse(context: context, .tls("\(error)"))
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        refuse(context: context, .closed)
+        context.fireChannelInactive()
+    }
+
+    private func refuse(context: ChannelHandlerContext, _ reason: JoinRefusal) {
+        guard !finished else { return }
+        finished = true
+        timeout?.cancel()
+        promise.fail(reason)
+        context.close(promise: nil)
+    }
+}
