@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "PeerShareNode",
             dependencies: [
-                "PeerShareCore", "PeerShareStore", "PeerShareWire", "CPosixShim",
+                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareTrust", "CPosixShim",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "peershare",
             dependencies: [
-                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect",
+                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect", "PeerShareTrust",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -88,7 +88,7 @@ public final class ChildProcess: @unchecked Sendable {
                             forward(line)
                             continue
                         }
-                        if reader.echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+                        if reader.echo { FileHandle.standardError.write(Data((ChildProcess.echoable(line) + "\n").utf8)) }
                         continuation.yield(line)
                         mailbox.deliver(line)
                     }
@@ -314,4 +314,12 @@ public func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escapin
 public func currentExecutablePath() -> String {
     if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return resolved }
     return Bundle.main.executablePath ?? CommandLine.arguments[0]
+}
+
+extension ChildProcess {
+    /// A child's line as it may be echoed: a private swarm's ticket holds the join secret,
+    /// so the demo never repeats it on the console.
+    static func echoable(_ line: String) -> String {
+        line.hasPrefix("ticket: ") ? "ticket: (withheld here: it holds the join secret)" : line
+    }
 }

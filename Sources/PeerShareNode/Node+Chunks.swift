@@ -331,6 +331,13 @@ extension Node {
         return (ChunkFile(descriptor: slice.descriptor, offset: slice.offset, size: slice.count), uploadSlot(for: slice.count))
     }
 
+    /// A chunk's bytes read into memory on the I/O threads, for a connection that cannot take
+    /// a file region (TLS).
+    func readForSending(_ file: ChunkFile) async throws -> ByteBuffer {
+        let region = file.region
+        return try await NonBlockingFileIO(threadPool: io).read(fileRegion: region, allocator: ByteBufferAllocator(), eventLoop: MultiThreadedEventLoopGroup.singleton.any()).get()
+    }
+
     /// Chunks an upload session has written to its socket: a `transfers` row and a
     /// `chunk_sent` event each, timed when the write finished.
     func recordUploads(_ sent: [CompletedUpload], to peer: ChunkIndex.Source) {

@@ -1,5 +1,6 @@
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 /// A swarm that wires itself (issue 15): peers say where they listen, the owner hands each
@@ -11,6 +12,11 @@ extension Node {
         neighbourBook.target = target
         neighbourBook.selfName = name
         neighbourBook.selfEndpoint = advertised
+    }
+
+    /// Makes this node a member of a private swarm: every connection gets TLS and the join proof.
+    public func joinPrivateSwarm(_ swarm: PrivateSwarm) {
+        security = swarm
     }
 
     /// How this peer joins: through the owner, or through other peers only (`--owner` not

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 /// Something that happened inside a node, broadcast to its sessions.
@@ -59,6 +60,9 @@ public actor Node {
     /// The file ID this peer was told to expect (`--file-id`); a manifest hashing to any
     /// other is refused.
     public internal(set) var expectedFileID: Digest32?
+    /// The private swarm this node belongs to (TLS and the join secret); nil for a public one.
+    public internal(set) var security: PrivateSwarm?
+    public var isPrivate: Bool { security != nil }
     /// Set while the first manifest readies the store: a second one waits, then is compared.
     var isAdoptingManifest = false
     /// Since when the neighbours of a peer without an owner offer none of some missing chunk.

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 public struct OwnerConfiguration: Sendable {
@@ -25,6 +26,8 @@ public struct OwnerConfiguration: Sendable {
     public var maxUploadRate: Int?
     /// Uploads sent at once, at most; the others wait their turn (`--upload-slots`).
     public var uploadSlots = 8
+    /// A private swarm (`--private`): TLS, a node key and a join secret, given out as a ticket.
+    public var isPrivate = false
     public var limits = SessionLimits()
     /// Chunk files cut from the source, or the source itself served in place.
     public var storage = StorageLayout.chunkFiles
@@ -49,6 +52,9 @@ public struct PeerConfiguration: Sendable {
     public var owner: Endpoint?
     /// The file this peer must be served (`--file-id`); nil to take the swarm's.
     public var fileID: Digest32?
+    /// A private swarm's membership (from the ticket), and the owner's node ID to pin.
+    public var security: PrivateSwarm?
+    public var ownerID: NodeID?
     public var host: String
     public var port: Int
     public var downloadFrom: [Endpoint]

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 public enum OwnerRole {
@@ -24,10 +25,22 @@ public enum OwnerRole {
             try await node.recordSourcePath(config.file)
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
             await node.pruneMemberRows()
-            let listener = try await Transport.listen(host: config.host, port: config.port)
+            let security = config.isPrivate ? try privateSwarm(config, manifest: manifest) : nil
+            if let security { await node.joinPrivateSwarm(security.swarm) }
+            let listener = try await Transport.listen(host: config.host, port: config.port, security: security?.swarm)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")
             announce("listening on \(endpoint)")
+            if let security {
+                let ticket = Ticket(ownerAddresses: ticketAddresses(host: config.host, port: listener.port), ownerID: security.swarm.identity.nodeID,
+                                    fileID: manifest.fileID, secret: security.secret)
+                let path = config.directory + "/" + ticketFileName
+                try SecretFile.write(Array((ticket.line + "\n").utf8), to: path)
+                await node.log(.started, "private swarm: owner node \(ticket.ownerID.hex); only holders of the ticket (in \(path), mode 0600) can connect")
+                announce("ticket: \(ticket.line)")
+            } else {
+                await node.log(.started, "public swarm: anyone who can reach \(endpoint) can download \(manifest.fileName); use --private to admit only holders of a ticket", level: .warning)
+            }
             try await serve(listener, node: node)
             await node.close(outcome: "stopped")
         } catch {
@@ -99,5 +112,43 @@ public enum OwnerRole {
             unlink(chunks + "/" + name)
         }
         logger.info("--new-manifest: the previous index is kept as \(config.databasePath + suffix); its chunk files were removed")
+    }
+}
+
+/// Where the owner of a private swarm keeps its ticket (mode 0600), so that a restarted
+/// owner gives out the same join secret.
+public let ticketFileName = "ticket"
+
+extension OwnerRole {
+    /// The owner's key (made on first use) and the join secret: the one in the ticket it
+    /// wrote before, if that ticket is for this key and file; a new one otherwise.
+    static func privateSwarm(_ config: OwnerConfiguration, manifest: Manifest) throws -> (swarm: PrivateSwarm, secret: [UInt8]) {
+        let identity = try NodeIdentity.loadOrCreate(in: config.directory)
+        var secret = Ticket.newSecret()
+        if let bytes = try SecretFile.read(config.directory + "/" + ticketFileName, limit: Ticket.maximumLength + 1),
+           let previous = try? Ticket(line: String(decoding: bytes, as: UTF8.self)),
+           previous.ownerID == identity.nodeID, previous.fileID == manifest.fileID {
+            secret = previous.secret
+        }
+        return (try PrivateSwarm(identity: identity, secret: secret), secret)
+    }
+
+    /// The addresses a ticket names: the listen address, or on a wildcard every address of
+    /// this machine's interfaces (loopback last), at most `Ticket.maximumAddresses`.
+    static func ticketAddresses(host: String, port: Int) -> [Endpoint] {
+        guard isWildcard(host) else { return [Endpoint(host: host, port: port)] }
+        let devices = (try? System.enumerateDevices()) ?? []
+        var addresses: [(loopback: Bool, endpoint: Endpoint)] = []
+        for device in devices {
+            guard let ip = device.address?.ipAddress, !ip.hasPrefix("fe80"), !ip.contains("%") else { continue }
+            if host == "0.0.0.0", ip.contains(":") { continue }
+            let endpoint = Endpoint(host: ip, port: port)
+            if !addresses.contains(where: { $0.endpoint == endpoint }) {
+                addresses.append((ip == "127.0.0.1" || ip == "::1", endpoint))
+            }
+        }
+        let ordered = addresses.filter { !$0.loopback } + addresses.filter(\.loopback)
+        let chosen = ordered.prefix(Ticket.maximumAddresses).map(\.endpoint)
+        return chosen.isEmpty ? [Endpoint(host: "127.0.0.1", port: port)] : chosen
     }
 }

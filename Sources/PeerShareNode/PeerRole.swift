@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 public enum PeerRole {
@@ -24,7 +25,8 @@ public enum PeerRole {
                 throw NodeError.failed("\(config.databasePath) holds file \(indexed.fileName) (file ID \(indexed.fileID.short)), not the \(expected.short) given with --file-id; use another --dir or --db")
             }
             await node.expectNeighbours(config.downloadFrom)
-            let listener = try await Transport.listen(host: config.host, port: config.port)
+            if let security = config.security { await node.joinPrivateSwarm(security) }
+            let listener = try await Transport.listen(host: config.host, port: config.port, security: config.security)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             let advertised = config.advertise ?? (isWildcard(config.host) ? nil : endpoint)
             await node.advertise(host: advertised?.host ?? "", port: advertised?.port ?? listener.port)
@@ -125,8 +127,10 @@ public enum PeerRole {
             try await node.waitUntil { $0.needsOwner || $0.failure != nil }
             if await node.failure != nil { return }
             let channel: PeerChannel
+            let ownerNode: NodeID?
             do {
-                channel = try await Transport.connect(to: ownerEndpoint, patience: config.connectPatience) { attempt, reason, delay in
+                (channel, ownerNode) = try await Transport.connect(to: ownerEndpoint, patience: config.connectPatience,
+                                                                   security: config.security, expecting: config.ownerID) { attempt, reason, delay in
                     await node.log(.connectRetry, "owner at \(ownerEndpoint) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
             } catch where !Task.isCancelled {
@@ -144,7 +148,7 @@ public enum PeerRole {
                 if await node.failure != nil { return }
                 continue
             }
-            await node.log(.connected, source: owner, "connected to the owner at \(ownerEndpoint)")
+            await node.log(.connected, source: owner, "connected to the owner at \(ownerEndpoint)\(ownerNode.map { " (node \($0), as the ticket says)" } ?? "")")
             let connectedAt = ContinuousClock.now
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window).run()
@@ -191,11 +195,12 @@ public enum PeerRole {
             // Even a complete peer connects once: its chunk list tells the neighbour (which
             // serves it) that it may stop.
             let channel: PeerChannel
+            let remoteNode: NodeID?
             do {
                 // Even once complete from other sources, keep trying: the neighbour waits to
                 // hear that this peer (its downloader) is complete before it may exit.
                 let firstAttempt = ContinuousClock.now
-                channel = try await Transport.connect(to: neighbour, patience: config.neighbourPatience) { attempt, reason, delay in
+                (channel, remoteNode) = try await Transport.connect(to: neighbour, patience: config.neighbourPatience, security: config.security) { attempt, reason, delay in
                     if ContinuousClock.now - firstAttempt >= NeighbourBook.unreachableAfter { await node.firstDialResolved(neighbour) }
                     await node.log(.connectRetry, "download neighbour \(neighbour) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
@@ -207,7 +212,7 @@ public enum PeerRole {
                 }
                 return
             }
-            await node.log(.connected, "connected to download neighbour \(neighbour)")
+            await node.log(.connected, "connected to download neighbour \(neighbour)\(remoteNode.map { " (node \($0))" } ?? "")")
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: neighbour, window: config.window).run()
                 return
@@ -251,8 +256,8 @@ public enum PeerRole {
     private static func fetchFromFoundNeighbour(_ neighbour: PeerAddress, config: PeerConfiguration, node: Node) async {
         let endpoint = neighbour.endpoint
         do {
-            let channel = try await Transport.connect(to: endpoint, patience: NeighbourBook.unreachableAfter) { _, _, _ in }
-            await node.log(.connected, "connected to \(neighbour.name) at \(endpoint), a neighbour found through the swarm")
+            let (channel, remoteNode) = try await Transport.connect(to: endpoint, patience: NeighbourBook.unreachableAfter, security: config.security) { _, _, _ in }
+            await node.log(.connected, "connected to \(neighbour.name) at \(endpoint)\(remoteNode.map { " (node \($0))" } ?? ""), a neighbour found through the swarm")
             _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: endpoint, window: config.window).run()
         } catch where !Task.isCancelled {
             let kind: EventKind = isMisbehaviour(error) ? .protocolError : .disconnected

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 /// Prints the "listening on" line that scripts and the demo wait for, on stdout.
@@ -68,7 +69,19 @@ private func acceptConnections(_ listener: Transport.Listener, node: Node) async
                 let peer = connection.remote
                 group.addTask {
                     do {
-                        try await UploadSession(node: node, channel: connection.channel, remoteHost: connection.remoteHost).run()
+                        var remoteNode: NodeID?
+                        if let joined = connection.joined {
+                            do {
+                                remoteNode = try await joined.get()
+                            } catch {
+                                // Logged with the address, and never with the secret.
+                                await node.log(.protocolError, "refused a connection from \(peer): \(error)", level: .warning)
+                                try? await connection.channel.executeThenClose { _, _ in }
+                                await node.connectionClosed()
+                                return
+                            }
+                        }
+                        try await UploadSession(node: node, channel: connection.channel, remoteHost: connection.remoteHost, remoteNode: remoteNode).run()
                     } catch where !Task.isCancelled {
                         if isMisbehaviour(error) {
                             await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)

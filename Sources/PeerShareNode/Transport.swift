@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOPosix
 import PeerShareCore
+import PeerShareTrust
 import PeerShareWire
 
 public typealias PeerChannel = NIOAsyncChannel<SessionInput, OutboundFrame>
@@ -31,6 +32,8 @@ public enum Transport {
         public let remote: String
         /// The remote's IP address, for a peer that advertises its port but not its host.
         public let remoteHost: String?
+        /// In a private swarm: the remote's node ID once it has proven the join secret.
+        let joined: EventLoopFuture<NodeID>?
     }
 
     /// An accepted connection that closes itself if it is dropped unused. The listener's
@@ -62,7 +65,10 @@ public enum Transport {
         public let host: String
     }
 
-    public static func listen(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Listener {
+    /// Listens on HOST:PORT; in a private swarm (`security`), every connection first gets TLS
+    /// and the join proof, before any byte reaches the frame decoder.
+    public static func listen(host: String, port: Int, security: PrivateSwarm? = nil,
+                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Listener {
         do {
             let server = try await ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -70,8 +76,11 @@ public enum Transport {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.recvAllocator, value: Transport.receiveBuffers)
                 .bind(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture { Inbound(lease: AcceptedChannel(try configure(channel, side: .uploading)), remote: describe(channel.remoteAddress),
-                                                                    remoteHost: channel.remoteAddress?.ipAddress) }
+                    channel.eventLoop.makeCompletedFuture {
+                        let joined = try security?.secureAccepted(channel)
+                        return Inbound(lease: AcceptedChannel(try configure(channel, side: .uploading)), remote: describe(channel.remoteAddress),
+                                       remoteHost: channel.remoteAddress?.ipAddress, joined: joined)
+                    }
                 }
             let bound = server.channel.localAddress?.port ?? port
             return Listener(channel: server, port: bound, host: host)
@@ -82,14 +91,27 @@ public enum Transport {
         }
     }
 
-    public static func connect(to endpoint: Endpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> PeerChannel {
-        try await ClientBootstrap(group: group)
+    /// Connects; in a private swarm, returns only once TLS and the join proof succeeded, with
+    /// the remote's node ID (checked against `expected` when given, as the owner's is).
+    public static func connect(to endpoint: Endpoint, security: PrivateSwarm? = nil, expecting expected: NodeID? = nil,
+                               group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> (PeerChannel, NodeID?) {
+        let (channel, joined) = try await ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: Transport.receiveBuffers)
             .connect(host: endpoint.host, port: endpoint.port) { channel in
-                channel.eventLoop.makeCompletedFuture { try configure(channel, side: .downloading) }
+                channel.eventLoop.makeCompletedFuture {
+                    let joined = try security?.secureOpened(channel, expecting: expected)
+                    return (try configure(channel, side: .downloading), joined)
+                }
             }
+        guard let joined else { return (channel, nil) }
+        do {
+            return (channel, try await joined.get())
+        } catch {
+            try? await channel.executeThenClose { _, _ in }
+            throw NodeError.misbehaving("\(endpoint) refused or was refused: \(error)")
+        }
     }
 
     /// Connects, retrying with a short exponential backoff (10 ms doubling to 1 s) until
@@ -99,15 +121,20 @@ public enum Transport {
     public static func connect(
         to endpoint: Endpoint,
         patience: Duration,
+        security: PrivateSwarm? = nil,
+        expecting expected: NodeID? = nil,
         onRetry: @Sendable (_ attempt: Int, _ error: String, _ delay: Duration) async -> Void
-    ) async throws -> PeerChannel {
+    ) async throws -> (PeerChannel, NodeID?) {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: patience)
         var delay = Duration.milliseconds(10)  // peers started together are usually up within milliseconds
         var attempt = 1
         while true {
             do {
-                return try await connect(to: endpoint)
+                return try await connect(to: endpoint, security: security, expecting: expected)
+            } catch NodeError.misbehaving(let reason) {
+                // A refused join is not an unreachable node: trying again cannot help.
+                throw NodeError.misbehaving(reason)
             } catch {
                 let reason = describe(error)
                 if clock.now.advanced(by: delay) > deadline {

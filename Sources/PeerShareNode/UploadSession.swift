@@ -1,6 +1,7 @@
 import NIOCore
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 /// Serves one connected downloader: the owner serving a peer, or a peer serving its upload
@@ -10,6 +11,8 @@ struct UploadSession {
     let channel: PeerChannel
     /// The remote's IP address, where a peer that advertises only its port is dialled.
     let remoteHost: String?
+    /// In a private swarm, the remote's verified node ID.
+    var remoteNode: NodeID? = nil
 
     func run() async throws {
         try await withSession(channel, node: node) { io in
@@ -31,7 +34,7 @@ struct UploadSession {
             guard hello.fileID == manifest.fileID || askingForManifest else {
                 throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
             }
-            await node.log(.connected, source: remote, "\(hello.name) connected to download")
+            await node.log(.connected, source: remote, "\(hello.name) connected to download\(remoteNode.map { " (node \($0))" } ?? "")")
             await io.sendIfOpen(.hello(await node.hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID)))
             if isOwner {
                 let share = try await node.assignShare(to: hello.name, findsNeighbours: hello.findsNeighbours)
@@ -132,7 +135,13 @@ struct UploadSession {
                         }
                         // Beyond --upload-slots, wait for a slot in turn.
                         try await slots?.acquire()
-                        await io.sendIfOpen(frame: .pieceFromFile(id, file))
+                        if await node.isPrivate {
+                            // TLS encrypts in user space: no sendfile; the chunk is read into
+                            // memory on the I/O threads and sent as a buffer.
+                            await io.sendIfOpen(.piece(id, try await node.readForSending(file)))
+                        } else {
+                            await io.sendIfOpen(frame: .pieceFromFile(id, file))
+                        }
                         slots?.release()
                         if !io.remoteStoppedReading {
                             sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: file.region.readableBytes))

@@ -118,7 +118,26 @@ public final class JoinHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        refuse(context: context, .tls("\(error)"))
+        refuse(context: context, .tls(Self.describe(error)))
+    }
+
+    /// BoringSSL's reason in words, without its source paths: "not TLS", "no certificate".
+    static func describe(_ error: any Error) -> String {
+        let text = "\(error)"
+        let known = [
+            ("WRONG_VERSION_NUMBER", "the remote does not speak TLS (a public-swarm node, or a stranger)"),
+            ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "the remote presented no certificate"),
+            ("CERTIFICATE_VERIFY_FAILED", "the remote's node ID is not the one expected"),
+            ("UNSUPPORTED_PROTOCOL", "the remote offers no TLS 1.3"),
+            ("TLSV1_ALERT_", "the remote ended the handshake with an alert"),
+        ]
+        if let (_, words) = known.first(where: { text.contains($0.0) }) { return words }
+        // "…:OPENSSL_internal:SOME_REASON at /path…" → "some reason"
+        if let start = text.range(of: "OPENSSL_internal:")?.upperBound {
+            let reason = text[start...].prefix { $0 != " " && $0 != "]" }
+            return reason.lowercased().replacingOccurrences(of: "_", with: " ")
+        }
+        return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

@@ -47,6 +47,9 @@ struct DemoCommand: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
 
+    @Flag(name: .customLong("private"), help: "Run a private swarm: TLS on every connection, peers admitted by the owner's ticket.")
+    var isPrivate = false
+
     @Flag(help: "Write an HTML picture of the run (who sent which chunk when) to DIR/swarm.html and print its path.")
     var report = false
 
@@ -85,7 +88,7 @@ struct DemoCommand: AsyncParsableCommand {
         case .mesh: "in a mesh, \(neighbourCount(wiring.downloadFrom[0].count)) each, seed \(meshSeed)"
         case .auto: "wiring themselves through the owner, \(neighbourCount(neighbours)) each"
         }
-        logger.info("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on \(address(ports[0])), \(peers) peers \(shape), folder \(root)")
+        logger.info("\(fileName): \(ByteSize.format(sourceSize)), SHA-256 \(sourceHash.short); owner on \(address(ports[0])), \(peers) peers \(shape)\(isPrivate ? ", a private swarm (TLS 1.3, admitted by the ticket)" : ""), folder \(root)")
         if topology == .mesh {
             for (i, sources) in wiring.downloadFrom.enumerated() {
                 logger.info("peer\(i + 1) downloads from \(sources.map { "peer\($0 + 1)" }.joined(separator: ", "))")
@@ -101,19 +104,30 @@ struct DemoCommand: AsyncParsableCommand {
         let owner = try ChildProcess(
             name: "owner", executable: executable,
             arguments: ["owner", "--file", source, "--host", host, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)",
-                        "--storage", storage.storage.rawValue] + logging.childArguments,
+                        "--storage", storage.storage.rawValue] + (isPrivate ? ["--private"] : []) + logging.childArguments,
             stdout: .lines(echo: echoResults), stderr: nodeLogs)
         var started: [ChildProcess] = [owner]
         do {
             guard await owner.waitForLine(prefix: "listening on", timeout: .seconds(timeout)) != nil else {
                 throw DemoError("the owner did not start (exit status \(owner.exitStatus.map(String.init) ?? "none"))")
             }
+            // Peers read the ticket from the owner's file, not from their command lines,
+            // which other users of the machine can see.
+            let ownerArguments: [String]
+            if isPrivate {
+                guard await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(timeout)) != nil else {
+                    throw DemoError("the owner printed no ticket (exit status \(owner.exitStatus.map(String.init) ?? "none"))")
+                }
+                ownerArguments = ["--ticket-file", root + "/owner/ticket"]
+            } else {
+                ownerArguments = ["--owner", address(ports[0])]
+            }
             let clock = ContinuousClock()
             let start = clock.now
             let startMicros = Clock.nowMicros()
             var peerProcesses: [ChildProcess] = []
             for i in 1...peers {
-                var arguments = ["peer", "--name", "peer\(i)", "--owner", address(ports[0]), "--host", host, "--port", "\(ports[i])",
+                var arguments = ["peer", "--name", "peer\(i)"] + ownerArguments + ["--host", host, "--port", "\(ports[i])",
                                  "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(topology == .auto ? 1 : wiring.downloaders[i - 1])",
                                  "--storage", storage.storage.rawValue] + logging.childArguments
                 if topology == .auto {

@@ -1,8 +1,10 @@
+import Foundation
 import ArgumentParser
 import Logging
 import PeerShareCLI
 import PeerShareCore
 import PeerShareNode
+import PeerShareTrust
 import PeerShareStore
 import PeerShareWire
 import ServiceLifecycle
@@ -117,6 +119,9 @@ struct OwnerCommand: AsyncParsableCommand {
     @Flag(help: "If DIR holds chunks of an earlier version of the file, set them aside and split afresh.")
     var newManifest = false
 
+    @Flag(name: .customLong("private"), help: "A private swarm: TLS 1.3 on every connection, and only holders of the ticket this prints (and writes to DIR/ticket, mode 0600) can connect.")
+    var isPrivate = false
+
     @OptionGroup var storage: StorageOptions
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
@@ -144,6 +149,7 @@ struct OwnerCommand: AsyncParsableCommand {
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.uploadSlots = uploadSlots
         config.limits = connections.limits
+        config.isPrivate = isPrivate
         let console = StatusConsole(buffered: true)
         defer { console.flush() }
         let logger = logging.makeLogger(label: "owner", console: console)
@@ -172,6 +178,12 @@ struct PeerCommand: AsyncParsableCommand {
 
     @Option(help: "The owner, as HOST:PORT. Without it, the peer joins through its --download-from neighbours, which send it the manifest.", transform: Endpoint.argument)
     var owner: Endpoint?
+
+    @Option(help: "The ticket of a private swarm (the owner prints it as `ticket: …`): it names the owner, the file and the join secret. Prefer --ticket-file: a command line is visible to other users.")
+    var ticket: String?
+
+    @Option(help: "A file holding the ticket of a private swarm (mode 0600, as the owner writes DIR/ticket).")
+    var ticketFile: String?
 
     @Option(name: .customLong("file-id"), help: "The file ID (64 hex digits, in the owner's log) the swarm must serve; a manifest with any other is refused.", transform: fileIDArgument)
     var fileID: Digest32?
@@ -225,8 +237,13 @@ struct PeerCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...1024).contains(window) else { throw ValidationError("--window must be from 1 to 1024") }
         guard waitForDownloaders >= 0 else { throw ValidationError("--wait-for-downloaders must not be negative") }
-        guard owner != nil || !downloadFrom.isEmpty else {
-            throw ValidationError("give the owner (--owner HOST:PORT), or a peer of the swarm to join through (--download-from HOST:PORT)")
+        guard ticket == nil || ticketFile == nil else { throw ValidationError("give --ticket or --ticket-file, not both") }
+        if ticket != nil || ticketFile != nil {
+            guard owner == nil, fileID == nil else { throw ValidationError("a ticket names the owner and the file: drop --owner and --file-id") }
+        } else {
+            guard owner != nil || !downloadFrom.isEmpty else {
+                throw ValidationError("give the owner (--owner HOST:PORT), or a peer of the swarm to join through (--download-from HOST:PORT)")
+            }
         }
         if let neighbours {
             guard (0...PeerAddress.maximumPerMessage).contains(neighbours) else { throw ValidationError("--neighbours must be from 0 to \(PeerAddress.maximumPerMessage)") }
@@ -255,6 +272,14 @@ struct PeerCommand: AsyncParsableCommand {
         config.neighbours = neighbours ?? (downloadFrom.isEmpty ? 4 : 0)
         config.advertise = advertise
         config.fileID = fileID
+        if let ticket = try readTicket() {
+            // The key lives beside the chunks; the folder may not exist yet.
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            config.owner = ticket.ownerAddresses[0]
+            config.fileID = ticket.fileID
+            config.ownerID = ticket.ownerID
+            config.security = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: dir), secret: ticket.secret)
+        }
         config.recheck = recheck
         config.storage = storage.storage
         config.syncInterval = .milliseconds(Int64(syncInterval * 1000))
@@ -305,6 +330,22 @@ struct NodeService: Service {
 
     func run() async throws {
         try await cancelWhenGracefulShutdown { try await body() }
+    }
+}
+
+extension PeerCommand {
+    /// The ticket from --ticket or --ticket-file, if either was given.
+    func readTicket() throws -> Ticket? {
+        do {
+            if let ticket { return try Ticket(line: ticket) }
+            guard let ticketFile else { return nil }
+            guard let bytes = try SecretFile.read(ticketFile, limit: Ticket.maximumLength + 1) else {
+                throw ValidationError("--ticket-file: \(ticketFile) does not exist")
+            }
+            return try Ticket(line: String(decoding: bytes, as: UTF8.self))
+        } catch let error as Ticket.Invalid {
+            throw ValidationError("the ticket is not valid: \(error)")
+        }
     }
 }
 

@@ -1,0 +1,130 @@
+import Foundation
+import PeerShareCLI
+import Testing
+@testable import PeerShareCore
+@testable import PeerShareStore
+@testable import PeerShareTrust
+
+/// Private swarms with real processes (issue 16): TLS 1.3, the ticket, and who gets nothing.
+@Suite("Private swarms", .serialized)
+struct PrivateSwarmTests {
+    @Test("a private demo completes, its key and ticket files are 0600, and the join secret is in no log, index or report",
+          arguments: [("ring", StorageLayout.chunkFiles), ("ring", .singleFile), ("auto", .chunkFiles)])
+    func privateDemo(topology: String, storage: StorageLayout) async throws {
+        let dir = temporaryDirectory("private-\(topology)-\(storage)")
+        let result = try await runCommand(Binaries.peershare, [
+            "demo", "--private", "--topology", topology, "--peers", "4", "--size", "3MiB", "--dir", dir, "--storage", storage.rawValue, "--report",
+        ], timeout: .seconds(180))
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("result: 4/4 peers complete and identical"), "\(result.stdout)")
+        #expect(result.stderr.contains("a private swarm (TLS 1.3, admitted by the ticket)"))
+        for path in ["owner/node.key", "owner/ticket"] + (1...4).map { "peer\($0)/node.key" } {
+            let mode = try #require(FileManager.default.attributesOfItem(atPath: dir + "/" + path)[.posixPermissions] as? Int)
+            #expect(mode == 0o600, "\(path) is \(String(mode, radix: 8))")
+        }
+        // Peers name the owner's node ID, which the ticket pinned.
+        #expect(result.stderr.contains("as the ticket says)"))
+        let ticket = try Ticket(line: String(contentsOfFile: dir + "/owner/ticket", encoding: .utf8))
+        let leaks = try secretLeaks(ticket, under: dir, also: result.stdout + result.stderr)
+        #expect(leaks.isEmpty, "the join secret appears in \(leaks)")
+    }
+
+    @Test("outsiders get nothing and are logged: a public peer, a wrong secret, a wrong owner, openssl without a key")
+    func outsiders() async throws {
+        let dir = temporaryDirectory()
+        let source = dir + "/source.bin"
+        _ = try writeTestFile(source, size: 500 * 1024)
+        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
+                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private"],
+                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        defer { owner.signal(SIGKILL) }
+        let port = try await listeningPort(of: owner)
+        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
+        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
+
+        func peer(_ name: String, _ arguments: [String]) async throws -> CommandResult {
+            try await runCommand(Binaries.peershare, ["peer", "--name", name, "--port", "0", "--dir", dir + "/" + name, "--connect-timeout", "5"] + arguments,
+                                 timeout: .seconds(60))
+        }
+        func holdsNothing(_ name: String) throws -> Bool {
+            let db = try SQLiteConnection(path: dir + "/\(name)/peer.db", mode: .readOnly)
+            return try db.scalarInt("SELECT count(*) FROM manifest") == 0 && db.scalarInt("SELECT count(*) FROM chunks") == 0
+        }
+
+        // A peer of a public swarm speaks plain TCP: the owner sees no TLS.
+        let plain = try await peer("plain", ["--owner", "127.0.0.1:\(port)"])
+        #expect(plain.status != 0, "\(plain.stderr)")
+        #expect(try holdsNothing("plain"))
+        // A ticket with another secret: each side refuses the other.
+        let wrongSecret = Ticket(ownerAddresses: ticket.ownerAddresses, ownerID: ticket.ownerID, fileID: ticket.fileID, secret: Ticket.newSecret())
+        let guesser = try await peer("guesser", ["--ticket", wrongSecret.line])
+        #expect(guesser.status != 0)
+        #expect(guesser.stderr.contains("does not hold this swarm's join secret") || guesser.stderr.contains("closed before the join was proven"), "\(guesser.stderr)")
+        #expect(try holdsNothing("guesser"))
+        // The right secret, but a ticket naming another owner: the peer refuses this one.
+        let otherOwner = try NodeIdentity.loadOrCreate(in: temporaryDirectory()).nodeID
+        let misdirected = Ticket(ownerAddresses: ticket.ownerAddresses, ownerID: otherOwner, fileID: ticket.fileID, secret: ticket.secret)
+        let fooled = try await peer("fooled", ["--ticket", misdirected.line])
+        #expect(fooled.status != 0)
+        #expect(fooled.stderr.contains("the remote's node ID is not the one expected"), "\(fooled.stderr)")
+        #expect(try holdsNothing("fooled"))
+
+        // openssl sees TLS 1.3, and without a certificate gets nothing of the file.
+        var opensslSaw: String?
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") {
+            let client = try await runCommand("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-tls1_3"], timeout: .seconds(20))
+            opensslSaw = client.stdout
+            #expect(client.stdout.contains("TLSv1.3"), "\(client.stdout)")
+            #expect(!client.stdout.contains("source.bin"))
+        } else {
+            print("openssl is not installed: the s_client check is skipped (.ci/run installs it)")
+        }
+
+        // Each refusal is in the owner's index, with the address it came from.
+        await owner.stop()
+        let db = try SQLiteConnection(path: dir + "/owner/owner.db", mode: .readOnly)
+        let refusals = try db.query("SELECT message FROM events WHERE kind = 'protocol_error' AND message LIKE 'refused a connection from 127.0.0.1:%'") { $0.text(0) }
+        #expect(refusals.contains { $0.contains("does not speak TLS") }, "\(refusals)")
+        #expect(refusals.contains { $0.contains("does not hold this swarm's join secret") }, "\(refusals)")
+        if opensslSaw != nil { #expect(refusals.contains { $0.contains("presented no certificate") }, "\(refusals)") }
+        // No member was ever listed or served.
+        #expect(try db.scalarInt("SELECT count(*) FROM transfers") == 0)
+        let leaks = try secretLeaks(ticket, under: dir, also: plain.stderr + guesser.stderr + fooled.stderr)
+        #expect(leaks.isEmpty, "the join secret appears in \(leaks)")
+    }
+}
+
+@Test("the leak check itself finds a secret written into a log, as hex or as the ticket line")
+func leakCheckFindsLeaks() throws {
+    let dir = temporaryDirectory()
+    let ticket = Ticket(ownerAddresses: [Endpoint(host: "127.0.0.1", port: 1)], ownerID: NodeID(digest: Digest32.of([1])), fileID: Digest32.of([2]), secret: Ticket.newSecret())
+    try Data("log line \(ticket.line)\n".utf8).write(to: URL(fileURLWithPath: dir + "/a.log"))
+    try Data("secret \(Digest32(bytes: ticket.secret)!.hex)".utf8).write(to: URL(fileURLWithPath: dir + "/b.txt"))
+    try Data("nothing here".utf8).write(to: URL(fileURLWithPath: dir + "/c.txt"))
+    #expect(try secretLeaks(ticket, under: dir, also: "").sorted() == ["a.log", "b.txt"])
+    #expect(try secretLeaks(ticket, under: dir, also: ticket.line).contains("the command output"))
+}
+
+/// Every file under `root` (but the ticket itself) and `text` in which the ticket's secret
+/// appears: as raw bytes, hex, or the ticket line's own encoding.
+func secretLeaks(_ ticket: Ticket, under root: String, also text: String) throws -> [String] {
+    let hex = Digest32(bytes: ticket.secret)!.hex
+    let encodedLine = String(ticket.line.dropFirst(Ticket.prefix.count))
+    let needles: [[UInt8]] = [ticket.secret, Array(hex.utf8), Array(hex.uppercased().utf8), Array(encodedLine.utf8)]
+    func leaks(_ data: Data) -> Bool {
+        needles.contains { data.range(of: Data($0)) != nil }
+    }
+    var found: [String] = []
+    if leaks(Data(text.utf8)) { found.append("the command output") }
+    let files = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
+    for file in files where !file.hasSuffix("/ticket") && file != "ticket" {
+        let path = root + "/" + file
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+              let data = FileManager.default.contents(atPath: path), data.count < 64 * 1024 * 1024 else { continue }
+        // Chunk data is random bytes: only text files and databases can hold a leak worth naming.
+        if file.contains("chunks/") || file.hasSuffix(".bin") { continue }
+        if leaks(data) { found.append(file) }
+    }
+    return found
+}
