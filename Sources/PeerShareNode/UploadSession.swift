@@ -31,11 +31,13 @@ struct UploadSession {
             // A downloader that does not know the file yet asks with the zero file ID: the
             // owner, or a peer when the owner has left (docs/PROTOCOL.md), sends the manifest.
             let askingForManifest = hello.fileID == Hello.unknownFileID
+            // Our HELLO goes out first even to a downloader of another file: it carries our
+            // file ID, so that the downloader avoids us at once instead of reconnecting.
+            await io.sendIfOpen(.hello(await node.hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID)))
             guard hello.fileID == manifest.fileID || askingForManifest else {
                 throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
             }
             await node.log(.connected, source: remote, "\(hello.name) connected to download\(remoteNode.map { " (node \($0))" } ?? "")")
-            await io.sendIfOpen(.hello(await node.hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID)))
             if isOwner {
                 let share = try await node.assignShare(to: hello.name, findsNeighbours: hello.findsNeighbours)
                 for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
