@@ -38,6 +38,10 @@ public struct SourceInfo: Sendable, Hashable {
     public var kind: String
     public var name: String
     public var address: String?
+    /// Its node ID (hex) in a private swarm, proven by TLS.
+    public var nodeID: String? = nil
+    /// Why this node refuses it, if it is blocked.
+    public var blocked: String? = nil
 }
 
 /// A PeerShare index opened for reading only.
@@ -154,8 +158,12 @@ public final class InspectDatabase {
     }
 
     func sources(_ db: Reader) throws -> [Int64: SourceInfo] {
-        let rows = try db.query("SELECT id, kind, name, address FROM sources") {
-            SourceInfo(id: $0.int(0), kind: $0.text(1), name: $0.text(2), address: $0.optionalText(3))
+        // Node IDs and blocks from schema 6 on (private swarms).
+        let identities = schemaVersion >= 6
+        let nodeID = identities ? "CASE WHEN node_id IS NULL THEN NULL ELSE lower(hex(node_id)) END" : "NULL"
+        let blocked = identities ? "(SELECT reason FROM blocked_nodes b WHERE b.node_id = sources.node_id)" : "NULL"
+        let rows = try db.query("SELECT id, kind, name, address, \(nodeID), \(blocked) FROM sources") {
+            SourceInfo(id: $0.int(0), kind: $0.text(1), name: $0.text(2), address: $0.optionalText(3), nodeID: $0.optionalText(4), blocked: $0.optionalText(5))
         }
         // `id` is the primary key, but an index whose table lacks it must not trap: first row wins.
         return Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })

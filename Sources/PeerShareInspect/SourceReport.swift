@@ -31,6 +31,7 @@ public struct SourceReport: Sendable {
                 "rejected": .int(rejected), "sent": .int(sent), "sent_bytes": .int(sentBytes),
                 "send_busy_us": .int(sendMicros), "send_bytes_per_second": .optional(sendRate),
                 "handed_out": .int(handedOut), "first_transfer_at": .time(firstAt), "last_transfer_at": .time(lastAt),
+                "node_id": .optional(source.nodeID), "blocked": .optional(source.blocked),
             ])
         }
 
@@ -44,7 +45,7 @@ public struct SourceReport: Sendable {
 
     static let header = ["source_kind", "source", "address", "held", "received", "received_bytes", "receive_busy_us",
                          "receive_bytes_per_second", "rejected", "sent", "sent_bytes", "send_busy_us", "send_bytes_per_second",
-                         "handed_out", "first_transfer_at", "last_transfer_at"]
+                         "handed_out", "first_transfer_at", "last_transfer_at", "node_id", "blocked"]
 
     public static func load(_ database: InspectDatabase) throws -> SourceReport {
         try database.read { db in
@@ -95,6 +96,8 @@ public struct SourceReport: Sendable {
                                            .init("in rate", .right), .init("rejected", .right), .init("sent", .right), .init("out rate", .right)]
         if showHandouts { columns.append(.init("share", .right)) }
         columns.append(.init("last transfer"))
+        let showBlocks = rows.contains { $0.source.blocked != nil }
+        if showBlocks { columns.append(.init("blocked")) }
         var table = TextTable(columns)
         for r in rows {
             var cells = [r.source.name, r.source.kind, String(r.held),
@@ -102,6 +105,7 @@ public struct SourceReport: Sendable {
                          String(r.rejected), r.sent > 0 ? "\(r.sent) (\(Human.bytes(r.sentBytes)))" : "0", Human.rate(r.sendRate)]
             if showHandouts { cells.append(String(r.handedOut)) }
             cells.append(Human.time(r.lastAt))
+            if showBlocks { cells.append(r.source.blocked ?? "") }
             table.append(cells)
         }
         return table.render()

@@ -1,6 +1,7 @@
 import NIOCore
 import PeerShareCore
 import PeerShareStore
+import PeerShareTrust
 import PeerShareWire
 
 /// Fetches chunks over one connection: from the owner (the manifest, then the share) or
@@ -22,6 +23,8 @@ struct DownloadSession {
     let remote: Remote
     let endpoint: Endpoint
     let window: Int
+    /// In a private swarm, the remote's node ID, proven by TLS.
+    var remoteNode: NodeID? = nil
 
     func run() async throws -> Outcome {
         try await withSession(channel, node: node) { io in
@@ -105,6 +108,12 @@ struct DownloadSession {
                             // not asked for it again, and is dropped if it keeps doing this.
                             offered.remove(id)
                             badChunks += 1
+                            // A member is known by its key: one bad chunk blocks it for good. (Not
+                            // the owner, the one source of the file the ticket names.)
+                            if let remoteNode, remote == .neighbour {
+                                await node.block(remoteNode, name: hello.name, reason: "sent chunk \(id), which failed its hash")
+                                throw NodeError.misbehaving("\(hello.name) at \(endpoint) (node \(remoteNode)) sent chunk \(id), which failed its hash; it is blocked")
+                            }
                             if badChunks >= io.limits.badChunkLimit {
                                 throw NodeError.misbehaving("\(hello.name) at \(endpoint) sent \(badChunks) chunks that failed verification")
                             }
@@ -157,7 +166,7 @@ struct DownloadSession {
         switch remote {
         case .owner:
             guard hello.role == .owner else { throw NodeError.protocolViolation("\(endpoint) is a peer, not the owner") }
-            let source = ChunkIndex.Source(kind: .owner, name: hello.name)
+            let source = ChunkIndex.Source(kind: .owner, name: hello.name, verified: remoteNode?.digest)
             let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
             guard case .share(let bitfield) = try await io.nextMessage(during: "share transfer"),
                   let share = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield)
@@ -167,7 +176,7 @@ struct DownloadSession {
             await node.log(.shareReceived, source: source, "share from the owner: \(share.count) chunks (\(describeRanges(share.sorted))), \(missing) still to fetch")
             return source
         case .neighbour:
-            let source = ChunkIndex.Source(kind: .peer, name: hello.name)
+            let source = ChunkIndex.Source(kind: .peer, name: hello.name, verified: remoteNode?.digest)
             guard hello.role == .peer else {
                 throw NodeError.misbehaving("\(hello.name) at \(endpoint) is the owner; give its address with --owner, not --download-from")
             }

@@ -19,6 +19,24 @@ extension Node {
         security = swarm
     }
 
+    /// Why `node` is refused, if it is: a block recorded in this or an earlier run.
+    public func blockReason(_ node: NodeID) -> String? {
+        blockedNodes[node.digest].map { "node \(node) (\($0.name)) is blocked: \($0.reason)" }
+    }
+
+    /// Refuses `node` from now on, across restarts: it sent a chunk that failed its hash.
+    func block(_ node: NodeID, name: String, reason: String) async {
+        guard blockedNodes[node.digest] == nil else { return }
+        let record = ChunkIndex.BlockedNode(nodeID: node.digest, name: name, reason: reason, blockedAt: Clock.nowMicros())
+        blockedNodes[node.digest] = record
+        log(.protocolError, source: .init(kind: .peer, name: name, verified: node.digest), "blocked node \(node.hex) (\(name)) from now on: \(reason)", level: .warning)
+        do {
+            try await index.run { try $0.block(record) }
+        } catch {
+            log(.error, "could not record the block of node \(node) in the index: \(error)", level: .warning)
+        }
+    }
+
     /// How this peer joins: through the owner, or through other peers only (`--owner` not
     /// given); and, if told (`--file-id`), which file it must be served.
     public func join(withOwner: Bool, expecting fileID: Digest32?) {

@@ -63,6 +63,8 @@ public actor Node {
     /// The private swarm this node belongs to (TLS and the join secret); nil for a public one.
     public internal(set) var security: PrivateSwarm?
     public var isPrivate: Bool { security != nil }
+    /// Nodes refused across restarts, by node ID (Schema/006_node_ids.sql).
+    var blockedNodes: [Digest32: ChunkIndex.BlockedNode] = [:]
     /// Set while the first manifest readies the store: a second one waits, then is compared.
     var isAdoptingManifest = false
     /// Since when the neighbours of a peer without an owner offer none of some missing chunk.
@@ -206,6 +208,7 @@ public actor Node {
         }
         // A downloader that finished before a restart will not come back to say so again.
         self.completeDownloaders = Set(try index.completedDownloaders())
+        self.blockedNodes = Dictionary(try index.blockedNodes().map { ($0.nodeID, $0) }, uniquingKeysWith: { first, _ in first })
         self.index = IndexQueue(index)
         self.recorder = EventRecorder(index: self.index, logger: logger)
     }

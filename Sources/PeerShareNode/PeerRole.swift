@@ -151,7 +151,7 @@ public enum PeerRole {
             await node.log(.connected, source: owner, "connected to the owner at \(ownerEndpoint)\(ownerNode.map { " (node \($0), as the ticket says)" } ?? "")")
             let connectedAt = ContinuousClock.now
             do {
-                _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window).run()
+                _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window, remoteNode: ownerNode).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
             } catch where isRecoverable(error) && !(error is WireError) && (reconnects < 20 || ContinuousClock.now - connectedAt > .seconds(60)) {
                 // A dropped connection is retried (the owner may be restarting); malformed
@@ -214,7 +214,8 @@ public enum PeerRole {
             }
             await node.log(.connected, "connected to download neighbour \(neighbour)\(remoteNode.map { " (node \($0))" } ?? "")")
             do {
-                _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: neighbour, window: config.window).run()
+                try await refuseIfBlocked(remoteNode, channel: channel, node: node)
+                _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: neighbour, window: config.window, remoteNode: remoteNode).run()
                 return
             } catch where isRecoverable(error) && reconnects < 50 {
                 reconnects += 1
@@ -258,12 +259,20 @@ public enum PeerRole {
         do {
             let (channel, remoteNode) = try await Transport.connect(to: endpoint, patience: NeighbourBook.unreachableAfter, security: config.security) { _, _, _ in }
             await node.log(.connected, "connected to \(neighbour.name) at \(endpoint)\(remoteNode.map { " (node \($0))" } ?? ""), a neighbour found through the swarm")
-            _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: endpoint, window: config.window).run()
+            try await refuseIfBlocked(remoteNode, channel: channel, node: node)
+            _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: endpoint, window: config.window, remoteNode: remoteNode).run()
         } catch where !Task.isCancelled {
             let kind: EventKind = isMisbehaviour(error) ? .protocolError : .disconnected
             await node.log(kind, "found neighbour \(neighbour.name) at \(endpoint): \(error); asking for another", level: .warning)
         } catch {}
     }
+}
+
+/// Closes a connection to a blocked node (named by TLS) before a byte of the protocol.
+func refuseIfBlocked(_ remote: NodeID?, channel: PeerChannel, node: Node) async throws {
+    guard let remote, let reason = await node.blockReason(remote) else { return }
+    try? await channel.executeThenClose { _, _ in }
+    throw NodeError.misbehaving(reason)
 }
 
 /// 0.0.0.0 and ::, where a peer cannot tell others its address: the owner uses the one it sees.

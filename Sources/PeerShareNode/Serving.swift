@@ -72,7 +72,9 @@ private func acceptConnections(_ listener: Transport.Listener, node: Node) async
                         var remoteNode: NodeID?
                         if let joined = connection.joined {
                             do {
-                                remoteNode = try await joined.get()
+                                let verified = try await joined.get()
+                                if let reason = await node.blockReason(verified) { throw NodeError.misbehaving(reason) }
+                                remoteNode = verified
                             } catch {
                                 // Logged with the address, and never with the secret.
                                 await node.log(.protocolError, "refused a connection from \(peer): \(error)", level: .warning)

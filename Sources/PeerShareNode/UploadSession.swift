@@ -24,7 +24,7 @@ struct UploadSession {
                 throw NodeError.protocolViolation("\(hello.name) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
             }
             let isOwner = node.role == .owner
-            let remote = ChunkIndex.Source(kind: .peer, name: hello.name)
+            let remote = ChunkIndex.Source(kind: .peer, name: hello.name, verified: remoteNode?.digest)
             // A peer can serve only once it knows the file; the manifest is on its way from the owner.
             try await node.waitUntil { $0.manifest != nil }
             guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }

@@ -18,9 +18,20 @@ public final class ChunkIndex {
     public struct Source: Hashable, Sendable {
         public let kind: SourceKind
         public let name: String
+        /// In a private swarm, the node ID TLS proved; the name then ends in `@` and its
+        /// first 12 hex digits, so that provenance names the identity.
+        public let nodeID: Digest32?
         public init(kind: SourceKind, name: String) {
             self.kind = kind
             self.name = name
+            self.nodeID = nil
+        }
+
+        /// A remote as it named itself, qualified by its verified node ID if there is one.
+        public init(kind: SourceKind, name: String, verified nodeID: Digest32?) {
+            self.kind = kind
+            self.name = nodeID.map { "\(name)@\($0.short)" } ?? name
+            self.nodeID = nodeID
         }
         public static let splitFromFile = Source(kind: .file, name: "split from the file")
         /// A verified chunk file found at start-up without its row (a crash came between
@@ -139,8 +150,10 @@ public final class ChunkIndex {
 
     public func sourceID(_ source: Source, address: String? = nil) throws -> Int64 {
         if let id = sourceIDs[source], address == nil { return id }
-        try db.run("INSERT INTO sources (kind, name, address) VALUES (?, ?, ?) ON CONFLICT (kind, name) DO UPDATE SET address = coalesce(excluded.address, address)",
-                   source.kind.rawValue, source.name, address)
+        try db.run("""
+            INSERT INTO sources (kind, name, address, node_id) VALUES (?, ?, ?, ?)
+            ON CONFLICT (kind, name) DO UPDATE SET address = coalesce(excluded.address, address), node_id = coalesce(excluded.node_id, node_id)
+            """, source.kind.rawValue, source.name, address, source.nodeID?.bytes)
         guard let id = try db.scalarInt("SELECT id FROM sources WHERE kind = ? AND name = ?", source.kind.rawValue, source.name) else {
             throw IndexError.manifestMismatch("source \(source.name) vanished")
         }

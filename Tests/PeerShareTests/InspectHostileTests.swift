@@ -83,9 +83,9 @@ struct HostileIndex: CustomTestStringConvertible, Sendable {
         HostileIndex(name: "sources without a key, one id twice", sql: [
             "CREATE TABLE old_sources AS SELECT * FROM sources",
             "DROP TABLE sources",
-            "CREATE TABLE sources (id INTEGER, kind TEXT, name TEXT, address TEXT)",
+            "CREATE TABLE sources (id INTEGER, kind TEXT, name TEXT, address TEXT, node_id BLOB)",
             "INSERT INTO sources SELECT * FROM old_sources",
-            "INSERT INTO sources SELECT id, 'peer', 'impostor', NULL FROM old_sources",
+            "INSERT INTO sources SELECT id, 'peer', 'impostor', NULL, NULL FROM old_sources",
             "DROP TABLE old_sources",
         ]),
         // Chunk 4's row gone, so verify looks its hash up in manifest_chunks, which has it twice.

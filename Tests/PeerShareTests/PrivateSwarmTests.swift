@@ -4,6 +4,9 @@ import Testing
 @testable import PeerShareCore
 @testable import PeerShareStore
 @testable import PeerShareTrust
+@testable import PeerShareWire
+@testable import PeerShareNode
+import NIOCore
 
 /// Private swarms with real processes (issue 16): TLS 1.3, the ticket, and who gets nothing.
 @Suite("Private swarms", .serialized)
@@ -103,6 +106,63 @@ func leakCheckFindsLeaks() throws {
     try Data("nothing here".utf8).write(to: URL(fileURLWithPath: dir + "/c.txt"))
     #expect(try secretLeaks(ticket, under: dir, also: "").sorted() == ["a.log", "b.txt"])
     #expect(try secretLeaks(ticket, under: dir, also: ticket.line).contains("the command output"))
+}
+
+extension PrivateSwarmTests {
+    @Test("a member that sends a bad chunk is blocked by node ID, stays refused after a restart, and inspect shows it")
+    func badChunkSenderBlocked() async throws {
+        let dir = temporaryDirectory()
+        let source = dir + "/source.bin"
+        _ = try writeTestFile(source, size: 6 * 102_400 + 17)
+        let layout = try ChunkLayout(fileSize: 6 * 102_400 + 17, chunkSize: 102_400)
+        // A slow owner, so that the victim asks its neighbour for chunks too.
+        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
+                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private", "--peers", "1",
+                                                 "--max-upload-rate", "100KiB"],
+                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        defer { owner.signal(SIGKILL) }
+        _ = try await listeningPort(of: owner)
+        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
+        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
+        // The rogue holds the secret (a member gone bad) and its own key.
+        let rogue = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: ticket.secret)
+        let victimArguments = ["peer", "--name", "victim", "--ticket-file", dir + "/owner/ticket", "--port", "0", "--dir", dir + "/victim",
+                               "--neighbours", "0", "--wait-for-downloaders", "0"]
+        let (first, second) = try await withRogueServer(security: rogue, handle: { connection in
+            try await connection.executeThenClose { inbound, outbound in
+                var messages = inbound.makeAsyncIterator()
+                guard case .message(.hello)? = try await messages.next() else { return }
+                try await outbound.write(.hello(Hello(role: .peer, fileID: ticket.fileID, name: "rogue")))
+                try await outbound.write(.chunkList(bitfield: ChunkSet.full(layout.chunkCount).bitfield))
+                while let message = try await messages.next() {
+                    guard case .message(.request(let id)) = message else { continue }
+                    try await outbound.write(.piece(id, ByteBuffer(repeating: 0x5a, count: layout.size(of: id))))
+                }
+            }
+        }) { roguePort in
+            let arguments = victimArguments + ["--download-from", "127.0.0.1:\(roguePort)"]
+            let first = try await runCommand(Binaries.peershare, arguments, timeout: .seconds(90))
+            // Restarted, it dials its neighbour once more (to say it is complete): TLS names
+            // the rogue, and the block from the first run refuses it.
+            let second = try await runCommand(Binaries.peershare, arguments, timeout: .seconds(90))
+            return (first, second)
+        }
+        await owner.stop()
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(fileDigest(dir + "/victim/source.bin") == fileDigest(source))
+        let rogueID = rogue.identity.nodeID
+        #expect(first.stderr.contains("blocked node \(rogueID.hex) (rogue) from now on: sent chunk"), "\(first.stderr)")
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stderr.contains("node \(rogueID) (rogue) is blocked: sent chunk"), "\(second.stderr)")
+        // Provenance names verified identities, and nothing the rogue sent was kept.
+        let sources = try chunkSources(dir + "/victim/peer.db")
+        #expect(sources.keys.allSatisfy { $0.hasPrefix("owner@\(ticket.ownerID)") }, "\(sources.keys)")
+        let inspect = try await runCommand(Binaries.inspect, ["sources", "--db", dir + "/victim/peer.db", "--format", "json"], timeout: .seconds(30))
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        #expect(inspect.stdout.contains("\"node_id\": \"\(rogueID.hex)\"") && inspect.stdout.contains("which failed its hash"), "\(inspect.stdout)")
+        let table = try await runCommand(Binaries.inspect, ["sources", "--db", dir + "/victim/peer.db"], timeout: .seconds(30))
+        #expect(table.stdout.contains("rogue@\(rogueID)") && table.stdout.contains("blocked"), "\(table.stdout)")
+    }
 }
 
 /// Every file under `root` (but the ticket itself) and `text` in which the ticket's secret

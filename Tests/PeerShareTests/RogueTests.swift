@@ -7,6 +7,7 @@ import Testing
 @testable import PeerShareNode
 @testable import PeerShareStore
 @testable import PeerShareWire
+import PeerShareTrust
 
 // Hostile input against real processes: a rogue client throws bad bytes at a real owner and
 // a real peer, a rogue uploader feeds a real peer chunks that fail verification, and a rogue
@@ -107,10 +108,12 @@ func peakResidentBytes(of pid: Int32) -> Int? {
 /// A server on 127.0.0.1 speaking PeerShare framing, run by test code playing a rogue node.
 /// Each accepted connection is handed to `handle`; the server stops when `body` returns.
 func withRogueServer<R: Sendable>(
+    security: PrivateSwarm? = nil,
     handle: @escaping @Sendable (PeerChannel) async throws -> Void,
     _ body: @escaping @Sendable (_ port: Int) async throws -> R
 ) async throws -> R {
-    let listener = try await Transport.listen(host: "127.0.0.1", port: 0)
+    // In a private swarm the rogue is a member: TLS and the join proof come first.
+    let listener = try await Transport.listen(host: "127.0.0.1", port: 0, security: security)
     return try await withThrowingTaskGroup(of: R?.self) { group in
         group.addTask {
             try await withThrowingDiscardingTaskGroup { connections in
