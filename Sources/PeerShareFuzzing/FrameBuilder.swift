@@ -57,6 +57,12 @@ struct FrameBuilder {
         case .keepAlive: break
         case .getPeers: payload.field(input.field(width: 1, near: [1, UInt64(PeerAddress.maximumPerMessage)]), width: 1)
         case .peers: payload.peers(&input)
+        case .manifestSignature:
+            for limit in [PeerMessage.maximumSignerKeyBytes, PeerMessage.maximumSignatureBytes] {
+                let length = input.field(width: 1, near: [0, 1, 64, 91, UInt64(limit)])
+                payload.field(length, width: 1)
+                payload.bytes += input.raw(Int(length))
+            }
         }
         frame(type: kind.rawValue, payload: payload.bytes, &input)
     }

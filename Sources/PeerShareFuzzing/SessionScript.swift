@@ -126,6 +126,10 @@ struct SessionModel {
             guard peers.allSatisfy({ PeerAddress.isValidHost($0.endpoint.host) && (1...65_535).contains($0.endpoint.port) }) else {
                 throw Refused(reason: "PEERS address")
             }
+        case .manifestSignature(let key, let signature):
+            guard (1...PeerMessage.maximumSignerKeyBytes).contains(key.count), (1...PeerMessage.maximumSignatureBytes).contains(signature.count) else {
+                throw Refused(reason: "MANIFEST-SIGNATURE lengths")
+            }
         }
     }
 

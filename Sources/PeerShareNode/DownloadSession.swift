@@ -209,6 +209,18 @@ struct DownloadSession {
             throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
         }
         let manifest = try await receiveManifest(&io, header: header)
+        if let owner = await node.expectedOwner {
+            // A private swarm: only a manifest the ticket's owner signed is taken.
+            guard case .manifestSignature(let key, let signature) = try await io.nextMessage(during: "manifest transfer") else {
+                throw NodeError.misbehaving("\(hello.name) at \(endpoint) sent the manifest without the owner's signature")
+            }
+            do {
+                try ManifestSigning.verify(manifest, signerKey: key, signature: signature, owner: owner)
+            } catch {
+                throw NodeError.misbehaving("\(hello.name) at \(endpoint): \(error)")
+            }
+            try await node.keepManifestSignature(signerKey: key, signature: signature)
+        }
         // The manifest's chunk hashes must hash to the file ID announced: from here on, each
         // chunk checked against them is a checked byte of that file.
         guard hello.fileID == manifest.fileID else {

@@ -15,8 +15,29 @@ extension Node {
     }
 
     /// Makes this node a member of a private swarm: every connection gets TLS and the join proof.
-    public func joinPrivateSwarm(_ swarm: PrivateSwarm) {
+    public func joinPrivateSwarm(_ swarm: PrivateSwarm, owner: NodeID?) {
         security = swarm
+        expectedOwner = owner
+    }
+
+    /// The owner's signature over its manifest, sent after it in a private swarm.
+    func useManifestSignature(signerKey: [UInt8], signature: [UInt8]) {
+        manifestSignature = (signerKey, signature)
+    }
+
+    /// A verified signature over the manifest this peer adopted, kept to pass on.
+    func keepManifestSignature(signerKey: [UInt8], signature: [UInt8]) async throws {
+        guard manifestSignature == nil else { return }
+        try await index.run { try $0.saveManifestSignature(signerKey: signerKey, signature: signature) }
+        manifestSignature = (signerKey, signature)
+    }
+
+    /// The manifest as sent to a downloader that asked for it: signed in a private swarm.
+    /// Nil when this peer of a private swarm has no signature to pass on.
+    func manifestToSend(_ manifest: Manifest) -> [PeerMessage]? {
+        guard isPrivate else { return manifestMessages(manifest) }
+        guard let manifestSignature else { return nil }
+        return manifestMessages(manifest) + [.manifestSignature(signerKey: manifestSignature.signerKey, signature: manifestSignature.signature)]
     }
 
     /// Why `node` is refused, if it is: a block recorded in this or an earlier run.

@@ -63,6 +63,11 @@ public actor Node {
     /// The private swarm this node belongs to (TLS and the join secret); nil for a public one.
     public internal(set) var security: PrivateSwarm?
     public var isPrivate: Bool { security != nil }
+    /// In a private swarm, the owner's node ID from the ticket: the only signer of a manifest taken.
+    public internal(set) var expectedOwner: NodeID?
+    /// In a private swarm, the owner's signature over the manifest: made by the owner, kept
+    /// by peers (in the index) to pass the manifest on to peers joining through them.
+    public internal(set) var manifestSignature: (signerKey: [UInt8], signature: [UInt8])?
     /// Nodes refused across restarts, by node ID (Schema/006_node_ids.sql).
     var blockedNodes: [Digest32: ChunkIndex.BlockedNode] = [:]
     /// Set while the first manifest readies the store: a second one waits, then is compared.
@@ -208,6 +213,7 @@ public actor Node {
         }
         // A downloader that finished before a restart will not come back to say so again.
         self.completeDownloaders = Set(try index.completedDownloaders())
+        self.manifestSignature = try index.manifestSignature()
         self.blockedNodes = Dictionary(try index.blockedNodes().map { ($0.nodeID, $0) }, uniquingKeysWith: { first, _ in first })
         self.index = IndexQueue(index)
         self.recorder = EventRecorder(index: self.index, logger: logger)

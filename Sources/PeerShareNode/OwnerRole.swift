@@ -26,7 +26,11 @@ public enum OwnerRole {
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
             await node.pruneMemberRows()
             let security = config.isPrivate ? try privateSwarm(config, manifest: manifest) : nil
-            if let security { await node.joinPrivateSwarm(security.swarm) }
+            if let security {
+                await node.joinPrivateSwarm(security.swarm, owner: security.swarm.identity.nodeID)
+                let signed = try ManifestSigning.sign(manifest, with: security.swarm.identity)
+                await node.useManifestSignature(signerKey: signed.signerKey, signature: signed.signature)
+            }
             let listener = try await Transport.listen(host: config.host, port: config.port, security: security?.swarm)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")

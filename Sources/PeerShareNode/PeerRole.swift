@@ -25,7 +25,7 @@ public enum PeerRole {
                 throw NodeError.failed("\(config.databasePath) holds file \(indexed.fileName) (file ID \(indexed.fileID.short)), not the \(expected.short) given with --file-id; use another --dir or --db")
             }
             await node.expectNeighbours(config.downloadFrom)
-            if let security = config.security { await node.joinPrivateSwarm(security) }
+            if let security = config.security { await node.joinPrivateSwarm(security, owner: config.ownerID) }
             let listener = try await Transport.listen(host: config.host, port: config.port, security: config.security)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             let advertised = config.advertise ?? (isWildcard(config.host) ? nil : endpoint)
@@ -185,7 +185,8 @@ public enum PeerRole {
     /// unreachable for the neighbour timeout, the owner is asked for what is missing instead.
     private static func fetchFromNeighbour(_ neighbour: Endpoint, config: PeerConfiguration, node: Node) async throws {
         // The manifest comes from the owner; a peer without one asks this neighbour for it.
-        try await node.waitUntil { $0.manifest != nil || !$0.hasOwner || $0.failure != nil }
+        // In a private swarm a neighbour's manifest is as good as the owner's: it is signed.
+        try await node.waitUntil { $0.manifest != nil || !$0.hasOwner || $0.isPrivate || $0.failure != nil }
         if await node.hasToldComplete(neighbour) {
             // It knows already, and may well have finished and gone.
             return

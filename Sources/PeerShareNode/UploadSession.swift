@@ -40,11 +40,15 @@ struct UploadSession {
             await node.log(.connected, source: remote, "\(hello.name) connected to download\(remoteNode.map { " (node \($0))" } ?? "")")
             if isOwner {
                 let share = try await node.assignShare(to: hello.name, findsNeighbours: hello.findsNeighbours)
-                for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
+                guard let manifestMessages = await node.manifestToSend(manifest) else { throw NodeError.failed("the owner has no manifest signature") }
+                for message in manifestMessages { await io.sendIfOpen(message) }
                 await io.sendIfOpen(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
                 await node.log(.shareAssigned, source: remote, "sent manifest and a share of \(share.count) chunks to \(hello.name)\(share.isEmpty ? "" : " (\(describeRanges(share)))")")
             } else if askingForManifest {
-                for message in manifestMessages(manifest) { await io.sendIfOpen(message) }
+                guard let manifestMessages = await node.manifestToSend(manifest) else {
+                    throw NodeError.protocolViolation("\(hello.name) asked for the manifest, and this peer holds no owner's signature to pass on with it")
+                }
+                for message in manifestMessages { await io.sendIfOpen(message) }
                 await node.log(.shareAssigned, source: remote, "sent the manifest to \(hello.name), which joined through this peer")
             }
             let mine = await node.heldChunks

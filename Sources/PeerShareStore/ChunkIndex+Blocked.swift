@@ -29,3 +29,15 @@ extension ChunkIndex {
         }.compactMap { id, name, reason, at in id.map { BlockedNode(nodeID: $0, name: name, reason: reason, blockedAt: at) } }
     }
 }
+
+/// A private swarm's manifest signature (Schema/006_node_ids.sql).
+extension ChunkIndex {
+    public func saveManifestSignature(signerKey: [UInt8], signature: [UInt8]) throws {
+        try db.run("INSERT INTO manifest_signature (id, signer_key, signature) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET signer_key = excluded.signer_key, signature = excluded.signature",
+                   signerKey, signature)
+    }
+
+    public func manifestSignature() throws -> (signerKey: [UInt8], signature: [UInt8])? {
+        try db.query("SELECT signer_key, signature FROM manifest_signature WHERE id = 1") { ($0.blob(0), $0.blob(1)) }.first
+    }
+}

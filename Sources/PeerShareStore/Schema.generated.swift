@@ -182,7 +182,7 @@ CREATE TABLE members (
 ) WITHOUT ROWID;
 """#),
         (6, "006_node_ids.sql", #"""
--- Schema version 6: verified identities in private swarms (issue 16, docs/PROTOCOL.md
+-- Schema version 6: verified identities and signed manifests in private swarms (issue 16, docs/PROTOCOL.md
 -- "Private swarms").
 
 -- A source's node ID: the SHA-256 of the key it proved in TLS. Set only in a private swarm,
@@ -198,6 +198,16 @@ CREATE TABLE blocked_nodes (
     reason      TEXT    NOT NULL,
     blocked_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- A private swarm's manifest signature, as the owner made it: its public key (DER
+-- SubjectPublicKeyInfo, hashing to the owner's node ID in the ticket) and an ECDSA P-256
+-- signature. Kept so that a peer can pass the manifest on, still signed, to peers joining
+-- through it. At most one row.
+CREATE TABLE manifest_signature (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    signer_key  BLOB    NOT NULL CHECK (length(signer_key) BETWEEN 1 AND 200),
+    signature   BLOB    NOT NULL CHECK (length(signature) BETWEEN 1 AND 128)
+);
 """#),
     ]
 }

@@ -32,6 +32,9 @@ public struct ConversationGate: Sendable {
     private(set) var phase = Phase.awaitingHello
     /// The role the remote's HELLO claimed.
     private var remoteRole: Hello.Role?
+    /// Set right after a manifest's last HASHES: a private swarm's MANIFEST-SIGNATURE may
+    /// come next, and nowhere else.
+    private var signatureMayFollow = false
 
     public init(side: Side) {
         self.side = side
@@ -51,6 +54,8 @@ public struct ConversationGate: Sendable {
             return "after the HELLO already received"
         case _ where kind == .keepAlive:
             return nil
+        case _ where kind == .manifestSignature:
+            return signatureMayFollow ? nil : "except right after a manifest's last HASHES"
         case .awaitingManifest:
             return kind == .manifest ? nil : "while the owner's MANIFEST is due"
         case .peerMayOpenWithManifest where kind == .manifest:
@@ -76,6 +81,10 @@ public struct ConversationGate: Sendable {
 
     /// Follows the conversation past a parsed message.
     public mutating func passed(_ message: PeerMessage) throws(WireError) {
+        if case .keepAlive = message { return }
+        let signatureWasAllowed = signatureMayFollow
+        signatureMayFollow = false
+        if case .manifestSignature = message, signatureWasAllowed { return }
         switch (phase, message) {
         case (.awaitingHello, .hello(let hello)):
             remoteRole = hello.role
@@ -87,13 +96,13 @@ public struct ConversationGate: Sendable {
             }
         case (.awaitingManifest, .manifest(let header)), (.peerMayOpenWithManifest, .manifest(let header)):
             phase = header.chunkCount == 0 ? afterManifest : .receivingHashes(HashesCursor(expected: Int(header.chunkCount)))
-        case (.peerMayOpenWithManifest, .keepAlive):
-            break
+            signatureMayFollow = header.chunkCount == 0
         case (.peerMayOpenWithManifest, _):
             phase = .trading
         case (.receivingHashes(var cursor), .hashes(let first, let hashes)):
             try cursor.advance(first: first, count: hashes.count)
             phase = cursor.isComplete ? afterManifest : .receivingHashes(cursor)
+            signatureMayFollow = cursor.isComplete
         case (.awaitingShare, .share):
             phase = .trading
         default:

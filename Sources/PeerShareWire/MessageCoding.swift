@@ -46,6 +46,11 @@ extension PeerMessage {
                 writeShortString(peer.endpoint.host, into: &out)
                 out.writeInteger(UInt16(truncatingIfNeeded: peer.endpoint.port))
             }
+        case .manifestSignature(let key, let signature):
+            out.writeInteger(UInt8(truncatingIfNeeded: key.count))
+            out.writeBytes(key)
+            out.writeInteger(UInt8(truncatingIfNeeded: signature.count))
+            out.writeBytes(signature)
         }
     }
 
@@ -69,6 +74,7 @@ extension PeerMessage {
             case .keepAlive: 0
             case .getPeers: 1
             case .peers(let peers): 1 + peers.reduce(0) { $0 + 1 + $1.name.utf8.count + 1 + $1.endpoint.host.utf8.count + 2 }
+            case .manifestSignature(let key, let signature): 1 + key.count + 1 + signature.count
             }
         }()
     }
@@ -163,6 +169,16 @@ extension PeerMessage {
             message = .getPeers(wanted: wanted)
         case .peers:
             message = .peers(try readPeers(from: &payload))
+        case .manifestSignature:
+            guard let keyLength = payload.readInteger(as: UInt8.self), (1...maximumSignerKeyBytes).contains(Int(keyLength)) else {
+                throw .malformed(kind, "the signer's key must be 1...\(maximumSignerKeyBytes) bytes")
+            }
+            guard let key = payload.readBytes(length: Int(keyLength)) else { throw .malformed(kind, "the signer's key is truncated") }
+            guard let signatureLength = payload.readInteger(as: UInt8.self), (1...maximumSignatureBytes).contains(Int(signatureLength)) else {
+                throw .malformed(kind, "the signature must be 1...\(maximumSignatureBytes) bytes")
+            }
+            guard let signature = payload.readBytes(length: Int(signatureLength)) else { throw .malformed(kind, "the signature is truncated") }
+            message = .manifestSignature(signerKey: key, signature: signature)
         }
         guard payload.readableBytes == 0 else {
             throw .malformed(kind, "\(payload.readableBytes) unexpected trailing bytes")

@@ -16,6 +16,13 @@ public enum PeerMessage: Equatable, Sendable {
     case keepAlive
     case getPeers(wanted: UInt8)
     case peers([PeerAddress])
+    /// A private swarm's manifest, signed by the owner: its public key (DER SPKI) and an
+    /// ECDSA P-256 signature (docs/PROTOCOL.md, "Private swarms").
+    case manifestSignature(signerKey: [UInt8], signature: [UInt8])
+
+    /// Bounds on MANIFEST-SIGNATURE's fields: a P-256 SPKI is 91 bytes, a signature 64.
+    public static let maximumSignerKeyBytes = 200
+    public static let maximumSignatureBytes = 128
 
     /// One-byte type codes (PROTOCOL.md, "Messages").
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -31,6 +38,7 @@ public enum PeerMessage: Equatable, Sendable {
         case keepAlive = 0x0A
         case getPeers = 0x0B
         case peers = 0x0C
+        case manifestSignature = 0x0E
 
         /// The message's name as docs/PROTOCOL.md writes it, for log lines and errors.
         public var name: String {
@@ -47,6 +55,7 @@ public enum PeerMessage: Equatable, Sendable {
             case .keepAlive: "KEEPALIVE"
             case .getPeers: "GET-PEERS"
             case .peers: "PEERS"
+            case .manifestSignature: "MANIFEST-SIGNATURE"
             }
         }
     }
@@ -65,6 +74,7 @@ public enum PeerMessage: Equatable, Sendable {
         case .keepAlive: .keepAlive
         case .getPeers: .getPeers
         case .peers: .peers
+        case .manifestSignature: .manifestSignature
         }
     }
 }

@@ -186,6 +186,7 @@ func conversation(_ picture: String) -> [PeerMessage] {
         case "REJECT": return .reject(ChunkID(1))
         case "GET-PEERS": return .getPeers(wanted: 4)
         case "PEERS": return .peers([PeerAddress(name: "p", endpoint: Endpoint(host: "10.0.0.1", port: 7000))])
+        case "SIGNATURE": return .manifestSignature(signerKey: [1, 2, 3], signature: [4, 5])
         default: return .keepAlive
         }
     }
@@ -225,6 +226,13 @@ struct ConversationGateTests {
               (.uploading, "HELLO PEERS", "PEERS is not allowed on an upload connection"),
               (.downloading, "HELLO PEERS CHUNK-LIST PEERS", nil),
               (.downloading, "HELLO(owner) MANIFEST(0) SHARE PEERS", nil),
+              (.downloading, "HELLO(owner) MANIFEST(4) HASHES(0,4) SIGNATURE SHARE CHUNK-LIST", nil),
+              (.downloading, "HELLO(owner) MANIFEST(4) HASHES(0,2) SIGNATURE", "MANIFEST-SIGNATURE is not allowed except right after a manifest's last HASHES"),
+              (.downloading, "HELLO(owner) MANIFEST(4) HASHES(0,4) SHARE SIGNATURE", "MANIFEST-SIGNATURE is not allowed except right after"),
+              (.downloading, "HELLO(owner) MANIFEST(4) HASHES(0,4) SIGNATURE SIGNATURE", "MANIFEST-SIGNATURE is not allowed except right after"),
+              (.downloading, "HELLO MANIFEST(4) HASHES(0,4) KEEPALIVE SIGNATURE CHUNK-LIST PIECE", nil),
+              (.downloading, "HELLO CHUNK-LIST SIGNATURE", "MANIFEST-SIGNATURE is not allowed except right after"),
+              (.uploading, "HELLO SIGNATURE", "MANIFEST-SIGNATURE is not allowed except right after"),
               (.downloading, "HELLO(owner) PEERS", "PEERS is not allowed while the owner's MANIFEST is due"),
               (.downloading, "HELLO GET-PEERS", "GET-PEERS is not allowed on a download connection"),
           ] as [(ConversationGate.Side, String, String?)])

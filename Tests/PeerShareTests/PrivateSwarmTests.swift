@@ -165,6 +165,61 @@ extension PrivateSwarmTests {
     }
 }
 
+extension PrivateSwarmTests {
+    @Test("the owner gone: a peer with the ticket gets the signed manifest from a member and completes; a member's forged manifest is refused")
+    func signedManifestThroughPeers() async throws {
+        let dir = temporaryDirectory()
+        let source = dir + "/source.bin"
+        _ = try writeTestFile(source, size: 700 * 1024)
+        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
+                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private", "--peers", "1"],
+                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        defer { owner.signal(SIGKILL) }
+        _ = try await listeningPort(of: owner)
+        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
+        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
+        let ticketFile = dir + "/owner/ticket"
+        let seed = try ChildProcess(name: "seed", executable: Binaries.peershare,
+                                    arguments: ["peer", "--name", "seed", "--ticket-file", ticketFile, "--port", "0", "--dir", dir + "/seed", "--keep-serving", "--neighbours", "0"],
+                                    stdout: .lines(echo: false), stderr: .lines(echo: false, copyTo: dir + "/seed.log"))
+        defer { seed.signal(SIGKILL) }
+        let seedPort = try await listeningPort(of: seed)
+        #expect(await waitForAssembly(seed, timeout: .seconds(60)))
+        await owner.stop()
+
+        // The ticket's owner is gone; the seed passes the manifest on with the owner's signature.
+        let joiner = try await runCommand(Binaries.peershare, ["peer", "--name", "joiner", "--ticket-file", ticketFile, "--port", "0", "--dir", dir + "/joiner",
+                                                               "--download-from", "127.0.0.1:\(seedPort)", "--neighbours", "0", "--wait-for-downloaders", "0",
+                                                               "--connect-timeout", "3"], timeout: .seconds(90))
+        #expect(joiner.status == 0, "\(joiner.stderr)")
+        #expect(fileDigest(dir + "/joiner/source.bin") == fileDigest(source))
+
+        // A member with the secret but its own key serves a manifest it signed itself.
+        let rogue = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: ticket.secret)
+        let forged = try manifest(ofFile: source)
+        let signed = try ManifestSigning.sign(forged, with: rogue.identity)
+        let victim = try await withRogueServer(security: rogue, handle: { connection in
+            try await connection.executeThenClose { inbound, outbound in
+                var messages = inbound.makeAsyncIterator()
+                guard case .message(.hello)? = try await messages.next() else { return }
+                try await outbound.write(.hello(Hello(role: .peer, fileID: forged.fileID, name: "forger")))
+                try await outbound.write(.manifest(ManifestHeader(forged)))
+                try await outbound.write(.hashes(first: 0, forged.chunkHashes))
+                try await outbound.write(.manifestSignature(signerKey: signed.signerKey, signature: signed.signature))
+                while try await messages.next() != nil {}
+            }
+        }) { roguePort in
+            try await runCommand(Binaries.peershare, ["peer", "--name", "victim", "--ticket-file", ticketFile, "--port", "0", "--dir", dir + "/victim",
+                                                      "--download-from", "127.0.0.1:\(roguePort)", "--neighbours", "0", "--wait-for-downloaders", "0",
+                                                      "--connect-timeout", "3"], timeout: .seconds(90))
+        }
+        #expect(victim.status != 0)
+        #expect(victim.stderr.contains("the manifest is signed by node \(rogue.identity.nodeID), not by the ticket's owner \(ticket.ownerID)"), "\(victim.stderr)")
+        let db = try SQLiteConnection(path: dir + "/victim/peer.db", mode: .readOnly)
+        #expect(try db.scalarInt("SELECT count(*) FROM manifest") == 0, "the forged manifest must not be stored")
+    }
+}
+
 /// Every file under `root` (but the ticket itself) and `text` in which the ticket's secret
 /// appears: as raw bytes, hex, or the ticket line's own encoding.
 func secretLeaks(_ ticket: Ticket, under root: String, also text: String) throws -> [String] {

@@ -35,6 +35,28 @@ struct TrustTests {
         #expect { try NodeIdentity.loadOrCreate(in: other) } throws: { "\($0)".contains("does not hold a P-256 private key") }
     }
 
+    @Test("a manifest signed by the ticket's owner verifies; another signer, a changed name or a damaged signature is refused")
+    func manifestSignatures() throws {
+        let (manifest, _) = try sampleManifest(size: 450, chunkSize: 100, name: "movie.bin")
+        let owner = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
+        let member = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
+        let signed = try ManifestSigning.sign(manifest, with: owner)
+        try ManifestSigning.verify(manifest, signerKey: signed.signerKey, signature: signed.signature, owner: owner.nodeID)
+        let forged = try ManifestSigning.sign(manifest, with: member)
+        #expect { try ManifestSigning.verify(manifest, signerKey: forged.signerKey, signature: forged.signature, owner: owner.nodeID) } throws: {
+            "\($0)".contains("signed by node \(member.nodeID), not by the ticket's owner \(owner.nodeID)")
+        }
+        let (renamed, _) = try sampleManifest(size: 450, chunkSize: 100, name: "other.bin")
+        #expect(renamed.fileID == manifest.fileID, "the file ID does not cover the name: the signature must")
+        #expect { try ManifestSigning.verify(renamed, signerKey: signed.signerKey, signature: signed.signature, owner: owner.nodeID) } throws: {
+            "\($0)".contains("does not verify")
+        }
+        var damaged = signed.signature
+        damaged[5] ^= 1
+        #expect(throws: ManifestSigning.Refusal.self) { try ManifestSigning.verify(manifest, signerKey: signed.signerKey, signature: damaged, owner: owner.nodeID) }
+        #expect(throws: ManifestSigning.Refusal.self) { try ManifestSigning.verify(manifest, signerKey: signed.signerKey, signature: [1, 2, 3], owner: owner.nodeID) }
+    }
+
     func sampleTicket() throws -> Ticket {
         Ticket(ownerAddresses: [Endpoint(host: "192.168.1.5", port: 7000), Endpoint(host: "::1", port: 7000)],
                ownerID: try NodeIdentity.loadOrCreate(in: temporaryDirectory()).nodeID,
