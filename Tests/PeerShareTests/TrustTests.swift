@@ -190,3 +190,112 @@ struct TrustTests {
         await #expect(throws: (any Error).self) { try await server.nextOutcome().get() }
     }
 }
+
+/// Men in the middle, in process: a relay that terminates TLS with its own key and passes
+/// the decrypted bytes on, and a recorder that replays a member's handshake bytes.
+@Suite("A man in the middle and a replayed handshake")
+struct InterceptionTests {
+    typealias Server = TrustTests.Server
+
+    /// Relays each connection to `target`: plain bytes both ways, or, with `terminating`,
+    /// TLS ended here with that identity on both legs. Reports the client's bytes, in order.
+    struct Relay {
+        let channel: any Channel
+        let recorded: AsyncStream<ByteBuffer>
+        var port: Int { channel.localAddress?.port ?? 0 }
+
+        init(to target: Int, terminating identity: NodeIdentity?) async throws {
+            let serverTLS = try identity.map { try SecureChannel.context(for: $0, server: true) }
+            let clientTLS = try identity.map { try SecureChannel.context(for: $0, server: false) }
+            let (recorded, record) = AsyncStream.makeStream(of: ByteBuffer.self)
+            self.recorded = recorded
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { child in
+                    child.eventLoop.makeCompletedFuture {
+                        if let serverTLS {
+                            try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverTLS, customVerificationCallback: SecureChannel.verifier(expecting: nil)))
+                        }
+                        let downstream = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                        Task {
+                            // The recording ends with the first connection (the tests make one).
+                            defer { record.finish() }
+                            let upstream = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                                .connect(host: "127.0.0.1", port: target) { channel in
+                                    channel.eventLoop.makeCompletedFuture {
+                                        if let clientTLS {
+                                            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: clientTLS, serverHostname: nil,
+                                                                                                                   customVerificationCallback: SecureChannel.verifier(expecting: nil)))
+                                        }
+                                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                                    }
+                                }
+                            try await downstream.executeThenClose { downIn, downOut in
+                                try await upstream.executeThenClose { upIn, upOut in
+                                    try await withThrowingTaskGroup(of: Void.self) { group in
+                                        group.addTask { for try await bytes in downIn { record.yield(bytes); try await upOut.write(bytes) } }
+                                        group.addTask { for try await bytes in upIn { try await downOut.write(bytes) } }
+                                        _ = try await group.next()
+                                        group.cancelAll()
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+        }
+    }
+
+    func dial(_ port: Int, as swarm: PrivateSwarm, expecting expected: NodeID?) async throws -> NodeID {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        defer { channel.close(promise: nil) }
+        let joined = try await channel.eventLoop.submit { try swarm.secureOpened(channel, expecting: expected) }.get()
+        return try await joined.get()
+    }
+
+    @Test("a relay that ends TLS with its own key and passes the JOIN frames on is refused by both sides")
+    func manInTheMiddle() async throws {
+        let secret = Ticket.newSecret()
+        let owner = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        let member = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        let server = try await Server(owner)
+        defer { server.channel.close(promise: nil) }
+        let relay = try await Relay(to: server.port, terminating: try NodeIdentity.loadOrCreate(in: temporaryDirectory()))
+        defer { relay.channel.close(promise: nil) }
+        // Pinning the owner (as a peer does with its ticket) stops it at TLS.
+        await #expect(throws: (any Error).self) { try await dial(relay.port, as: member, expecting: owner.identity.nodeID) }
+        _ = try? await server.nextOutcome()
+        // Without a pin (peer to peer), each side's proof names the relay, not the other end.
+        await #expect { try await dial(relay.port, as: member, expecting: nil) } throws: { "\($0)".contains("does not hold this swarm's join secret") }
+        let outcome = try await server.nextOutcome()
+        #expect(throws: JoinRefusal.self) { try outcome.get() }
+    }
+
+    @Test("a member's handshake bytes replayed on a new connection are refused")
+    func replayedHandshake() async throws {
+        let secret = Ticket.newSecret()
+        let owner = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        let member = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        let server = try await Server(owner)
+        defer { server.channel.close(promise: nil) }
+        let recorder = try await Relay(to: server.port, terminating: nil)
+        defer { recorder.channel.close(promise: nil) }
+        #expect(try await dial(recorder.port, as: member, expecting: owner.identity.nodeID) == owner.identity.nodeID)
+        #expect(try await server.nextOutcome().get() == member.identity.nodeID)
+        // Everything the member sent, as an eavesdropper saw it: the recording ends when the
+        // member's connection (closed by `dial`) does.
+        var captured = ByteBuffer()
+        for await var bytes in recorder.recorded { captured.writeBuffer(&bytes) }
+        #expect(captured.readableBytes > JoinProof.frameLength, "the ClientHello, the client's Finished and its JOIN")
+        let replay = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: server.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        try await replay.executeThenClose { inbound, outbound in
+            try await outbound.write(captured)
+            for try await _ in inbound {}
+        }
+        let outcome = try await server.nextOutcome()
+        #expect(throws: (any Error).self) { try outcome.get() }
+    }
+}
