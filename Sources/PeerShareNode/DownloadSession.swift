@@ -189,7 +189,7 @@ struct DownloadSession {
             let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
             await node.log(.manifestReceived, source: source, "manifest from \(hello.name) at \(endpoint), joining its swarm without the owner: file ID \(manifest.fileID.hex)")
             do {
-                try await node.adoptManifest(manifest, share: [])
+                try await node.adoptManifest(manifest, share: nil)
             } catch NodeError.manifestChanged {
                 // Another neighbour's manifest was adopted first: this one is of another swarm.
                 throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(manifest.fileID.short), not the one this peer joined")

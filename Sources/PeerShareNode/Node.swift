@@ -223,7 +223,9 @@ public actor Node {
 
     /// Records the manifest the owner sent, or checks it against the one already indexed.
     /// A new manifest readies the store first (a single file is allocated at its full size).
-    public func adoptManifest(_ received: Manifest, share: [ChunkID]) async throws {
+    /// `share` is nil for a manifest from a neighbour: only the owner hands out shares, and
+    /// one it sent must not be overwritten by a neighbour's manifest arriving later.
+    public func adoptManifest(_ received: Manifest, share: [ChunkID]?) async throws {
         if let manifest {
             guard manifest == received else {
                 throw NodeError.manifestChanged("the owner now serves \(received.fileName) (\(received.fileHash.short)), but this index holds \(manifest.fileName) (\(manifest.fileHash.short)); use a new --dir or --db")
@@ -248,7 +250,7 @@ public actor Node {
             held = ChunkSet(capacity: received.chunkCount)
             log(.manifestReceived, "manifest: \(received.fileName), \(received.fileSize) bytes, \(received.chunkCount) chunks of \(received.chunkSize), file \(received.fileHash.short)")
         }
-        if self.share?.sorted != share {
+        if let share, self.share?.sorted != share {
             try await index.run { try $0.saveShare(share) }
             self.share = ChunkSet(capacity: received.chunkCount, share)
         }

@@ -27,6 +27,14 @@ struct PrivateSwarmTests {
         }
         // Peers name the owner's node ID, which the ticket pinned.
         #expect(result.stderr.contains("as the ticket says)"))
+        // Each got its share from the owner and the rest from its neighbour: no peer stalled
+        // and fell back on the owner (a neighbour's manifest once wiped the owner's share).
+        for i in 1...4 where topology == "ring" {
+            let fallbacks = try eventMessages(dir + "/peer\(i)/peer.db", kind: "fallback")
+            #expect(fallbacks.isEmpty, "peer\(i): \(fallbacks)")
+            let db = try SQLiteConnection(path: dir + "/peer\(i)/peer.db", mode: .readOnly)
+            #expect(try db.scalarInt("SELECT count(*) FROM share") ?? 0 > 0, "peer\(i) has no share")
+        }
         let ticket = try Ticket(line: String(contentsOfFile: dir + "/owner/ticket", encoding: .utf8))
         let leaks = try secretLeaks(ticket, under: dir, also: result.stdout + result.stderr)
         #expect(leaks.isEmpty, "the join secret appears in \(leaks)")
