@@ -17,15 +17,19 @@ struct Swarm {
     /// The layout every node of the swarm stores chunks in.
     let storage: StorageLayout
     var peers: [ChildProcess] = []
+    /// A private swarm's ticket file (the owner's DIR/ticket), which peers join with.
+    var ticketFile: String? = nil
 
     var count: Int { peerPorts.count }
 
     static func start(fileSize: Int, peers count: Int, ownerOptions: [String] = [], peerOptions: [String] = [],
-                      launchPeers: Bool = true, storage: StorageLayout = .chunkFiles, label: String = #function) async throws -> Swarm {
+                      launchPeers: Bool = true, storage: StorageLayout = .chunkFiles, isPrivate: Bool = false,
+                      label: String = #function) async throws -> Swarm {
         let dir = temporaryDirectory(label)
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: fileSize)
-        let owner = try startOwner(dir: dir, source: source, peers: count, options: ownerOptions + ["--storage", storage.rawValue])
+        let owner = try startOwner(dir: dir, source: source, peers: count,
+                                   options: ownerOptions + ["--storage", storage.rawValue] + (isPrivate ? ["--private"] : []))
         guard let line = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60)),
               let port = Int(line.split(separator: ":").last ?? "")
         else {
@@ -34,6 +38,13 @@ struct Swarm {
         }
         var swarm = Swarm(dir: dir, source: source, owner: owner, ownerPort: port, peerPorts: try reserveFreePorts(count),
                           peerOptions: peerOptions + ["--storage", storage.rawValue], storage: storage)
+        if isPrivate {
+            guard await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(60)) != nil else {
+                await owner.stop()
+                throw SwarmError("the private owner printed no ticket:\n" + tail(dir + "/owner.log"))
+            }
+            swarm.ticketFile = dir + "/owner/ticket"
+        }
         if launchPeers {
             for i in 1...count { swarm.peers.append(try swarm.launch(i)) }
         }
@@ -49,7 +60,8 @@ struct Swarm {
 
     /// The arguments of peer `i` (from 1): peer i downloads from peer i+1.
     func arguments(of i: Int) -> [String] {
-        var arguments = ["peer", "--name", "peer\(i)", "--owner", "127.0.0.1:\(ownerPort)", "--port", "\(peerPorts[i - 1])",
+        let joining = ticketFile.map { ["--ticket-file", $0] } ?? ["--owner", "127.0.0.1:\(ownerPort)"]
+        var arguments = ["peer", "--name", "peer\(i)"] + joining + ["--port", "\(peerPorts[i - 1])",
                          "--dir", dir + "/peer\(i)", "--connect-timeout", "20"]
         arguments += count > 1 ? ["--download-from", "127.0.0.1:\(peerPorts[i % count])"] : ["--wait-for-downloaders", "0"]
         return arguments + peerOptions

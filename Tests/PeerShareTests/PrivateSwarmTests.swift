@@ -12,7 +12,8 @@ import NIOCore
 @Suite("Private swarms", .serialized)
 struct PrivateSwarmTests {
     @Test("a private demo completes, its key and ticket files are 0600, and the join secret is in no log, index or report",
-          arguments: [("ring", StorageLayout.chunkFiles), ("ring", .singleFile), ("auto", .chunkFiles)])
+          arguments: [("ring", StorageLayout.chunkFiles), ("ring", .singleFile), ("mesh", .chunkFiles), ("mesh", .singleFile),
+                      ("auto", .chunkFiles), ("auto", .singleFile)])
     func privateDemo(topology: String, storage: StorageLayout) async throws {
         let dir = temporaryDirectory("private-\(topology)-\(storage)")
         let result = try await runCommand(Binaries.peershare, [

@@ -75,7 +75,8 @@ func watch(_ process: ChildProcess, plan: KillPlan, limit: Duration = .seconds(1
     if seen.contains(where: { $0.contains(" assembling ") }) && !seen.contains(where: { $0.contains(" assembled ") }) {
         phase = .assembly
     } else if let lastReceived {
-        phase = lastReceived.contains(" from owner ") ? .owner : .exchange
+        // In a private swarm the owner is named with its node ID ("from owner@1fe937e933ce").
+        phase = lastReceived.contains(" from owner ") || lastReceived.contains(" from owner@") ? .owner : .exchange
     } else {
         phase = .startup
     }
@@ -87,11 +88,12 @@ struct ResumeTests {
     /// PEERSHARE_TORTURE_KILLS and PEERSHARE_TORTURE_SEED override these (see tools/torture).
     static let environment = ProcessInfo.processInfo.environment
 
-    @Test("torture: peers killed at random moments in every phase and relaunched all finish, losing nothing", arguments: StorageLayout.allCases)
-    func torture(storage: StorageLayout) async throws {
+    @Test("torture: peers killed at random moments in every phase and relaunched all finish, losing nothing",
+          arguments: [(StorageLayout.chunkFiles, false), (.singleFile, false), (.chunkFiles, true), (.singleFile, true)])
+    func torture(storage: StorageLayout, isPrivate: Bool) async throws {
         let targetKills = Int(Self.environment["PEERSHARE_TORTURE_KILLS"] ?? "") ?? 20
         let seed = UInt64(Self.environment["PEERSHARE_TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64(UInt32.max))
-        print("torture: seed \(seed) (PEERSHARE_TORTURE_SEED=\(seed) repeats this run), \(targetKills) kills")
+        print("torture\(isPrivate ? " (private)" : ""): seed \(seed) (PEERSHARE_TORTURE_SEED=\(seed) repeats this run), \(targetKills) kills")
         var random = SeededGenerator(seed: seed)
         var phases: [KillPhase: Int] = [:]
         var kills = 0
@@ -102,7 +104,8 @@ struct ResumeTests {
             let budget = min(8, max(3, targetKills - kills))
             var swarm = try await Swarm.start(
                 fileSize: 4 << 20, peers: 5, ownerOptions: ["--max-upload-rate", "2MiB"],
-                peerOptions: ["--max-upload-rate", "1MiB", "--neighbour-timeout", "30"], launchPeers: false, storage: storage, label: "torture\(round)-\(storage)")
+                peerOptions: ["--max-upload-rate", "1MiB", "--neighbour-timeout", "30"], launchPeers: false, storage: storage, isPrivate: isPrivate,
+                label: "torture\(round)-\(storage)\(isPrivate ? "-private" : "")")
             var planned = 0
             func nextPlan() -> KillPlan {
                 guard planned < budget else { return .never }
