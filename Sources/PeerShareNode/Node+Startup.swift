@@ -153,3 +153,25 @@ extension Node {
         }
     }
 }
+
+extension Node {
+    /// A folder keeps the layout it was made with: an index from before layouts were
+    /// recorded with a manifest is chunk files.
+    static func checkLayout(of index: ChunkIndex, against store: any ChunkStore) throws {
+        let hasManifest = try index.db.scalarInt("SELECT count(*) FROM manifest") ?? 0 > 0
+        if let recorded = try index.storageLayout() ?? (hasManifest ? .chunkFiles : nil), recorded != store.layout {
+            throw NodeError.failed("\(store.root) holds a node stored as \(recorded); start it with --storage \(recorded), or use another --dir")
+        }
+        try index.recordStorageLayout(store.layout)
+    }
+
+    /// The complete file will take the manifest's name in the node's folder, so that name
+    /// must not be one of the node's own files there.
+    func checkFileName(_ manifest: Manifest) throws {
+        let target = store.root + "/" + manifest.fileName
+        let own = [store.root + "/" + summaryFileName, store.root + "/chunks"] + ["", "-wal", "-shm", "-journal"].map { databasePath + $0 }
+        if own.contains(where: { PosixFiles.absolutePath($0) == PosixFiles.absolutePath(target) || $0 == target }) {
+            throw NodeError.failed("the file's name \(manifest.fileName) would overwrite this node's own \(target); use another --dir or --db")
+        }
+    }
+}

@@ -55,6 +55,8 @@ public struct PeerConfiguration: Sendable {
     /// A private swarm's membership (from the ticket), and the owner's node ID to pin.
     public var security: PrivateSwarm?
     public var ownerID: NodeID?
+    /// The owner's other addresses (a ticket's), tried in turn after `owner`.
+    public var ownerAlternatives: [Endpoint] = []
     public var host: String
     public var port: Int
     public var downloadFrom: [Endpoint]

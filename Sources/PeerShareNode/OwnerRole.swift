@@ -20,7 +20,9 @@ public enum OwnerRole {
         await node.limitUploadSlots(to: config.uploadSlots)
         await node.setLimits(config.limits)
         do {
-            await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes")
+            let access = config.isPrivate ? "a private swarm: only holders of its ticket can connect"
+                : "a public swarm: anyone who can reach its port can download the file (--private admits only holders of a ticket)"
+            await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes; \(access)")
             let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
             try await node.recordSourcePath(config.file)
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
@@ -42,8 +44,6 @@ public enum OwnerRole {
                 try SecretFile.write(Array((ticket.line + "\n").utf8), to: path)
                 await node.log(.started, "private swarm: owner node \(ticket.ownerID.hex); only holders of the ticket (in \(path), mode 0600) can connect")
                 announce("ticket: \(ticket.line)")
-            } else {
-                await node.log(.started, "public swarm: anyone who can reach \(endpoint) can download \(manifest.fileName); use --private to admit only holders of a ticket", level: .warning)
             }
             try await serve(listener, node: node)
             await node.close(outcome: "stopped")

@@ -120,7 +120,8 @@ public enum PeerRole {
     /// Talks to the owner whenever it is needed: for the manifest and share, and for
     /// everything missing if the neighbours were given up on. A peer that already holds its
     /// share does not need the owner to be up at all.
-    private static func fetchFromOwner(_ ownerEndpoint: Endpoint, config: PeerConfiguration, node: Node) async throws {
+    private static func fetchFromOwner(_ firstAddress: Endpoint, config: PeerConfiguration, node: Node) async throws {
+        var ownerEndpoint = firstAddress
         let owner = ChunkIndex.Source(kind: .owner, name: "owner")
         var reconnects = 0
         while true {
@@ -129,9 +130,10 @@ public enum PeerRole {
             let channel: PeerChannel
             let ownerNode: NodeID?
             do {
-                (channel, ownerNode) = try await Transport.connect(to: ownerEndpoint, patience: config.connectPatience,
-                                                                   security: config.security, expecting: config.ownerID) { attempt, reason, delay in
-                    await node.log(.connectRetry, "owner at \(ownerEndpoint) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
+                (channel, ownerNode, ownerEndpoint) = try await Transport.connect(toAny: [firstAddress] + config.ownerAlternatives, patience: config.connectPatience,
+                                                                                  security: config.security, expecting: config.ownerID) { attempt, reason, delay in
+                    let owner = config.ownerAlternatives.isEmpty ? "owner at \(firstAddress)" : "owner"
+                    await node.log(.connectRetry, "\(owner) not reachable (\(reason)); retry \(attempt) in \(delay.milliseconds) ms")
                 }
             } catch where !Task.isCancelled {
                 // An owner that left once the swarm holds the file is no loss: the neighbours

@@ -125,22 +125,38 @@ public enum Transport {
         expecting expected: NodeID? = nil,
         onRetry: @Sendable (_ attempt: Int, _ error: String, _ delay: Duration) async -> Void
     ) async throws -> (PeerChannel, NodeID?) {
+        let (channel, node, _) = try await connect(toAny: [endpoint], patience: patience, security: security, expecting: expected, onRetry: onRetry)
+        return (channel, node)
+    }
+
+    /// As `connect(to:patience:)`, trying each address in turn (a ticket may name several
+    /// for one owner); returns the one that answered.
+    public static func connect(
+        toAny endpoints: [Endpoint],
+        patience: Duration,
+        security: PrivateSwarm? = nil,
+        expecting expected: NodeID? = nil,
+        onRetry: @Sendable (_ attempt: Int, _ error: String, _ delay: Duration) async -> Void
+    ) async throws -> (PeerChannel, NodeID?, Endpoint) {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: patience)
         var delay = Duration.milliseconds(10)  // peers started together are usually up within milliseconds
         var attempt = 1
         while true {
+            let endpoint = endpoints[(attempt - 1) % endpoints.count]
             do {
-                return try await connect(to: endpoint, security: security, expecting: expected)
+                let (channel, node) = try await connect(to: endpoint, security: security, expecting: expected)
+                return (channel, node, endpoint)
             } catch NodeError.misbehaving(let reason) {
                 // A refused join is not an unreachable node: trying again cannot help.
                 throw NodeError.misbehaving(reason)
             } catch {
                 let reason = describe(error)
                 if clock.now.advanced(by: delay) > deadline {
-                    throw NodeError.unreachable("cannot reach \(endpoint): \(reason) (\(attempt) attempts over \(patience.seconds) s)")
+                    let names = endpoints.map(\.description).joined(separator: " or ")
+                    throw NodeError.unreachable("cannot reach \(names): \(reason) (\(attempt) attempts over \(patience.seconds) s)")
                 }
-                await onRetry(attempt, reason, delay)
+                await onRetry(attempt, endpoints.count > 1 ? "\(endpoint): \(reason)" : reason, delay)
                 try await clock.sleep(for: delay)
                 delay = min(delay * 2, .seconds(1))
                 attempt += 1

@@ -276,6 +276,7 @@ struct PeerCommand: AsyncParsableCommand {
             // The key lives beside the chunks; the folder may not exist yet.
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             config.owner = ticket.ownerAddresses[0]
+            config.ownerAlternatives = Array(ticket.ownerAddresses.dropFirst())
             config.fileID = ticket.fileID
             config.ownerID = ticket.ownerID
             config.security = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: dir), secret: ticket.secret)

@@ -28,8 +28,10 @@ struct CrashConsistencyTests {
     @Test("a simulated power cut: exactly the rows after the last sync mark are re-hashed, the lost ones fetched again, none before the mark",
           arguments: StorageLayout.allCases)
     func powerCut(storage: StorageLayout) async throws {
-        // At 1 MiB/s the 60 chunks take six seconds: room for two short runs, even on a loaded machine.
-        var swarm = try await Swarm.start(fileSize: 60 * 102_400 + 5, peers: 1, ownerOptions: ["--max-upload-rate", "1MiB"],
+        // At 512 KiB/s the 60 chunks take twelve seconds: room for two short runs, even on a
+        // loaded machine (at 1 MiB/s, a full suite once answered the first run's sixth chunk
+        // only after the file was complete).
+        var swarm = try await Swarm.start(fileSize: 60 * 102_400 + 5, peers: 1, ownerOptions: ["--max-upload-rate", "512KiB"],
                                           launchPeers: false, storage: storage, label: "powercut-\(storage)")
         defer { Task { [swarm] in await swarm.stopAll() } }
         let bootA = swarm.dir + "/boot-a", bootB = swarm.dir + "/boot-b"

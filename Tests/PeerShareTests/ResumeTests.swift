@@ -89,7 +89,8 @@ struct ResumeTests {
     static let environment = ProcessInfo.processInfo.environment
 
     @Test("torture: peers killed at random moments in every phase and relaunched all finish, losing nothing",
-          arguments: [(StorageLayout.chunkFiles, false), (.singleFile, false), (.chunkFiles, true), (.singleFile, true)])
+          // Privately in one layout: TLS and the ticket are the same over both, and the suite's time is finite.
+          arguments: [(StorageLayout.chunkFiles, false), (.singleFile, false), (.chunkFiles, true)])
     func torture(storage: StorageLayout, isPrivate: Bool) async throws {
         let targetKills = Int(Self.environment["PEERSHARE_TORTURE_KILLS"] ?? "") ?? 20
         let seed = UInt64(Self.environment["PEERSHARE_TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64(UInt32.max))
