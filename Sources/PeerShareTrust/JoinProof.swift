@@ -74,6 +74,16 @@ public final class JoinHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// The pipeline is torn down (the channel closed, even one that never became active, as
+    /// when a connect fails): a join that never finished is refused, so that no one waits
+    /// on it forever (and NIO does not trap on a promise never completed).
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        guard !finished else { return }
+        finished = true
+        timeout?.cancel()
+        promise.fail(JoinRefusal.closed)
+    }
+
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event {
             do {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOEmbedded
 import NIOSSL
 import Testing
 @testable import PeerShareCore
@@ -156,6 +157,15 @@ struct TrustTests {
         let impostor = try NodeIdentity.loadOrCreate(in: temporaryDirectory())
         await #expect(throws: (any Error).self) { try await dial(server.port, as: peer, expecting: impostor.nodeID) }
         await #expect(throws: (any Error).self) { try await server.nextOutcome().get() }
+    }
+
+    @Test("a connection that closes before it was ever active ends its join with a refusal, not a wait forever")
+    func closedBeforeActive() throws {
+        let swarm = try member(Ticket.newSecret())
+        let channel = EmbeddedChannel()
+        let joined = try swarm.secureOpened(channel, expecting: nil)
+        _ = try? channel.close().wait()
+        #expect(throws: JoinRefusal.self) { try joined.wait() }
     }
 
     @Test("a node with another secret is refused on both sides, each naming the other's node ID")
