@@ -59,7 +59,7 @@ public struct PrivateSwarm: Sendable {
     public func secureAccepted(_ channel: any Channel) throws -> EventLoopFuture<NodeID> {
         let promise = channel.eventLoop.makePromise(of: NodeID.self)
         let tls = NIOSSLServerHandler(context: serverContext, customVerificationCallback: SecureChannel.verifier(expecting: nil))
-        try channel.pipeline.syncOperations.addHandlers(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise))
+        try add(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise), to: channel, completing: promise)
         return promise.futureResult
     }
 
@@ -67,9 +67,26 @@ public struct PrivateSwarm: Sendable {
     /// node ID (the owner's, from the ticket).
     public func secureOpened(_ channel: any Channel, expecting expected: NodeID?) throws -> EventLoopFuture<NodeID> {
         let promise = channel.eventLoop.makePromise(of: NodeID.self)
-        let tls = try NIOSSLClientHandler(context: clientContext, serverHostname: nil, customVerificationCallback: SecureChannel.verifier(expecting: expected))
-        try channel.pipeline.syncOperations.addHandlers(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise))
+        let tls: NIOSSLClientHandler
+        do {
+            tls = try NIOSSLClientHandler(context: clientContext, serverHostname: nil, customVerificationCallback: SecureChannel.verifier(expecting: expected))
+        } catch {
+            promise.fail(error)
+            throw error
+        }
+        try add(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise), to: channel, completing: promise)
         return promise.futureResult
+    }
+
+    /// Adds the handlers; if the channel closed already (its pipeline refuses them), the
+    /// join is failed too, so that its promise is never left uncompleted.
+    private func add(_ tls: any ChannelHandler, _ join: JoinHandler, to channel: any Channel, completing promise: EventLoopPromise<NodeID>) throws {
+        do {
+            try channel.pipeline.syncOperations.addHandlers(tls, join)
+        } catch {
+            promise.fail(error)
+            throw error
+        }
     }
 }
 
