@@ -19,40 +19,13 @@ public enum PeerRole {
         await node.setLimits(config.limits)
         await node.setSyncInterval(config.syncInterval)
         do {
-            try await node.prepare(recheck: config.recheck)
-            await node.join(withOwner: config.owner != nil, expecting: config.fileID)
-            if let expected = config.fileID, let indexed = await node.manifest, indexed.fileID != expected {
-                throw NodeError.failed("\(config.databasePath) holds file \(indexed.fileName) (file ID \(indexed.fileID.short)), not the \(expected.short) given with --file-id; use another --dir or --db")
-            }
-            await node.expectNeighbours(config.downloadFrom)
-            if let security = config.security { await node.joinPrivateSwarm(security, owner: config.ownerID) }
-            let listener = try await Transport.listen(host: config.host, port: config.port, security: config.security)
-            let endpoint = Endpoint(host: config.host, port: listener.port)
-            let advertised = config.advertise ?? (isWildcard(config.host) ? nil : endpoint)
-            await node.advertise(host: advertised?.host ?? "", port: advertised?.port ?? listener.port)
-            await node.findNeighbours(target: config.neighbours, advertised: advertised)
-            let held = await node.heldCount
-            await node.log(.started, "started (pid \(getpid())), listening on \(endpoint)\(held > 0 ? ", resuming with \(held) chunks" : "")")
-            announce("listening on \(endpoint)")
+            let listener = try await start(config, node: node)
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     try await serve(listener, node: node)
                     return false
                 }
-                if let owner = config.owner {
-                    group.addTask {
-                        try await fetchFromOwner(owner, config: config, node: node)
-                        return false
-                    }
-                } else {
-                    group.addTask {
-                        try await node.waitUntil { $0.failure != nil || $0.strandedWithoutOwner }
-                        if await node.failure != nil { return false }
-                        let progress = await node.progress
-                        let what = progress.total.map { "the \($0.chunks - progress.heldChunks) missing chunk(s)" } ?? "the manifest"
-                        throw NodeError.failed("every download neighbour is gone, and without --owner there is nobody else to ask for \(what)")
-                    }
-                }
+                addFetchTasks(&group, config: config, node: node)
                 if let report = config.onProgress {
                     // Every change the node broadcasts, as a snapshot; ends when the group is cancelled.
                     group.addTask {
@@ -62,44 +35,7 @@ public enum PeerRole {
                         return false
                     }
                 }
-                if config.neighbours > 0 {
-                    group.addTask {
-                        try await wireFoundNeighbours(config: config, node: node)
-                        return false
-                    }
-                }
-                for neighbour in config.downloadFrom {
-                    group.addTask {
-                        do {
-                            try await fetchFromNeighbour(neighbour, config: config, node: node)
-                        } catch {
-                            await node.firstDialResolved(neighbour)
-                            throw error
-                        }
-                        await node.firstDialResolved(neighbour)
-                        await node.neighbourFetchFinished()
-                        return false
-                    }
-                }
-                let wait = config.waitForDownloaders
-                let keepServing = config.keepServing
-                let neighbours = config.downloadFrom.count
-                if wait > 0 && !keepServing {
-                    let patience = config.neighbourPatience
-                    group.addTask {
-                        try await giveUpOnAbsentDownloaders(node: node, patience: patience)
-                        return false
-                    }
-                }
-                group.addTask {
-                    try await node.waitUntil {
-                        $0.failure != nil
-                            || (!keepServing && $0.isComplete && $0.isAssembled && $0.summaryIsCurrent
-                                && ($0.completeDownloaderCount >= wait || $0.gaveUpOnDownloaders)
-                                && $0.finishedNeighbourFetches == neighbours)
-                    }
-                    return true
-                }
+                addExitTasks(&group, config: config, node: node)
                 for try await done in group where done {
                     group.cancelAll()
                     break
@@ -114,6 +50,89 @@ public enum PeerRole {
             await node.close(outcome: Task.isCancelled ? "stopped by signal" : "failed: \(error)")
             if Task.isCancelled { return }
             throw error
+        }
+    }
+
+    /// Readies the node (the index reconciled with the folder, the file and swarm checked)
+    /// and starts listening; prints `listening on`.
+    private static func start(_ config: PeerConfiguration, node: Node) async throws -> Transport.Listener {
+        try await node.prepare(recheck: config.recheck)
+        await node.join(withOwner: config.owner != nil, expecting: config.fileID)
+        if let expected = config.fileID, let indexed = await node.manifest, indexed.fileID != expected {
+            throw NodeError.failed("\(config.databasePath) holds file \(indexed.fileName) (file ID \(indexed.fileID.short)), not the \(expected.short) given with --file-id; use another --dir or --db")
+        }
+        await node.expectNeighbours(config.downloadFrom)
+        if let security = config.security { await node.joinPrivateSwarm(security, owner: config.ownerID) }
+        let listener = try await Transport.listen(host: config.host, port: config.port, security: config.security)
+        let endpoint = Endpoint(host: config.host, port: listener.port)
+        let advertised = config.advertise ?? (isWildcard(config.host) ? nil : endpoint)
+        await node.advertise(host: advertised?.host ?? "", port: advertised?.port ?? listener.port)
+        await node.findNeighbours(target: config.neighbours, advertised: advertised)
+        let held = await node.heldCount
+        await node.log(.started, "started (pid \(getpid())), listening on \(endpoint)\(held > 0 ? ", resuming with \(held) chunks" : "")")
+        announce("listening on \(endpoint)")
+        return listener
+    }
+
+    /// The tasks that fetch chunks: from the owner (or, without one, a watch for having no
+    /// source left), from found neighbours, and from each pinned neighbour.
+    private static func addFetchTasks(_ group: inout ThrowingTaskGroup<Bool, any Error>, config: PeerConfiguration, node: Node) {
+        if let owner = config.owner {
+            group.addTask {
+                try await fetchFromOwner(owner, config: config, node: node)
+                return false
+            }
+        } else {
+            group.addTask {
+                try await node.waitUntil { $0.failure != nil || $0.strandedWithoutOwner }
+                if await node.failure != nil { return false }
+                let progress = await node.progress
+                let what = progress.total.map { "the \($0.chunks - progress.heldChunks) missing chunk(s)" } ?? "the manifest"
+                throw NodeError.failed("every download neighbour is gone, and without --owner there is nobody else to ask for \(what)")
+            }
+        }
+        if config.neighbours > 0 {
+            group.addTask {
+                try await wireFoundNeighbours(config: config, node: node)
+                return false
+            }
+        }
+        for neighbour in config.downloadFrom {
+            group.addTask {
+                do {
+                    try await fetchFromNeighbour(neighbour, config: config, node: node)
+                } catch {
+                    await node.firstDialResolved(neighbour)
+                    throw error
+                }
+                await node.firstDialResolved(neighbour)
+                await node.neighbourFetchFinished()
+                return false
+            }
+        }
+    }
+
+    /// The tasks that decide when the peer may exit: a stretch with no downloader connected,
+    /// and the condition itself (complete, assembled, downloaders told); the latter returns true.
+    private static func addExitTasks(_ group: inout ThrowingTaskGroup<Bool, any Error>, config: PeerConfiguration, node: Node) {
+        let wait = config.waitForDownloaders
+        let keepServing = config.keepServing
+        let neighbours = config.downloadFrom.count
+        if wait > 0 && !keepServing {
+            let patience = config.neighbourPatience
+            group.addTask {
+                try await giveUpOnAbsentDownloaders(node: node, patience: patience)
+                return false
+            }
+        }
+        group.addTask {
+            try await node.waitUntil {
+                $0.failure != nil
+                    || (!keepServing && $0.isComplete && $0.isAssembled && $0.summaryIsCurrent
+                        && ($0.completeDownloaderCount >= wait || $0.gaveUpOnDownloaders)
+                        && $0.finishedNeighbourFetches == neighbours)
+            }
+            return true
         }
     }
 
