@@ -209,6 +209,13 @@ struct DownloadSession {
             throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
         }
         let manifest = try await receiveManifest(&io, header: header)
+        // The manifest's chunk hashes must hash to the file ID announced: from here on, each
+        // chunk checked against them is a checked byte of that file.
+        guard hello.fileID == manifest.fileID else {
+            let reason = "\(hello.name)'s manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced"
+            // A neighbour that does this is avoided, not asked again for the same manifest.
+            throw remote == .owner ? NodeError.protocolViolation(reason) : NodeError.misbehaving(reason)
+        }
         if let owner = await node.expectedOwner {
             // A private swarm: only a manifest the ticket's owner signed is taken.
             guard case .manifestSignature(let key, let signature) = try await io.nextMessage(during: "manifest transfer") else {
@@ -220,13 +227,6 @@ struct DownloadSession {
                 throw NodeError.misbehaving("\(hello.name) at \(endpoint): \(error)")
             }
             try await node.keepManifestSignature(signerKey: key, signature: signature)
-        }
-        // The manifest's chunk hashes must hash to the file ID announced: from here on, each
-        // chunk checked against them is a checked byte of that file.
-        guard hello.fileID == manifest.fileID else {
-            let reason = "\(hello.name)'s manifest hashes to file ID \(manifest.fileID.short), not the \(hello.fileID.short) it announced"
-            // A neighbour that does this is avoided, not asked again for the same manifest.
-            throw remote == .owner ? NodeError.protocolViolation(reason) : NodeError.misbehaving(reason)
         }
         return manifest
     }

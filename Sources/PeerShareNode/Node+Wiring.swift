@@ -157,14 +157,6 @@ extension Node {
         if role == .owner, memberBook.needsPersisting(name, now: now) { await persistMember(name) }
     }
 
-    /// The owner's membership rows from earlier runs, cut to the newest the book would keep.
-    func pruneMemberRows() async {
-        do {
-            try await index.run { try $0.pruneMembers(keeping: MemberBook.maximumMembers) }
-        } catch {
-            log(.error, "could not prune the membership list in the index: \(error)", level: .warning)
-        }
-    }
 
     /// The owner's membership list in its index (Schema/005_members.sql): the row as the
     /// member is now, or no row once it was dropped.

@@ -242,8 +242,8 @@ public actor Node {
             }
             try checkFileName(received)
             let store = self.store
+            // No other manifest can be adopted meanwhile: `isAdoptingManifest` holds them off.
             try await io.runIfActive { try store.prepare(for: received, assembled: false) }
-            guard self.manifest == nil else { return try await adoptManifest(received, share: share) }
             try await index.run { try $0.saveManifest(received) }
             startSyncing()
             manifest = received

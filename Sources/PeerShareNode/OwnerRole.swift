@@ -26,19 +26,18 @@ public enum OwnerRole {
             let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
             try await node.recordSourcePath(config.file)
             try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
-            await node.pruneMemberRows()
             let security = config.isPrivate ? try privateSwarm(config, manifest: manifest) : nil
             if let security {
-                await node.joinPrivateSwarm(security.swarm, owner: security.swarm.identity.nodeID)
-                let signed = try ManifestSigning.sign(manifest, with: security.swarm.identity)
+                await node.joinPrivateSwarm(security, owner: security.identity.nodeID)
+                let signed = try ManifestSigning.sign(manifest, with: security.identity)
                 await node.useManifestSignature(signerKey: signed.signerKey, signature: signed.signature)
             }
-            let listener = try await Transport.listen(host: config.host, port: config.port, security: security?.swarm)
+            let listener = try await Transport.listen(host: config.host, port: config.port, security: security)
             let endpoint = Endpoint(host: config.host, port: listener.port)
             await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")
             announce("listening on \(endpoint)")
             if let security {
-                let ticket = Ticket(ownerAddresses: ticketAddresses(host: config.host, port: listener.port), ownerID: security.swarm.identity.nodeID,
+                let ticket = Ticket(ownerAddresses: ticketAddresses(host: config.host, port: listener.port), ownerID: security.identity.nodeID,
                                     fileID: manifest.fileID, secret: security.secret)
                 let path = config.directory + "/" + ticketFileName
                 try SecretFile.write(Array((ticket.line + "\n").utf8), to: path)
@@ -126,7 +125,7 @@ public let ticketFileName = "ticket"
 extension OwnerRole {
     /// The owner's key (made on first use) and the join secret: the one in the ticket it
     /// wrote before, if that ticket is for this key and file; a new one otherwise.
-    static func privateSwarm(_ config: OwnerConfiguration, manifest: Manifest) throws -> (swarm: PrivateSwarm, secret: [UInt8]) {
+    static func privateSwarm(_ config: OwnerConfiguration, manifest: Manifest) throws -> PrivateSwarm {
         let identity = try NodeIdentity.loadOrCreate(in: config.directory)
         var secret = Ticket.newSecret()
         if let bytes = try SecretFile.read(config.directory + "/" + ticketFileName, limit: Ticket.maximumLength + 1),
@@ -134,7 +133,7 @@ extension OwnerRole {
            previous.ownerID == identity.nodeID, previous.fileID == manifest.fileID {
             secret = previous.secret
         }
-        return (try PrivateSwarm(identity: identity, secret: secret), secret)
+        return try PrivateSwarm(identity: identity, secret: secret)
     }
 
     /// The addresses a ticket names: the listen address, or on a wildcard every address of

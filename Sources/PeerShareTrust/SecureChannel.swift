@@ -43,7 +43,8 @@ public enum SecureChannel {
 /// contexts made from them once.
 public struct PrivateSwarm: Sendable {
     public let identity: NodeIdentity
-    let secret: [UInt8]
+    /// The join secret, for the owner's ticket; never logged.
+    public let secret: [UInt8]
     private let serverContext: NIOSSLContext
     private let clientContext: NIOSSLContext
 
