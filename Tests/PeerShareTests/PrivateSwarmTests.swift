@@ -47,13 +47,10 @@ struct PrivateSwarmTests {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: 500 * 1024)
-        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
-                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private"],
-                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        let privateOwner = try await startPrivateOwner(dir: dir, source: source)
+        let owner = privateOwner.process, ticket = privateOwner.ticket
         defer { owner.signal(SIGKILL) }
-        let port = try await listeningPort(of: owner)
-        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
-        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
+        let port = privateOwner.port
 
         func peer(_ name: String, _ arguments: [String]) async throws -> CommandResult {
             try await runCommand(Binaries.peershare, ["peer", "--name", name, "--port", "0", "--dir", dir + "/" + name, "--connect-timeout", "5"] + arguments,
@@ -126,14 +123,9 @@ extension PrivateSwarmTests {
         _ = try writeTestFile(source, size: 6 * 102_400 + 17)
         let layout = try ChunkLayout(fileSize: 6 * 102_400 + 17, chunkSize: 102_400)
         // A slow owner, so that the victim asks its neighbour for chunks too.
-        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
-                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private", "--peers", "1",
-                                                 "--max-upload-rate", "100KiB"],
-                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        let privateOwner = try await startPrivateOwner(dir: dir, source: source, options: ["--peers", "1", "--max-upload-rate", "100KiB"])
+        let owner = privateOwner.process, ticket = privateOwner.ticket
         defer { owner.signal(SIGKILL) }
-        _ = try await listeningPort(of: owner)
-        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
-        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
         // The rogue holds the secret (a member gone bad) and its own key.
         let rogue = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: ticket.secret)
         let victimArguments = ["peer", "--name", "victim", "--ticket-file", dir + "/owner/ticket", "--port", "0", "--dir", dir + "/victim",
@@ -181,13 +173,9 @@ extension PrivateSwarmTests {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: 700 * 1024)
-        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
-                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private", "--peers", "1"],
-                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        let privateOwner = try await startPrivateOwner(dir: dir, source: source, options: ["--peers", "1"])
+        let owner = privateOwner.process, ticket = privateOwner.ticket
         defer { owner.signal(SIGKILL) }
-        _ = try await listeningPort(of: owner)
-        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
-        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
         let ticketFile = dir + "/owner/ticket"
         let seed = try ChildProcess(name: "seed", executable: Binaries.peershare,
                                     arguments: ["peer", "--name", "seed", "--ticket-file", ticketFile, "--port", "0", "--dir", dir + "/seed", "--keep-serving", "--neighbours", "0"],
@@ -236,13 +224,10 @@ extension PrivateSwarmTests {
         let dir = temporaryDirectory()
         let source = dir + "/source.bin"
         _ = try writeTestFile(source, size: 300 * 1024)
-        let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
-                                     arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private"],
-                                     stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+        let privateOwner = try await startPrivateOwner(dir: dir, source: source)
+        let owner = privateOwner.process, ticket = privateOwner.ticket
         defer { owner.signal(SIGKILL) }
-        let port = try await listeningPort(of: owner)
-        let line = try #require(await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)))
-        let ticket = try Ticket(line: String(line.dropFirst("ticket: ".count)))
+        let port = privateOwner.port
         let dead = try reserveFreePorts(1)[0]
         let detour = Ticket(ownerAddresses: [Endpoint(host: "127.0.0.1", port: dead), Endpoint(host: "127.0.0.1", port: port)],
                             ownerID: ticket.ownerID, fileID: ticket.fileID, secret: ticket.secret)
@@ -254,6 +239,30 @@ extension PrivateSwarmTests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("connected to the owner at 127.0.0.1:\(port)"), "\(result.stderr)")
         #expect(fileDigest(dir + "/p/source.bin") == fileDigest(source))
+    }
+}
+
+/// A private owner of `source` (folder DIR/owner, log DIR/owner.log), once it listens and
+/// has printed its ticket.
+struct PrivateOwner {
+    let process: ChildProcess
+    let port: Int
+    let ticket: Ticket
+}
+
+func startPrivateOwner(dir: String, source: String, options: [String] = []) async throws -> PrivateOwner {
+    let owner = try ChildProcess(name: "owner", executable: Binaries.peershare,
+                                 arguments: ["owner", "--file", source, "--port", "0", "--dir", dir + "/owner", "--private"] + options,
+                                 stdout: .lines(echo: false), stderr: .file(dir + "/owner.log"))
+    do {
+        let port = try await listeningPort(of: owner)
+        guard let line = await owner.waitForLine(prefix: "ticket: ", timeout: .seconds(30)) else {
+            throw SwarmError("the private owner printed no ticket:\n" + tail(dir + "/owner.log"))
+        }
+        return PrivateOwner(process: owner, port: port, ticket: try Ticket(line: String(line.dropFirst("ticket: ".count))))
+    } catch {
+        owner.signal(SIGKILL)
+        throw error
     }
 }
 
