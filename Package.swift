@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "PeerShareTrust",
             dependencies: [
-                "PeerShareCore", "CPosixShim",
+                "PeerShareCore", "PeerShareStore", "CPosixShim",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -104,14 +104,17 @@ package enum PosixFiles {
 
     /// Writes `bytes` to `path` so that, once this returns, the file is complete and durable
     /// under its final name: temporary file, fsync, rename, fsync of the directory.
-    package static func writeDurably(_ path: String, directory: String, write: (Int32, String) throws -> Void) throws {
-        try writeAtomically(path, directory: directory, durably: true, write: write)
+    package static func writeDurably(_ path: String, directory: String, mode: mode_t = 0o644, write: (Int32, String) throws -> Void) throws {
+        try writeAtomically(path, directory: directory, durably: true, mode: mode, write: write)
     }
 
     /// Writes a file that is never seen half-written (temporary file, rename), and, when
     /// `durably`, is on disk once this returns (fsync before the rename, of the folder after).
-    package static func writeAtomically(_ path: String, directory: String, durably: Bool, write: (Int32, String) throws -> Void) throws {
-        let (fd, temporary) = try createTemporary(in: directory)
+    /// `mode` holds from the file's creation: a secret is never readable by others, even
+    /// for a moment.
+    package static func writeAtomically(_ path: String, directory: String, durably: Bool, mode: mode_t = 0o644,
+                                        write: (Int32, String) throws -> Void) throws {
+        let (fd, temporary) = try createTemporary(in: directory, mode: mode)
         do {
             try write(fd, temporary)
             if durably { try fsync(fd, path: temporary) }
@@ -131,9 +134,9 @@ package enum PosixFiles {
 
     /// A new, empty file in `directory` with a name start-up recognises as stale, open for
     /// writing. The caller renames it into place or unlinks it, and closes the descriptor.
-    package static func createTemporary(in directory: String, tag: String = "") throws(FileSystemError) -> (fd: Int32, path: String) {
+    package static func createTemporary(in directory: String, tag: String = "", mode: mode_t = 0o644) throws(FileSystemError) -> (fd: Int32, path: String) {
         let path = "\(directory)/\(temporaryPrefix)\(getpid())-\(tag)\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot create", path: path, errno: errno) }
         return (fd, path)
     }

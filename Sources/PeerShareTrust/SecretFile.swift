@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PeerShareStore
 
 /// Files that hold secrets (a node's private key, a ticket): written with mode 0600 from the
 /// moment they exist, and refused when read if anyone but their owner could read them, as
@@ -12,30 +13,11 @@ public enum SecretFile {
         public let description: String
     }
 
-    /// Writes `bytes` to `path` atomically: a temporary file created 0600, synced, renamed.
+    /// Writes `bytes` to `path` atomically and durably, in a temporary file created 0600.
     public static func write(_ bytes: [UInt8], to path: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Failure(description: "cannot create \(temporary): \(errorText())") }
-        var written = 0
-        while written < bytes.count {
-            let result = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            guard result > 0 else {
-                let reason = errorText()
-                close(fd)
-                unlink(temporary)
-                throw Failure(description: "cannot write \(temporary): \(reason)")
-            }
-            written += result
-        }
-        guard fsync(fd) == 0, close(fd) == 0 else {
-            unlink(temporary)
-            throw Failure(description: "cannot sync \(temporary): \(errorText())")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = errorText()
-            unlink(temporary)
-            throw Failure(description: "cannot rename \(temporary) to \(path): \(reason)")
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        try PosixFiles.writeDurably(path, directory: directory.isEmpty ? "/" : directory, mode: 0o600) { fd, temporary in
+            try bytes.withUnsafeBytes { try PosixFiles.writeAll(fd, $0, path: temporary) }
         }
     }
 
