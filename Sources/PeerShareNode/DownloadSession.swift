@@ -8,10 +8,8 @@ import PeerShareWire
 /// from a download neighbour (anything it holds that we lack). Keeps up to `window`
 /// requests outstanding instead of stopping to wait for each chunk.
 struct DownloadSession {
-    enum Remote: Sendable {
-        case owner
-        case neighbour
-    }
+    /// Whom this session dialled: the owner, or a peer as download neighbour.
+    typealias Remote = Handshake.Dialled
 
     enum Outcome: Sendable {
         /// Everything this session was for is held.
@@ -29,144 +27,130 @@ struct DownloadSession {
     func run() async throws -> Outcome {
         try await withSession(channel, node: node) { io in
             let known = await node.manifest
-            try await io.send(.hello(await node.hello(role: .peer, fileID: known?.fileID ?? Hello.unknownFileID)))
-            guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
-                throw NodeError.protocolViolation("\(endpoint) did not answer with HELLO")
+            let hello = try await io.exchangeHellos(side: .downloading) {
+                await node.hello(role: .peer, fileID: known?.fileID ?? Hello.unknownFileID)
             }
-            io.handshakeDone = true
-            guard hello.version == Hello.currentVersion else {
-                throw NodeError.misbehaving("\(endpoint) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
+            let next: Handshake.Next
+            let expectedFileID = await node.expectedFileID
+            do throws(HandshakeError) {
+                next = try Handshake.judge(answer: hello, dialled: remote, knownFileID: known?.fileID, expectedFileID: expectedFileID)
+            } catch {
+                throw NodeError.refusedHello("\(hello.name) at \(endpoint)", error)
             }
-            let source = try await receiveFileDetails(&io, hello: hello, known: known)
+            let source = ChunkIndex.Source(kind: remote == .owner ? .owner : .peer, name: hello.name, verified: remoteNode?.digest)
+            try await receiveFileDetails(&io, next, hello: hello, source: source)
             guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
             let mine = await node.heldChunks
             try await io.send(.chunkList(bitfield: mine.bitfield))
             await node.log(.listSent, source: source, "sent chunk-ID list (\(mine.count) chunks) to \(hello.name)")
 
-            // Peers found through the owner are asked for at once, and again while too few
-            // are known; neighbours are asked too, less often (peer exchange).
-            let findsNeighbours = await node.findsNeighbours
-            let askEvery: Duration = remote == .owner ? .seconds(1) : .seconds(5)
-            var lastAsked: ContinuousClock.Instant?
-            // PEERS is only ever an answer: one the remote was not asked for is refused, so
-            // that no remote fills this peer's list of candidates unasked.
-            var questionsOpen = 0
-            func askForPeers(_ io: inout SessionIO) async throws {
-                guard findsNeighbours, lastAsked.map({ ContinuousClock.now - $0 >= askEvery }) ?? true, await node.wantsMorePeers() else { return }
-                lastAsked = .now
-                questionsOpen += 1
-                try await io.send(.getPeers(wanted: UInt8(clamping: min(await node.neighbourTarget, PeerAddress.maximumPerMessage))))
-            }
-            try await askForPeers(&io)
-
-            var offered = ChunkSet(capacity: manifest.chunkCount)
             // A neighbour's offer counts towards chunk rarity while this session lasts.
-            let neighbourID = remote == .neighbour ? await node.registerNeighbour(PeerAddress(name: hello.name, endpoint: endpoint)) : nil
-            var requested: [ChunkID: Int64] = [:]
-            var badChunks = 0
-            // The last time this neighbour gave us something we lacked, for stall detection.
-            var lastUseful = ContinuousClock.now
+            let neighbourID = remote == .peer ? await node.registerNeighbour(PeerAddress(name: hello.name, endpoint: endpoint)) : nil
+            var trade = DownloadTrade(remoteName: hello.name, chunkCount: manifest.chunkCount, badChunkLimit: io.limits.badChunkLimit)
             do {
-                while true {
-                    let step = await node.nextDownloadStep(fromOwner: remote == .owner, offered: offered, room: window - requested.count,
-                                                           source: source, neighbour: neighbourID, requestedHere: Set(requested.keys))
-                    guard case .request(let picks) = step else {
-                        await node.release(requested.keys)
-                        if let neighbourID { await node.unregisterNeighbour(neighbourID) }
-                        if remote == .neighbour {
-                            // Tell the uploader we are complete, in case its last HAVE is still queued.
-                            await io.sendIfOpen(.chunkList(bitfield: await node.heldChunks.bitfield))
-                        }
-                        // An uploader that saw our last HAVE may close first and be gone; that
-                        // is the end of the conversation, not a lost connection to retry.
-                        try? await io.finish()
-                        if remote == .neighbour, !io.remoteStoppedReading { await node.toldComplete(neighbour: hello.name, address: endpoint) }
-                        return .finished
-                    }
-                    let now = Clock.nowMicros()
-                    for id in picks { requested[id] = now }
-                    try await io.send(picks.map { .request($0) })
-                    switch try await io.next() {
-                    case .message(.chunkList(let bitfield)):
-                        guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
-                            throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
-                        }
-                        offered = list
-                        lastUseful = .now
-                        await node.log(.listReceived, source: source, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
-                    case .message(.have(let id)):
-                        guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                        // Anything newly announced counts as progress (no actor visit per HAVE).
-                        if offered.insert(id) { lastUseful = .now }
-                    case .message(.piece(let id, let data)):
-                        guard let startedAt = requested.removeValue(forKey: id) else {
-                            await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)
-                            continue
-                        }
-                        if case .rejected = await node.accept(id, data: data, from: source, startedAt: startedAt) {
-                            // The claim is released; another source may supply it. This one is
-                            // not asked for it again, and is dropped if it keeps doing this.
-                            offered.remove(id)
-                            badChunks += 1
-                            // A member is known by its key: one bad chunk blocks it for good. (Not
-                            // the owner, the one source of the file the ticket names.)
-                            if let remoteNode, remote == .neighbour {
-                                await node.block(remoteNode, name: hello.name, reason: "sent chunk \(id), which failed its hash")
-                                throw NodeError.misbehaving("\(hello.name) at \(endpoint) (node \(remoteNode)) sent chunk \(id), which failed its hash; it is blocked")
-                            }
-                            if badChunks >= io.limits.badChunkLimit {
-                                throw NodeError.misbehaving("\(hello.name) at \(endpoint) sent \(badChunks) chunks that failed verification")
-                            }
-                        }
-                    case .message(.reject(let id)):
-                        guard requested.removeValue(forKey: id) != nil else { continue }
-                        offered.remove(id)
-                        await node.release([id])
-                    case .message(.peers(let peers)):
-                        guard questionsOpen > 0 else { throw NodeError.protocolViolation("\(hello.name) sent PEERS it was not asked for") }
-                        questionsOpen -= 1
-                        await node.learnPeers(peers, from: source)
-                    case .message(let other):
-                        throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
-                    case .local(.held(let ids)):
-                        // The owner hears them too when it picks this peer's neighbours.
-                        if remote == .neighbour || findsNeighbours { try await io.send(ids.map { .have($0) }) }
-                    case .local(.stateChanged):
-                        try await askForPeers(&io)
-                    case .tick:
-                        try await askForPeers(&io)
-                        // Stalled: nothing new from this neighbour for a while, and the neighbours
-                        // between them do not offer everything missing.
-                        if remote == .neighbour, requested.isEmpty, ContinuousClock.now - lastUseful > io.limits.stallTimeout,
-                           await !node.neighboursCoverMissing {
-                            await node.fallBackToOwner(because: "download neighbour \(hello.name) has offered nothing new for \(io.limits.stallTimeout.seconds) s, and the neighbours lack chunks")
-                        }
-                        let oldest = requested.values.min() ?? Clock.nowMicros()
-                        if Clock.nowMicros() - oldest > io.limits.requestTimeout.microseconds {
-                            throw NodeError.protocolViolation("\(hello.name) left a request unanswered for \(io.limits.requestTimeout.seconds) s")
-                        }
-                    case .closed:
-                        throw NodeError.protocolViolation("\(hello.name) closed the connection")
-                    case .failed(let error):
-                        throw error
-                    }
-                }
+                try await self.trade(&io, &trade, hello: hello, source: source, neighbourID: neighbourID)
             } catch {
-                await node.release(requested.keys)
+                await node.release(trade.requested.keys)
                 if let neighbourID { await node.unregisterNeighbour(neighbourID) }
+                throw error
+            }
+            await node.release(trade.requested.keys)
+            if let neighbourID { await node.unregisterNeighbour(neighbourID) }
+            if remote == .peer {
+                // Tell the uploader we are complete, in case its last HAVE is still queued.
+                await io.sendIfOpen(.chunkList(bitfield: await node.heldChunks.bitfield))
+            }
+            // An uploader that saw our last HAVE may close first and be gone; that is the
+            // end of the conversation, not a lost connection to retry.
+            try? await io.finish()
+            if remote == .peer, !io.remoteStoppedReading { await node.toldComplete(neighbour: hello.name, address: endpoint) }
+            return .finished
+        }
+    }
+
+    /// Requests what the node picks from this uploader and takes in what it sends, until
+    /// everything this session was for is held.
+    private func trade(_ io: inout SessionIO, _ trade: inout DownloadTrade, hello: Hello, source: ChunkIndex.Source, neighbourID: Int?) async throws {
+        // Peers found through the owner are asked for at once, and again while too few are
+        // known; neighbours are asked too, less often (peer exchange).
+        let findsNeighbours = await node.findsNeighbours
+        let askEvery: Duration = remote == .owner ? .seconds(1) : .seconds(5)
+        var lastAsked: ContinuousClock.Instant?
+        func askForPeers(_ io: inout SessionIO, _ trade: inout DownloadTrade) async throws {
+            guard findsNeighbours, lastAsked.map({ ContinuousClock.now - $0 >= askEvery }) ?? true, await node.wantsMorePeers() else { return }
+            lastAsked = .now
+            trade.askingForPeers()
+            try await io.send(.getPeers(wanted: UInt8(clamping: min(await node.neighbourTarget, PeerAddress.maximumPerMessage))))
+        }
+        try await askForPeers(&io, &trade)
+        while true {
+            let step = await node.nextDownloadStep(fromOwner: remote == .owner, offered: trade.offered, room: window - trade.requested.count,
+                                                   source: source, neighbour: neighbourID, requestedHere: Set(trade.requested.keys))
+            guard case .request(let picks) = step else { return }
+            trade.requesting(picks, atMicros: Clock.nowMicros())
+            try await io.send(picks.map { .request($0) })
+            switch try await io.next() {
+            case .message(let message):
+                try await react(to: try trade.receive(message), &trade, hello: hello, source: source)
+            case .local(.held(let ids)):
+                // The owner hears them too when it picks this peer's neighbours.
+                if remote == .peer || findsNeighbours { try await io.send(ids.map { .have($0) }) }
+            case .local(.stateChanged):
+                try await askForPeers(&io, &trade)
+            case .tick:
+                try await askForPeers(&io, &trade)
+                // Stalled: nothing new from this neighbour for a while, and the neighbours
+                // between them do not offer everything missing.
+                if remote == .peer, trade.isStalled(now: .now, after: io.limits.stallTimeout), await !node.neighboursCoverMissing {
+                    await node.fallBackToOwner(because: "download neighbour \(hello.name) has offered nothing new for \(io.limits.stallTimeout.seconds) s, and the neighbours lack chunks")
+                }
+                if trade.oldestRequestAge(nowMicros: Clock.nowMicros()) > io.limits.requestTimeout.microseconds {
+                    throw NodeError.lost("\(hello.name) left a request unanswered for \(io.limits.requestTimeout.seconds) s")
+                }
+            case .closed:
+                throw NodeError.lost("\(hello.name) closed the connection")
+            case .failed(let error):
                 throw error
             }
         }
     }
 
+    private func react(to reaction: DownloadTrade.Reaction, _ trade: inout DownloadTrade, hello: Hello, source: ChunkIndex.Source) async throws {
+        switch reaction {
+        case .nothing:
+            break
+        case .listReceived(let count):
+            await node.log(.listReceived, source: source, "received chunk-ID list from \(hello.name): \(count) of \(trade.chunkCount) chunks")
+        case .unrequestedPiece(let id):
+            await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)
+        case .rejected(let id):
+            await node.release([id])
+        case .peers(let peers):
+            await node.learnPeers(peers, from: source)
+        case .piece(let id, let data, let startedAt):
+            guard case .rejected = await node.accept(id, data: data, from: source, startedAt: startedAt) else { return }
+            // The claim is released; another source may supply it. A member is known by its
+            // key: one bad chunk blocks it for good (not the owner, the one source of the
+            // file the ticket names).
+            if let remoteNode, remote == .peer {
+                await node.block(remoteNode, name: hello.name, reason: "sent chunk \(id), which failed its hash")
+                throw NodeError.misbehaving("\(hello.name) at \(endpoint) (node \(remoteNode)) sent chunk \(id), which failed its hash; it is blocked")
+            }
+            do {
+                try trade.pieceFailed(id)
+            } catch {
+                throw NodeError.misbehaving("\(error) (\(endpoint))")
+            }
+        }
+    }
+
     /// After the HELLOs: the owner's manifest and share, or, from a peer, the manifest if
-    /// this node asked for it (it joined through that peer); otherwise a check that the
-    /// peer is in this node's swarm.
-    private func receiveFileDetails(_ io: inout SessionIO, hello: Hello, known: Manifest?) async throws -> ChunkIndex.Source {
-        switch remote {
-        case .owner:
-            guard hello.role == .owner else { throw NodeError.protocolViolation("\(endpoint) is a peer, not the owner") }
-            let source = ChunkIndex.Source(kind: .owner, name: hello.name, verified: remoteNode?.digest)
+    /// this node asked for it (it joined through that peer).
+    private func receiveFileDetails(_ io: inout SessionIO, _ next: Handshake.Next, hello: Hello, source: ChunkIndex.Source) async throws {
+        switch next {
+        case .trade:
+            return
+        case .manifestAndShare:
             let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
             guard case .share(let bitfield) = try await io.nextMessage(during: "share transfer"),
                   let share = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield)
@@ -174,18 +158,7 @@ struct DownloadSession {
             try await node.adoptManifest(manifest, share: share.sorted)
             let missing = share.subtracting(await node.heldChunks).count
             await node.log(.shareReceived, source: source, "share from the owner: \(share.count) chunks (\(describeRanges(share.sorted))), \(missing) still to fetch")
-            return source
-        case .neighbour:
-            let source = ChunkIndex.Source(kind: .peer, name: hello.name, verified: remoteNode?.digest)
-            guard hello.role == .peer else {
-                throw NodeError.misbehaving("\(hello.name) at \(endpoint) is the owner; give its address with --owner, not --download-from")
-            }
-            if let known {
-                guard hello.fileID == known.fileID else {
-                    throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(hello.fileID.short), not ours")
-                }
-                return source
-            }
+        case .manifest:
             let manifest = try await receiveAnnouncedManifest(&io, hello: hello)
             await node.log(.manifestReceived, source: source, "manifest from \(hello.name) at \(endpoint), joining its swarm without the owner: file ID \(manifest.fileID.hex)")
             do {
@@ -194,17 +167,12 @@ struct DownloadSession {
                 // Another neighbour's manifest was adopted first: this one is of another swarm.
                 throw NodeError.misbehaving("\(hello.name) at \(endpoint) is in the swarm of file \(manifest.fileID.short), not the one this peer joined")
             }
-            return source
         }
     }
 
     /// MANIFEST and HASHES, checked against the file ID the remote's HELLO announced and
     /// the one this node was told to expect (`--file-id`).
     private func receiveAnnouncedManifest(_ io: inout SessionIO, hello: Hello) async throws -> Manifest {
-        // Judged on the HELLO, before a byte of a manifest of the wrong file is taken in.
-        if let expected = await node.expectedFileID, expected != hello.fileID {
-            throw NodeError.misbehaving("\(hello.name) at \(endpoint) serves file ID \(hello.fileID.short), not the \(expected.short) given with --file-id")
-        }
         guard case .manifest(let header) = try await io.nextMessage(during: "manifest transfer") else {
             throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
         }

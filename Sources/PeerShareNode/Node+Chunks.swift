@@ -317,7 +317,7 @@ extension Node {
     /// ago, so the open is a lookup in the kernel's caches, cheaper than two thread hand-offs.
     /// Any other chunk file (the owner's split, a resumed peer's) may need the disk, so it is
     /// opened on the I/O pool, where a slow open holds up no other session.
-    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source, recording sent: [CompletedUpload]) async throws -> (ChunkFile, ContinuousClock.Instant?)? {
+    func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source, recording sent: [CompletedUpload]) async throws -> (ChunkToSend, ContinuousClock.Instant?)? {
         recordUploads(sent, to: peer)
         guard let manifest, held.contains(id) else {
             log(.requestHandled, chunk: id, source: peer, "rejected request from \(peer.name) for chunk \(id): not held")
@@ -325,17 +325,17 @@ extension Node {
         }
         log(.requestHandled, chunk: id, source: peer, "handling request from \(peer.name) for chunk \(id)")
         let store = self.store
-        let slice = storedThisRun.contains(id)
-            ? try store.openForSending(id, of: manifest)
-            : try await io.runIfActive { try store.openForSending(id, of: manifest) }
-        return (ChunkFile(descriptor: slice.descriptor, offset: slice.offset, size: slice.count), uploadSlot(for: slice.count))
-    }
-
-    /// A chunk's bytes read into memory on the I/O threads, for a connection that cannot take
-    /// a file region (TLS).
-    func readForSending(_ file: ChunkFile) async throws -> ByteBuffer {
-        let region = file.region
-        return try await NonBlockingFileIO(threadPool: io).read(fileRegion: region, allocator: ByteBufferAllocator(), eventLoop: MultiThreadedEventLoopGroup.singleton.any()).get()
+        let chunk: ChunkToSend
+        if isPrivate {
+            // TLS encrypts in user space, so sendfile cannot serve: the chunk is opened, read
+            // and closed in one trip to the I/O threads, and sent as a buffer.
+            chunk = .bytes(try await io.runIfActive { try store.read(id, of: manifest) })
+        } else if storedThisRun.contains(id) {
+            chunk = .file(try ChunkFile(store.openForSending(id, of: manifest)))
+        } else {
+            chunk = .file(try ChunkFile(await io.runIfActive { try store.openForSending(id, of: manifest) }))
+        }
+        return (chunk, uploadSlot(for: chunk.count))
     }
 
     /// Chunks an upload session has written to its socket: a `transfers` row and a

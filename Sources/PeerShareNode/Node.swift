@@ -344,6 +344,26 @@ extension EventRecord {
     }
 }
 
+/// A requested chunk on its way to the socket: an open file for `sendfile`, or, where the
+/// connection encrypts (TLS), its bytes.
+enum ChunkToSend: Sendable {
+    case file(ChunkFile)
+    case bytes(ByteBuffer)
+
+    var count: Int {
+        switch self {
+        case .file(let file): file.region.readableBytes
+        case .bytes(let bytes): bytes.readableBytes
+        }
+    }
+}
+
+extension ChunkFile {
+    convenience init(_ slice: FileSlice) {
+        self.init(descriptor: slice.descriptor, offset: slice.offset, size: slice.count)
+    }
+}
+
 /// A chunk an upload session has written to its socket, waiting to be recorded with the
 /// session's next visit to the node.
 struct CompletedUpload: Sendable {
@@ -365,18 +385,21 @@ struct PendingChunk: Sendable {
 public enum NodeError: Error, CustomStringConvertible {
     case manifestChanged(String)
     case badChunk(String)
-    case notHeld(ChunkID)
     case notAnOwner
+    /// The connection ended under the session: closed, or silent past a timeout.
+    case lost(String)
     case protocolViolation(String)
-    /// A remote that sent data failing verification too often: it is avoided.
+    /// A remote that cannot serve this node: another swarm, a forged manifest, bad chunks.
     case misbehaving(String)
+    /// A HELLO that ends the connection; the string names the remote ("peer2 at HOST:PORT").
+    case refusedHello(String, HandshakeError)
     case unreachable(String)
     case failed(String)
 
     public var description: String {
         switch self {
-        case .manifestChanged(let s), .badChunk(let s), .protocolViolation(let s), .misbehaving(let s), .unreachable(let s), .failed(let s): s
-        case .notHeld(let id): "chunk \(id) is not held"
+        case .manifestChanged(let s), .badChunk(let s), .lost(let s), .protocolViolation(let s), .misbehaving(let s), .unreachable(let s), .failed(let s): s
+        case .refusedHello(let remote, let error): "\(remote) \(error)"
         case .notAnOwner: "only the owner hands out shares"
         }
     }

@@ -142,7 +142,7 @@ public enum PeerRole {
     private static func fetchFromOwner(_ firstAddress: Endpoint, config: PeerConfiguration, node: Node) async throws {
         var ownerEndpoint = firstAddress
         let owner = ChunkIndex.Source(kind: .owner, name: "owner")
-        var reconnects = 0
+        var budget = ReconnectBudget.owner
         while true {
             try await node.waitUntil { $0.needsOwner || $0.failure != nil }
             if await node.failure != nil { return }
@@ -174,31 +174,38 @@ public enum PeerRole {
             do {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window, remoteNode: ownerNode).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
-            } catch where isRecoverable(error) && !(error is WireError) && (reconnects < 20 || ContinuousClock.now - connectedAt > .seconds(60)) {
-                // A dropped connection is retried (the owner may be restarting); malformed
-                // bytes from the owner are not, since it is the one source of the manifest.
-                // The budget is for drops in a row: a connection that lasted a minute
-                // starts it afresh, so a peer that runs for days is not cut off by old drops.
-                reconnects = ContinuousClock.now - connectedAt > .seconds(60) ? 1 : reconnects + 1
-                await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
-            } catch where isMisbehaviour(error) && !Task.isCancelled {
-                // Without the manifest, or with no neighbour left, there is nothing to go on
-                // with. Otherwise the owner is avoided and the neighbours carry on: a peer
-                // that serves others is not taken down by one bad connection.
-                let neighbours = await node.liveNeighbours
-                guard await node.manifest != nil, neighbours > 0 else {
-                    await node.log(.protocolError, source: owner, "the owner at \(ownerEndpoint) broke the protocol: \(error)", level: .error)
-                    throw NodeError.failed("the owner at \(ownerEndpoint) broke the protocol: \(error)")
+            } catch {
+                let fault = SessionFault(error)
+                switch budget.move(after: fault, connectedFor: ContinuousClock.now - connectedAt) {
+                case .stop:
+                    throw error
+                case .reconnect:
+                    await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
+                case .avoid:
+                    let why = fault.blamesRemote ? "broke the protocol: \(error)" : "was lost \(budget.used) times in a row, the last: \(error)"
+                    try await avoidOwner(at: ownerEndpoint, because: why, node: node)
+                    return
                 }
-                await node.log(.protocolError, source: owner, "the owner at \(ownerEndpoint) broke the protocol: \(error); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
-                // Until the neighbours finish the file, or turn out unable to (none left, or
-                // stalled on chunks only the owner has): then the peer cannot complete.
-                try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.ownerServesEverything }
-                if await !node.isComplete, await node.failure == nil {
-                    throw NodeError.failed("the owner at \(ownerEndpoint) broke the protocol (\(error)), and the download neighbours cannot supply the rest")
-                }
-                return
             }
+        }
+    }
+
+    /// Carries on without an owner that cannot be used. Without the manifest, or with no
+    /// neighbour left, there is nothing to go on with. Otherwise the neighbours carry on:
+    /// a peer that serves others is not taken down by one bad connection.
+    private static func avoidOwner(at endpoint: Endpoint, because why: String, node: Node) async throws {
+        let owner = ChunkIndex.Source(kind: .owner, name: "owner")
+        let neighbours = await node.liveNeighbours
+        guard await node.manifest != nil, neighbours > 0 else {
+            await node.log(.protocolError, source: owner, "the owner at \(endpoint) \(why)", level: .error)
+            throw NodeError.failed("the owner at \(endpoint) \(why)")
+        }
+        await node.log(.protocolError, source: owner, "the owner at \(endpoint) \(why); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
+        // Until the neighbours finish the file, or turn out unable to (none left, or
+        // stalled on chunks only the owner has): then the peer cannot complete.
+        try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.ownerServesEverything }
+        if await !node.isComplete, await node.failure == nil {
+            throw NodeError.failed("the owner at \(endpoint) \(why), and the download neighbours cannot supply the rest")
         }
     }
 
@@ -212,7 +219,7 @@ public enum PeerRole {
             // It knows already, and may well have finished and gone.
             return
         }
-        var reconnects = 0
+        var budget = ReconnectBudget.neighbour
         while true {
             // Even a complete peer connects once: its chunk list tells the neighbour (which
             // serves it) that it may stop.
@@ -235,24 +242,28 @@ public enum PeerRole {
                 return
             }
             await node.log(.connected, "connected to download neighbour \(neighbour)\(remoteNode.map { " (node \($0))" } ?? "")")
+            let connectedAt = ContinuousClock.now
             do {
                 try await refuseIfBlocked(remoteNode, channel: channel, node: node)
-                _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: neighbour, window: config.window, remoteNode: remoteNode).run()
+                _ = try await DownloadSession(node: node, channel: channel, remote: .peer, endpoint: neighbour, window: config.window, remoteNode: remoteNode).run()
                 return
-            } catch where isRecoverable(error) && reconnects < 50 {
-                reconnects += 1
-                if isMisbehaviour(error) {
+            } catch {
+                let fault = SessionFault(error)
+                switch budget.move(after: fault, connectedFor: ContinuousClock.now - connectedAt) {
+                case .stop:
+                    throw error
+                case .reconnect where fault.blamesRemote:
                     await node.log(.protocolError, "download neighbour \(neighbour) broke the protocol: \(error); reconnecting", level: .warning)
-                } else {
+                case .reconnect:
                     await node.log(.disconnected, "lost download neighbour \(neighbour): \(error); reconnecting", level: .warning)
+                case .avoid:
+                    // A neighbour of another swarm, one that sent a bad chunk, or one lost or
+                    // broken on every reconnect: the other neighbours carry on; with none
+                    // left, the owner is asked instead.
+                    await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
+                    await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
+                    return
                 }
-            } catch where !Task.isCancelled && (isMisbehaviour(error) || !(error is NodeError)) {
-                // A neighbour of another swarm, one that keeps sending bad chunks, or one that
-                // broke the protocol on every reconnect: avoid it. The other neighbours carry
-                // on; with none left, the owner is asked instead.
-                await node.log(.protocolError, "avoiding download neighbour \(neighbour) from now on: \(error)", level: .warning)
-                await node.neighbourGaveUp(neighbour, because: "download neighbour \(neighbour) misbehaved")
-                return
             }
         }
     }
@@ -282,11 +293,12 @@ public enum PeerRole {
             let (channel, remoteNode) = try await Transport.connect(to: endpoint, patience: NeighbourBook.unreachableAfter, security: config.security) { _, _, _ in }
             await node.log(.connected, "connected to \(neighbour.name) at \(endpoint)\(remoteNode.map { " (node \($0))" } ?? ""), a neighbour found through the swarm")
             try await refuseIfBlocked(remoteNode, channel: channel, node: node)
-            _ = try await DownloadSession(node: node, channel: channel, remote: .neighbour, endpoint: endpoint, window: config.window, remoteNode: remoteNode).run()
-        } catch where !Task.isCancelled {
-            let kind: EventKind = isMisbehaviour(error) ? .protocolError : .disconnected
-            await node.log(kind, "found neighbour \(neighbour.name) at \(endpoint): \(error); asking for another", level: .warning)
-        } catch {}
+            _ = try await DownloadSession(node: node, channel: channel, remote: .peer, endpoint: endpoint, window: config.window, remoteNode: remoteNode).run()
+        } catch {
+            let fault = SessionFault(error)
+            guard fault != .cancelled, !Task.isCancelled else { return }
+            await node.log(fault.blamesRemote ? .protocolError : .disconnected, "found neighbour \(neighbour.name) at \(endpoint): \(error); asking for another", level: .warning)
+        }
     }
 }
 

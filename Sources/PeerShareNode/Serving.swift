@@ -84,37 +84,16 @@ private func acceptConnections(_ listener: Transport.Listener, node: Node) async
                             }
                         }
                         try await UploadSession(node: node, channel: connection.channel, remoteHost: connection.remoteHost, remoteNode: remoteNode).run()
-                    } catch where !Task.isCancelled {
-                        if isMisbehaviour(error) {
-                            await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)
-                        } else {
-                            await node.log(.disconnected, "upload connection from \(peer) ended: \(error)", level: .warning)
+                    } catch {
+                        switch SessionFault(error) {
+                        case .cancelled: break
+                        case .violation, .unwanted: await node.log(.protocolError, "dropped \(peer): \(error)", level: .warning)
+                        case .lost, .local: await node.log(.disconnected, "upload connection from \(peer) ended: \(error)", level: .warning)
                         }
-                    } catch {}
+                    }
                     await node.connectionClosed()
                 }
             }
         }
-    }
-}
-
-/// A lost or broken connection is worth another try; a changed file, a local failure or a
-/// remote that keeps sending bad data is not.
-func isRecoverable(_ error: any Error) -> Bool {
-    if Task.isCancelled { return false }
-    guard let error = error as? NodeError else { return true }
-    switch error {
-    case .protocolViolation, .badChunk, .notHeld: return true
-    case .manifestChanged, .unreachable, .failed, .notAnOwner, .misbehaving: return false
-    }
-}
-
-/// Errors that are the remote's fault: bytes that break the protocol, a different swarm,
-/// chunks that fail verification. They are logged as `protocol_error` events.
-func isMisbehaviour(_ error: any Error) -> Bool {
-    switch error {
-    case is WireError: true
-    case NodeError.protocolViolation, NodeError.misbehaving: true
-    default: false
     }
 }

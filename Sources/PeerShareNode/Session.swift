@@ -26,6 +26,8 @@ struct SessionIO {
     private let opened: ContinuousClock.Instant
     /// Set once the remote's HELLO has been accepted; before that the handshake timeout runs.
     var handshakeDone = false
+    /// This end of the connection, once the handshake has begun.
+    private var side: ConversationGate.Side?
     /// Set once our HELLO has gone out; KEEPALIVEs may follow it, never precede it.
     private var helloSent = false
 
@@ -55,10 +57,13 @@ struct SessionIO {
             case .tick:
                 let now = clock.now
                 if !handshakeDone, now - opened > limits.handshakeTimeout {
-                    throw NodeError.protocolViolation("no handshake within \(limits.handshakeTimeout.seconds) s")
+                    // A downloader that never says HELLO is one more rogue; an uploader that
+                    // never answers may be busy or restarting, and is worth another try.
+                    let reason = "no handshake within \(limits.handshakeTimeout.seconds) s"
+                    throw side == .downloading ? NodeError.lost(reason) : NodeError.protocolViolation(reason)
                 }
                 if now - lastReceived > limits.idleTimeout {
-                    throw NodeError.protocolViolation("nothing received for \(limits.idleTimeout.seconds) s")
+                    throw NodeError.lost("nothing received for \(limits.idleTimeout.seconds) s")
                 }
                 // Never before our own HELLO: the remote's gate refuses anything before it.
                 if handshakeDone, helloSent, now - lastSent > limits.keepAliveInterval {
@@ -78,10 +83,27 @@ struct SessionIO {
             switch try await next() {
             case .message(let message): return message
             case .local, .tick: continue
-            case .closed: throw NodeError.protocolViolation("connection closed during \(phase)")
+            case .closed: throw NodeError.lost("connection closed during \(phase)")
             case .failed(let error): throw error
             }
         }
+    }
+
+    /// The HELLOs, in the order docs/PROTOCOL.md gives for either side: a downloader speaks
+    /// first; an uploader answers once it has read the downloader's, and once `ours` can say
+    /// which file it serves. Returns the remote's HELLO; `Handshake` judges it.
+    mutating func exchangeHellos(side: ConversationGate.Side, ours: () async throws -> Hello) async throws -> Hello {
+        self.side = side
+        if side == .downloading { try await send(.hello(try await ours())) }
+        guard case .hello(let theirs) = try await nextMessage(during: "handshake") else {
+            // The connection's gate lets nothing but HELLO through first.
+            throw NodeError.protocolViolation("the remote did not open with HELLO")
+        }
+        handshakeDone = true
+        // An uploader answers even a HELLO it will refuse: its own carries the file ID and
+        // version, so that the downloader avoids it at once instead of reconnecting.
+        if side == .uploading { await sendIfOpen(.hello(try await ours())) }
+        return theirs
     }
 
     /// Sends, waiting for TCP to drain if it must, but not forever: the session's clock
@@ -109,7 +131,7 @@ struct SessionIO {
             try await outbound.write(contentsOf: frames)
         } catch {
             if sendWatch.timedOut {
-                let timeout = NodeError.protocolViolation("the remote read nothing for \(limits.requestTimeout.seconds) s")
+                let timeout = NodeError.lost("the remote read nothing for \(limits.requestTimeout.seconds) s")
                 stalled = timeout
                 throw timeout
             }

@@ -16,40 +16,36 @@ struct UploadSession {
 
     func run() async throws {
         try await withSession(channel, node: node) { io in
-            guard case .hello(let hello) = try await io.nextMessage(during: "handshake") else {
-                throw NodeError.protocolViolation("expected HELLO as the first message")
-            }
-            io.handshakeDone = true
-            guard hello.version == Hello.currentVersion else {
-                throw NodeError.protocolViolation("\(hello.name) speaks protocol version \(hello.version); this node speaks \(Hello.currentVersion)")
-            }
             let isOwner = node.role == .owner
-            let remote = ChunkIndex.Source(kind: .peer, name: hello.name, verified: remoteNode?.digest)
             // A peer can serve only once it knows the file; the manifest is on its way from the owner.
-            try await node.waitUntil { $0.manifest != nil }
-            guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
-            // A downloader that does not know the file yet asks with the zero file ID: the
-            // owner, or a peer when the owner has left (docs/PROTOCOL.md), sends the manifest.
-            let askingForManifest = hello.fileID == Hello.unknownFileID
-            // Our HELLO goes out first even to a downloader of another file: it carries our
-            // file ID, so that the downloader avoids us at once instead of reconnecting.
-            await io.sendIfOpen(.hello(await node.hello(role: isOwner ? .owner : .peer, fileID: manifest.fileID)))
-            guard hello.fileID == manifest.fileID || askingForManifest else {
-                throw NodeError.protocolViolation("\(hello.name) is in the swarm of file \(hello.fileID.short), not \(manifest.fileID.short)")
+            let hello = try await io.exchangeHellos(side: .uploading) {
+                try await node.waitUntil { $0.manifest != nil }
+                return await node.hello(role: isOwner ? .owner : .peer, fileID: await node.manifest?.fileID ?? Hello.unknownFileID)
             }
+            guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
+            let next: Handshake.Next
+            do throws(HandshakeError) {
+                next = try Handshake.judge(opening: hello, isOwner: isOwner, fileID: manifest.fileID)
+            } catch {
+                throw NodeError.refusedHello(hello.name, error)
+            }
+            let remote = ChunkIndex.Source(kind: .peer, name: hello.name, verified: remoteNode?.digest)
             await node.log(.connected, source: remote, "\(hello.name) connected to download\(remoteNode.map { " (node \($0))" } ?? "")")
-            if isOwner {
+            switch next {
+            case .manifestAndShare:
                 let share = try await node.assignShare(to: hello.name, findsNeighbours: hello.findsNeighbours)
                 guard let manifestMessages = await node.manifestToSend(manifest) else { throw NodeError.failed("the owner has no manifest signature") }
-                for message in manifestMessages { await io.sendIfOpen(message) }
+                await io.sendIfOpen(manifestMessages)
                 await io.sendIfOpen(.share(bitfield: ChunkSet(capacity: manifest.chunkCount, share).bitfield))
                 await node.log(.shareAssigned, source: remote, "sent manifest and a share of \(share.count) chunks to \(hello.name)\(share.isEmpty ? "" : " (\(describeRanges(share)))")")
-            } else if askingForManifest {
+            case .manifest:
                 guard let manifestMessages = await node.manifestToSend(manifest) else {
                     throw NodeError.protocolViolation("\(hello.name) asked for the manifest, and this peer holds no owner's signature to pass on with it")
                 }
-                for message in manifestMessages { await io.sendIfOpen(message) }
+                await io.sendIfOpen(manifestMessages)
                 await node.log(.shareAssigned, source: remote, "sent the manifest to \(hello.name), which joined through this peer")
+            case .trade:
+                break
             }
             let mine = await node.heldChunks
             await io.sendIfOpen(.chunkList(bitfield: mine.bitfield))
@@ -78,104 +74,87 @@ struct UploadSession {
 
     /// Answers chunk-ID lists, requests and GET-PEERS until the downloader leaves.
     private func trade(_ io: inout SessionIO, hello: Hello, manifest: Manifest, remote: ChunkIndex.Source, member: Endpoint?) async throws {
-        let slots = await node.uploadSlots
-        var theirs = ChunkSet(capacity: manifest.chunkCount)
-        var gainsUnreported = 0
-        var peerQuestions = PeerQuestionBudget()
-        var reportedComplete = false
-        var requestsPerChunk: [ChunkID: Int] = [:]
+        var trade = UploadTrade(remoteName: hello.name, chunkCount: manifest.chunkCount, maxRequestsPerChunk: io.limits.maxRequestsPerChunk)
         // Sent chunks are recorded with the next request's visit to the node, or when
         // the session ends: one visit per chunk served instead of two.
         var sent: [CompletedUpload] = []
-        func recordSent() async {
-            guard !sent.isEmpty else { return }
-            await node.recordUploads(sent, to: remote)
-            sent.removeAll()
-        }
-        func noteProgress() async {
-            if theirs.isComplete && !reportedComplete {
-                reportedComplete = true
-                await node.downloaderCompleted(hello.name)
-            }
-        }
+        let slots = await node.uploadSlots
         do {
-            while true {
-                switch try await io.next() {
-                case .message(.chunkList(let bitfield)):
-                    guard let list = ChunkSet(capacity: manifest.chunkCount, bitfield: bitfield) else {
-                        throw NodeError.protocolViolation("\(hello.name) sent a chunk-ID list of the wrong length")
-                    }
-                    theirs = list
-                    await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(list.count) of \(manifest.chunkCount) chunks")
-                    if member != nil { await node.memberReported(hello.name, holds: theirs) }
-                    await noteProgress()
-                case .message(.have(let id)):
-                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) announced chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                    // What members hold steers the owner's choice of neighbours; it is
-                    // passed on every so many new chunks, and on completion, not at every HAVE.
-                    guard theirs.insert(id) else { continue }
-                    gainsUnreported += 1
-                    if member != nil, gainsUnreported >= 16 || theirs.isComplete {
-                        gainsUnreported = 0
-                        await node.memberReported(hello.name, holds: theirs)
-                    }
-                    await noteProgress()
-                case .message(.getPeers(let wanted)):
-                    guard try peerQuestions.admit(now: .now) else { continue }
-                    let peers = await node.peers(for: hello.name, at: member, holding: theirs, wanted: Int(wanted))
+            try await answer(&io, &trade, hello: hello, remote: remote, member: member, slots: slots, sent: &sent)
+        } catch {
+            await node.recordUploads(sent, to: remote)
+            throw error
+        }
+        await node.recordUploads(sent, to: remote)
+        await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(trade.theirs.count) of \(manifest.chunkCount) chunks)")
+    }
+
+    private func answer(_ io: inout SessionIO, _ trade: inout UploadTrade, hello: Hello, remote: ChunkIndex.Source, member: Endpoint?,
+                        slots: UploadSlots?, sent: inout [CompletedUpload]) async throws {
+        while true {
+            switch try await io.next() {
+            case .message(let message):
+                switch try trade.receive(message) {
+                case .nothing:
+                    break
+                case .listReceived(let count, let completedNow):
+                    await node.log(.listReceived, source: remote, "received chunk-ID list from \(hello.name): \(count) of \(trade.chunkCount) chunks")
+                    if member != nil { await node.memberReported(hello.name, holds: trade.theirs) }
+                    if completedNow { await node.downloaderCompleted(hello.name) }
+                case .gained(let reportMember, let completedNow):
+                    // What members hold steers the owner's choice of neighbours.
+                    if member != nil, reportMember { await node.memberReported(hello.name, holds: trade.theirs) }
+                    if completedNow { await node.downloaderCompleted(hello.name) }
+                case .answerPeers(let wanted):
+                    let peers = await node.peers(for: hello.name, at: member, holding: trade.theirs, wanted: wanted)
                     await io.sendIfOpen(.peers(peers))
-                case .message(.request(let id)):
-                    guard manifest.contains(id) else { throw NodeError.protocolViolation("\(hello.name) requested chunk \(id), outside 0..<\(manifest.chunkCount)") }
-                    requestsPerChunk[id, default: 0] += 1
-                    guard requestsPerChunk[id, default: 0] <= io.limits.maxRequestsPerChunk else {
-                        throw NodeError.protocolViolation("\(hello.name) requested chunk \(id) \(requestsPerChunk[id, default: 0]) times: a request flood")
-                    }
-                    let startedAt = Clock.nowMicros()
+                case .request(let id):
                     if io.remoteStoppedReading { continue }
                     let finished = sent
                     sent.removeAll()
-                    if let (file, slot) = try await node.handleRequest(for: id, from: remote, recording: finished) {
-                        if let slot {
-                            // Pacing under --max-upload-rate is a timer by design.
-                            try await Task.sleep(until: slot, clock: .continuous)
-                        }
-                        // Beyond --upload-slots, wait for a slot in turn.
-                        try await slots?.acquire()
-                        if await node.isPrivate {
-                            // TLS encrypts in user space: no sendfile; the chunk is read into
-                            // memory on the I/O threads and sent as a buffer.
-                            await io.sendIfOpen(.piece(id, try await node.readForSending(file)))
-                        } else {
-                            await io.sendIfOpen(frame: .pieceFromFile(id, file))
-                        }
-                        slots?.release()
-                        if !io.remoteStoppedReading {
-                            sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: file.region.readableBytes))
-                        }
-                    } else {
-                        await io.sendIfOpen(.reject(id))
-                    }
-                case .message(let other):
-                    throw NodeError.protocolViolation("\(hello.name) sent an unexpected \(other.label) message")
-                case .local(.held(let ids)):
-                    await io.sendIfOpen(ids.filter { !theirs.contains($0) }.map { .have($0) })
-                case .local(.stateChanged):
-                    continue
-                case .tick:
-                    // A downloader that asks for nothing more for a while still sees its
-                    // last chunks recorded within a second.
-                    await recordSent()
-                case .closed:
-                    await recordSent()
-                    await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(theirs.count) of \(manifest.chunkCount) chunks)")
-                    return
-                case .failed(let error):
-                    throw error
+                    try await serve(id, to: remote, &io, slots: slots, recording: finished, into: &sent)
                 }
+            case .local(.held(let ids)):
+                await io.sendIfOpen(ids.filter { !trade.theirs.contains($0) }.map { .have($0) })
+            case .local(.stateChanged):
+                continue
+            case .tick:
+                // A downloader that asks for nothing more for a while still sees its last
+                // chunks recorded within a second.
+                if !sent.isEmpty {
+                    await node.recordUploads(sent, to: remote)
+                    sent.removeAll()
+                }
+            case .closed:
+                return
+            case .failed(let error):
+                throw error
             }
-        } catch {
-            await recordSent()
-            throw error
+        }
+    }
+
+    /// Sends one requested chunk, or REJECT if it is not held; `finished` are recorded on
+    /// the way, and the chunk joins `sent` once written.
+    private func serve(_ id: ChunkID, to remote: ChunkIndex.Source, _ io: inout SessionIO, slots: UploadSlots?, recording finished: [CompletedUpload],
+                       into sent: inout [CompletedUpload]) async throws {
+        let startedAt = Clock.nowMicros()
+        guard let (chunk, slot) = try await node.handleRequest(for: id, from: remote, recording: finished) else {
+            await io.sendIfOpen(.reject(id))
+            return
+        }
+        if let slot {
+            // Pacing under --max-upload-rate is a timer by design.
+            try await Task.sleep(until: slot, clock: .continuous)
+        }
+        // Beyond --upload-slots, wait for a slot in turn.
+        try await slots?.acquire()
+        switch chunk {
+        case .file(let file): await io.sendIfOpen(frame: .pieceFromFile(id, file))
+        case .bytes(let bytes): await io.sendIfOpen(.piece(id, bytes))
+        }
+        slots?.release()
+        if !io.remoteStoppedReading {
+            sent.append(CompletedUpload(id: id, startedAt: startedAt, finishedAt: Clock.nowMicros(), bytes: chunk.count))
         }
     }
 }
@@ -192,30 +171,4 @@ func describeRanges(_ ids: [ChunkID]) -> String {
         index = end + 1
     }
     return parts.joined(separator: ", ")
-}
-
-/// GET-PEERS from one downloader: at most one answered a second; a remote that keeps asking
-/// far faster than that is dropped, so a flood costs the node nothing but the decoding.
-struct PeerQuestionBudget {
-    /// A little under the second between a downloader's questions, so that jitter does not
-    /// turn every other one away.
-    static let interval = Duration.milliseconds(800)
-    /// Unanswered questions tolerated before the connection is closed.
-    static let unansweredLimit = 100
-    private var lastAnswered: ContinuousClock.Instant?
-    private var unanswered = 0
-
-    /// True if this question is answered; false if it is ignored as too soon; throws on a flood.
-    mutating func admit(now: ContinuousClock.Instant) throws -> Bool {
-        if let lastAnswered, now - lastAnswered < Self.interval {
-            unanswered += 1
-            guard unanswered <= Self.unansweredLimit else {
-                throw NodeError.protocolViolation("sent \(unanswered) GET-PEERS too soon after the last answered: a flood")
-            }
-            return false
-        }
-        lastAnswered = now
-        unanswered = 0
-        return true
-    }
 }

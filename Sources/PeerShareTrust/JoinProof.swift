@@ -32,7 +32,7 @@ public enum JoinRefusal: Error, CustomStringConvertible {
     case noProof
     case badProof(NodeID)
     case closed
-    case timedOut
+    case timedOut(TimeAmount)
 
     public var description: String {
         switch self {
@@ -40,7 +40,7 @@ public enum JoinRefusal: Error, CustomStringConvertible {
         case .noProof: "the first message after TLS was not a JOIN"
         case .badProof(let node): "node \(node) does not hold this swarm's join secret"
         case .closed: "the connection closed before the join was proven"
-        case .timedOut: "no join proof within 10 s"
+        case .timedOut(let limit): "no join proof within \(limit.nanoseconds / 1_000_000_000) s"
         }
     }
 }
@@ -57,20 +57,22 @@ public final class JoinHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let promise: EventLoopPromise<NodeID>
     private var remote: NodeID?
     private var received = ByteBuffer()
+    private let limit: TimeAmount
     private var timeout: Scheduled<Void>?
     private var finished = false
 
     /// `promise` gets the remote's node ID once its proof checks out.
-    public init(secret: [UInt8], local: NodeID, promise: EventLoopPromise<NodeID>) {
+    public init(secret: [UInt8], local: NodeID, timeout limit: TimeAmount = .seconds(10), promise: EventLoopPromise<NodeID>) {
         self.secret = secret
         self.local = local
+        self.limit = limit
         self.promise = promise
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        timeout = context.eventLoop.scheduleTask(in: .seconds(10)) {
-            bound.value.handler.refuse(context: bound.value.context, .timedOut)
+        timeout = context.eventLoop.scheduleTask(in: limit) {
+            bound.value.handler.refuse(context: bound.value.context, .timedOut(bound.value.handler.limit))
         }
     }
 

@@ -45,12 +45,15 @@ public struct PrivateSwarm: Sendable {
     public let identity: NodeIdentity
     /// The join secret, for the owner's ticket; never logged.
     public let secret: [UInt8]
+    /// How long a connection may take to finish TLS and prove the secret before it is closed.
+    public let joinTimeout: TimeAmount
     private let serverContext: NIOSSLContext
     private let clientContext: NIOSSLContext
 
-    public init(identity: NodeIdentity, secret: [UInt8]) throws {
+    public init(identity: NodeIdentity, secret: [UInt8], joinTimeout: TimeAmount = .seconds(10)) throws {
         self.identity = identity
         self.secret = secret
+        self.joinTimeout = joinTimeout
         serverContext = try SecureChannel.context(for: identity, server: true)
         clientContext = try SecureChannel.context(for: identity, server: false)
     }
@@ -60,7 +63,7 @@ public struct PrivateSwarm: Sendable {
     public func secureAccepted(_ channel: any Channel) throws -> EventLoopFuture<NodeID> {
         let promise = channel.eventLoop.makePromise(of: NodeID.self)
         let tls = NIOSSLServerHandler(context: serverContext, customVerificationCallback: SecureChannel.verifier(expecting: nil))
-        try add(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise), to: channel, completing: promise)
+        try add(tls, JoinHandler(secret: secret, local: identity.nodeID, timeout: joinTimeout, promise: promise), to: channel, completing: promise)
         return promise.futureResult
     }
 
@@ -75,7 +78,7 @@ public struct PrivateSwarm: Sendable {
             promise.fail(error)
             throw error
         }
-        try add(tls, JoinHandler(secret: secret, local: identity.nodeID, promise: promise), to: channel, completing: promise)
+        try add(tls, JoinHandler(secret: secret, local: identity.nodeID, timeout: joinTimeout, promise: promise), to: channel, completing: promise)
         return promise.futureResult
     }
 

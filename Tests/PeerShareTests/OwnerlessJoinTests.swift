@@ -92,7 +92,7 @@ struct OwnerlessJoinTests {
         let wrongStatus = await wrong.waitForExit(timeout: .seconds(60))
         #expect(wrongStatus != nil && wrongStatus != 0, "\(tail(swarm.dir + "/wrong.log"))")
         let wrongLog = tail(swarm.dir + "/wrong.log")
-        #expect(wrongLog.contains("not the \(wrongID.prefix(12)) given with --file-id"), "\(wrongLog)")
+        #expect(wrongLog.contains("not the \(wrongID.prefix(12)) this peer was told to fetch"), "\(wrongLog)")
         #expect(wrongLog.contains("without --owner there is nobody else to ask for the manifest"), "\(wrongLog)")
         #expect(!FileManager.default.fileExists(atPath: swarm.dir + "/wrong/source.bin"))
 

@@ -124,7 +124,7 @@ struct TrustTests {
                     return nil
                 }
                 defer { group.cancelAll() }
-                guard let outcome = try await group.next() ?? nil else { throw JoinRefusal.timedOut }
+                guard let outcome = try await group.next() ?? nil else { throw JoinRefusal.timedOut(.seconds(15)) }
                 return outcome
             }
         }
@@ -138,7 +138,7 @@ struct TrustTests {
     }
 
     func member(_ secret: [UInt8]) throws -> PrivateSwarm {
-        try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret, joinTimeout: patientJoin)
     }
 
     @Test("TLS 1.3 and the join proof: each side learns the other's node ID; a pinned ID that does not match is refused")
@@ -198,6 +198,10 @@ struct TrustTests {
         await #expect(throws: (any Error).self) { try await server.nextOutcome().get() }
     }
 }
+
+/// In-process TLS tests share two cores with the whole suite's swarms: a join limit well
+/// past anything a refusal here takes, so that a starved scheduler is not read as a refusal.
+let patientJoin = TimeAmount.seconds(60)
 
 /// Men in the middle, in process: a relay that terminates TLS with its own key and passes
 /// the decrypted bytes on, and a recorder that replays a member's handshake bytes.
@@ -263,8 +267,8 @@ struct InterceptionTests {
     @Test("a relay that ends TLS with its own key and passes the JOIN frames on is refused by both sides")
     func manInTheMiddle() async throws {
         let secret = Ticket.newSecret()
-        let owner = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
-        let member = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        let owner = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret, joinTimeout: patientJoin)
+        let member = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret, joinTimeout: patientJoin)
         let server = try await Server(owner)
         defer { server.channel.close(promise: nil) }
         let relay = try await Relay(to: server.port, terminating: try NodeIdentity.loadOrCreate(in: temporaryDirectory()))
@@ -281,8 +285,8 @@ struct InterceptionTests {
     @Test("a member's handshake bytes replayed on a new connection are refused")
     func replayedHandshake() async throws {
         let secret = Ticket.newSecret()
-        let owner = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
-        let member = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret)
+        let owner = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret, joinTimeout: patientJoin)
+        let member = try PrivateSwarm(identity: NodeIdentity.loadOrCreate(in: temporaryDirectory()), secret: secret, joinTimeout: patientJoin)
         let server = try await Server(owner)
         defer { server.channel.close(promise: nil) }
         let recorder = try await Relay(to: server.port, terminating: nil)
