@@ -311,12 +311,14 @@ extension Node {
     static let commitBatchLimit = 32
 
     /// One request from a downloader, in one visit to the actor: records the uploads the
-    /// session finished since its last visit, logs the request, and returns the chunk file,
-    /// open for sending, and, under --max-upload-rate, when it may be sent; nil if not held.
-    /// A chunk this process stored itself is opened right here: its file was written moments
-    /// ago, so the open is a lookup in the kernel's caches, cheaper than two thread hand-offs.
-    /// Any other chunk file (the owner's split, a resumed peer's) may need the disk, so it is
-    /// opened on the I/O pool, where a slow open holds up no other session.
+    /// session finished since its last visit, logs the request, and returns how the chunk
+    /// goes out and, under --max-upload-rate, when it may be sent; nil if not held.
+    /// For `sendfile`, the chunk file is opened now. A chunk this process stored itself is
+    /// opened right here: its file was written moments ago, so the open is a lookup in the
+    /// kernel's caches, cheaper than two thread hand-offs. Any other chunk file (the owner's
+    /// split, a resumed peer's) may need the disk, so it is opened on the I/O pool, where a
+    /// slow open holds up no other session. Under TLS the chunk is read later, once the
+    /// session has its upload slot (`readForSending`).
     func handleRequest(for id: ChunkID, from peer: ChunkIndex.Source, recording sent: [CompletedUpload]) async throws -> (ChunkToSend, ContinuousClock.Instant?)? {
         recordUploads(sent, to: peer)
         guard let manifest, held.contains(id) else {
@@ -327,15 +329,20 @@ extension Node {
         let store = self.store
         let chunk: ChunkToSend
         if isPrivate {
-            // TLS encrypts in user space, so sendfile cannot serve: the chunk is opened, read
-            // and closed in one trip to the I/O threads, and sent as a buffer.
-            chunk = .bytes(try await io.runIfActive { try store.read(id, of: manifest) })
+            chunk = .toRead(id, count: manifest.size(of: id))
         } else if storedThisRun.contains(id) {
             chunk = .file(try ChunkFile(store.openForSending(id, of: manifest)))
         } else {
             chunk = .file(try ChunkFile(await io.runIfActive { try store.openForSending(id, of: manifest) }))
         }
         return (chunk, uploadSlot(for: chunk.count))
+    }
+
+    /// A held chunk's bytes, for a connection that encrypts (TLS) and so cannot take a file
+    /// region: opened, read and closed in one trip to the I/O threads.
+    nonisolated func readForSending(_ id: ChunkID, of manifest: Manifest) async throws -> ByteBuffer {
+        let store = self.store
+        return try await io.runIfActive { try store.read(id, of: manifest) }
     }
 
     /// Chunks an upload session has written to its socket: a `transfers` row and a

@@ -345,15 +345,15 @@ extension EventRecord {
 }
 
 /// A requested chunk on its way to the socket: an open file for `sendfile`, or, where the
-/// connection encrypts (TLS), its bytes.
+/// connection encrypts (TLS), a chunk to read once the session may send it.
 enum ChunkToSend: Sendable {
     case file(ChunkFile)
-    case bytes(ByteBuffer)
+    case toRead(ChunkID, count: Int)
 
     var count: Int {
         switch self {
         case .file(let file): file.region.readableBytes
-        case .bytes(let bytes): bytes.readableBytes
+        case .toRead(_, let count): count
         }
     }
 }

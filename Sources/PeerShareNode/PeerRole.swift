@@ -175,7 +175,7 @@ public enum PeerRole {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .owner, endpoint: ownerEndpoint, window: config.window, remoteNode: ownerNode).run()
                 await node.log(.disconnected, source: owner, "nothing more needed from the owner; closed the connection")
             } catch {
-                let fault = SessionFault(error)
+                let fault = SessionFault(error, asDialler: true)
                 switch budget.move(after: fault, connectedFor: ContinuousClock.now - connectedAt) {
                 case .stop:
                     throw error
@@ -183,7 +183,7 @@ public enum PeerRole {
                     await node.log(.disconnected, "lost the owner connection: \(error); reconnecting", level: .warning)
                 case .avoid:
                     let why = fault.blamesRemote ? "broke the protocol: \(error)" : "was lost \(budget.used) times in a row, the last: \(error)"
-                    try await avoidOwner(at: ownerEndpoint, because: why, node: node)
+                    try await avoidOwner(at: ownerEndpoint, because: why, blaming: fault.blamesRemote, node: node)
                     return
                 }
             }
@@ -193,14 +193,15 @@ public enum PeerRole {
     /// Carries on without an owner that cannot be used. Without the manifest, or with no
     /// neighbour left, there is nothing to go on with. Otherwise the neighbours carry on:
     /// a peer that serves others is not taken down by one bad connection.
-    private static func avoidOwner(at endpoint: Endpoint, because why: String, node: Node) async throws {
+    private static func avoidOwner(at endpoint: Endpoint, because why: String, blaming: Bool, node: Node) async throws {
         let owner = ChunkIndex.Source(kind: .owner, name: "owner")
+        let kind: EventKind = blaming ? .protocolError : .disconnected
         let neighbours = await node.liveNeighbours
         guard await node.manifest != nil, neighbours > 0 else {
-            await node.log(.protocolError, source: owner, "the owner at \(endpoint) \(why)", level: .error)
+            await node.log(kind, source: owner, "the owner at \(endpoint) \(why)", level: .error)
             throw NodeError.failed("the owner at \(endpoint) \(why)")
         }
-        await node.log(.protocolError, source: owner, "the owner at \(endpoint) \(why); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
+        await node.log(kind, source: owner, "the owner at \(endpoint) \(why); avoiding it, carrying on with \(neighbours) download neighbour(s)", level: .warning)
         // Until the neighbours finish the file, or turn out unable to (none left, or
         // stalled on chunks only the owner has): then the peer cannot complete.
         try await node.waitUntil { $0.failure != nil || $0.isComplete || $0.ownerServesEverything }
@@ -248,7 +249,7 @@ public enum PeerRole {
                 _ = try await DownloadSession(node: node, channel: channel, remote: .peer, endpoint: neighbour, window: config.window, remoteNode: remoteNode).run()
                 return
             } catch {
-                let fault = SessionFault(error)
+                let fault = SessionFault(error, asDialler: true)
                 switch budget.move(after: fault, connectedFor: ContinuousClock.now - connectedAt) {
                 case .stop:
                     throw error
@@ -295,7 +296,7 @@ public enum PeerRole {
             try await refuseIfBlocked(remoteNode, channel: channel, node: node)
             _ = try await DownloadSession(node: node, channel: channel, remote: .peer, endpoint: endpoint, window: config.window, remoteNode: remoteNode).run()
         } catch {
-            let fault = SessionFault(error)
+            let fault = SessionFault(error, asDialler: true)
             guard fault != .cancelled, !Task.isCancelled else { return }
             await node.log(fault.blamesRemote ? .protocolError : .disconnected, "found neighbour \(neighbour.name) at \(endpoint): \(error); asking for another", level: .warning)
         }

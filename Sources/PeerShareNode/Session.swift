@@ -91,7 +91,8 @@ struct SessionIO {
 
     /// The HELLOs, in the order docs/PROTOCOL.md gives for either side: a downloader speaks
     /// first; an uploader answers once it has read the downloader's, and once `ours` can say
-    /// which file it serves. Returns the remote's HELLO; `Handshake` judges it.
+    /// which file it serves. Returns the remote's HELLO; `Handshake` judges it. The uploader
+    /// refuses what it can at once (`Handshake.vet`), before it waits to answer.
     mutating func exchangeHellos(side: ConversationGate.Side, ours: () async throws -> Hello) async throws -> Hello {
         self.side = side
         if side == .downloading { try await send(.hello(try await ours())) }
@@ -100,9 +101,16 @@ struct SessionIO {
             throw NodeError.protocolViolation("the remote did not open with HELLO")
         }
         handshakeDone = true
-        // An uploader answers even a HELLO it will refuse: its own carries the file ID and
-        // version, so that the downloader avoids it at once instead of reconnecting.
-        if side == .uploading { await sendIfOpen(.hello(try await ours())) }
+        if side == .uploading {
+            do throws(HandshakeError) {
+                try Handshake.vet(opening: theirs)
+            } catch {
+                throw NodeError.refusedHello(theirs.name, error)
+            }
+            // An answer even to a HELLO of another file, refused after it: ours carries our
+            // file ID, so that the downloader avoids us at once instead of reconnecting.
+            await sendIfOpen(.hello(try await ours()))
+        }
         return theirs
     }
 

@@ -1,3 +1,4 @@
+import PeerShareStore
 import PeerShareWire
 
 /// What an ended connection says about its remote. The dialling side decides from this,
@@ -16,7 +17,10 @@ enum SessionFault: Sendable, Equatable {
     /// The node is stopping.
     case cancelled
 
-    init(_ error: any Error) {
+    /// `asDialler`: the side that opened the connection judges it. A frame cut off by the
+    /// close is then a lost connection (an owner killed mid-PIECE may be restarting);
+    /// from a downloader it is one more rogue's trick.
+    init(_ error: any Error, asDialler: Bool = false) {
         // A connection torn down because the node is stopping says nothing about the remote.
         if Task.isCancelled {
             self = .cancelled
@@ -24,15 +28,18 @@ enum SessionFault: Sendable, Equatable {
         }
         switch error {
         case is CancellationError: self = .cancelled
+        case WireError.truncatedAtEOF where asDialler: self = .lost
         case is WireError: self = .violation
         case is HandshakeError: self = .unwanted
         case let error as NodeError: self = error.fault
+        // This node's own disk or index.
+        case is FileSystemError, is SQLiteError: self = .local
         // Anything else comes from the network below the protocol: NIO, TLS.
         default: self = .lost
         }
     }
 
-    /// The remote's fault: logged as a `protocol_error` event.
+    /// The remote's fault: logged as a `protocol_error` event; the rest as `disconnected`.
     var blamesRemote: Bool { self == .violation || self == .unwanted }
 }
 

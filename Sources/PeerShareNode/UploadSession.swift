@@ -80,7 +80,7 @@ struct UploadSession {
         var sent: [CompletedUpload] = []
         let slots = await node.uploadSlots
         do {
-            try await answer(&io, &trade, hello: hello, remote: remote, member: member, slots: slots, sent: &sent)
+            try await answer(&io, &trade, hello: hello, manifest: manifest, remote: remote, member: member, slots: slots, sent: &sent)
         } catch {
             await node.recordUploads(sent, to: remote)
             throw error
@@ -89,7 +89,7 @@ struct UploadSession {
         await node.log(.disconnected, source: remote, "\(hello.name) disconnected (holds \(trade.theirs.count) of \(manifest.chunkCount) chunks)")
     }
 
-    private func answer(_ io: inout SessionIO, _ trade: inout UploadTrade, hello: Hello, remote: ChunkIndex.Source, member: Endpoint?,
+    private func answer(_ io: inout SessionIO, _ trade: inout UploadTrade, hello: Hello, manifest: Manifest, remote: ChunkIndex.Source, member: Endpoint?,
                         slots: UploadSlots?, sent: inout [CompletedUpload]) async throws {
         while true {
             switch try await io.next() {
@@ -112,7 +112,7 @@ struct UploadSession {
                     if io.remoteStoppedReading { continue }
                     let finished = sent
                     sent.removeAll()
-                    try await serve(id, to: remote, &io, slots: slots, recording: finished, into: &sent)
+                    try await serve(id, to: remote, of: manifest, &io, slots: slots, recording: finished, into: &sent)
                 }
             case .local(.held(let ids)):
                 await io.sendIfOpen(ids.filter { !trade.theirs.contains($0) }.map { .have($0) })
@@ -135,7 +135,7 @@ struct UploadSession {
 
     /// Sends one requested chunk, or REJECT if it is not held; `finished` are recorded on
     /// the way, and the chunk joins `sent` once written.
-    private func serve(_ id: ChunkID, to remote: ChunkIndex.Source, _ io: inout SessionIO, slots: UploadSlots?, recording finished: [CompletedUpload],
+    private func serve(_ id: ChunkID, to remote: ChunkIndex.Source, of manifest: Manifest, _ io: inout SessionIO, slots: UploadSlots?, recording finished: [CompletedUpload],
                        into sent: inout [CompletedUpload]) async throws {
         let startedAt = Clock.nowMicros()
         guard let (chunk, slot) = try await node.handleRequest(for: id, from: remote, recording: finished) else {
@@ -150,7 +150,14 @@ struct UploadSession {
         try await slots?.acquire()
         switch chunk {
         case .file(let file): await io.sendIfOpen(frame: .pieceFromFile(id, file))
-        case .bytes(let bytes): await io.sendIfOpen(.piece(id, bytes))
+        case .toRead:
+            // Read only now, holding the slot: the waiting sessions hold no chunk in memory.
+            do {
+                await io.sendIfOpen(.piece(id, try await node.readForSending(id, of: manifest)))
+            } catch {
+                slots?.release()
+                throw error
+            }
         }
         slots?.release()
         if !io.remoteStoppedReading {

@@ -42,10 +42,16 @@ public enum Handshake {
         return .trade
     }
 
-    /// An uploader's judgement of the HELLO a downloader opened with.
-    public static func judge(opening remote: Hello, isOwner: Bool, fileID: Digest32) throws(HandshakeError) -> Next {
+    /// What an uploader can judge of a downloader's HELLO before it knows the file itself
+    /// (a peer whose manifest is still on its way): the version and the role.
+    public static func vet(opening remote: Hello) throws(HandshakeError) {
         try checkVersion(remote)
         guard remote.role == .peer else { throw .ownerDownloading }
+    }
+
+    /// An uploader's judgement of the HELLO a downloader opened with.
+    public static func judge(opening remote: Hello, isOwner: Bool, fileID: Digest32) throws(HandshakeError) -> Next {
+        try vet(opening: remote)
         // The zero file ID asks for the manifest: the owner's, or a peer's once the owner has left.
         if remote.fileID == Hello.unknownFileID || isOwner {
             guard remote.fileID == Hello.unknownFileID || remote.fileID == fileID else {

@@ -2,6 +2,7 @@ import NIOCore
 import Testing
 @testable import PeerShareCore
 @testable import PeerShareNode
+@testable import PeerShareStore
 @testable import PeerShareWire
 
 /// The handshake's rules, the sessions' trading states and the reconnect policy, driven
@@ -44,6 +45,12 @@ import Testing
         #expect(throws: HandshakeError.otherFile(theirs: other, ours: ours)) { try Handshake.judge(opening: hello(.peer, other), isOwner: true, fileID: ours) }
         #expect(throws: HandshakeError.ownerDownloading) { try Handshake.judge(opening: hello(.owner, ours), isOwner: false, fileID: ours) }
         #expect(throws: HandshakeError.version(4)) { try Handshake.judge(opening: hello(.peer, ours, version: 4), isOwner: true, fileID: ours) }
+    }
+
+    @Test func anUploaderRefusesAVersionOrARoleBeforeItKnowsTheFile() {
+        #expect(throws: HandshakeError.version(2)) { try Handshake.vet(opening: hello(.peer, Hello.unknownFileID, version: 2)) }
+        #expect(throws: HandshakeError.ownerDownloading) { try Handshake.vet(opening: hello(.owner, ours)) }
+        #expect(throws: Never.self) { try Handshake.vet(opening: hello(.peer, other)) }
     }
 
     @Test func refusalsReadAsOneLine() {
@@ -137,7 +144,9 @@ import Testing
         #expect(SessionFault(WireError.emptyFrame) == .violation)
         // A frame cut off by the close is the sender's doing, as rogue clients show.
         #expect(SessionFault(WireError.truncatedAtEOF(bufferedBytes: 12)) == .violation)
+        #expect(SessionFault(WireError.truncatedAtEOF(bufferedBytes: 12), asDialler: true) == .lost, "an owner killed mid-PIECE may be back")
         #expect(SessionFault(NodeError.protocolViolation("no handshake within 10 s")) == .violation)
+        #expect(SessionFault(FileSystemError(operation: "cannot write", path: "/x", errno: 28)) == .local)
         #expect(SessionFault(NodeError.protocolViolation("x")) == .violation)
         #expect(SessionFault(NodeError.misbehaving("x")) == .unwanted)
         #expect(SessionFault(HandshakeError.notTheOwner) == .unwanted)
