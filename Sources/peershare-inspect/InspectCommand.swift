@@ -230,15 +230,13 @@ struct EventsCommand: AsyncParsableCommand {
             emit(try EventLog.load(database, filter: filter).render(options.format.format))
             return
         }
-        // Interrupting a follow is how it normally ends: exit 0, after the last full line.
-        let signals = ([SIGINT, SIGTERM] as [Int32]).map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { Foundation.exit(0) }
-            source.resume()
-            return source
+        // Interrupting a follow is how it normally ends: exit 0. The handler is in place
+        // before the first line is written (a dispatch signal source registers later, on its
+        // own queue, and a signal in between was lost). Lines go out with write(2), unbuffered,
+        // so nothing written is left behind.
+        for number in [SIGINT, SIGTERM] {
+            signal(number) { _ in _exit(0) }
         }
-        defer { signals.forEach { $0.cancel() } }
         let limits = EventLog.FollowLimits(untilStopped: untilStopped, duration: followFor.map { .milliseconds(Int64($0 * 1000)) },
                                            interval: .milliseconds(Int64(interval * 1000)))
         try await EventLog.follow(database, filter: filter, format: options.format.format, limits: limits, write: emit)
