@@ -55,16 +55,12 @@ struct DownloadTrade {
     mutating func receive(_ message: PeerMessage, now: ContinuousClock.Instant = .now) throws(NodeError) -> Reaction {
         switch message {
         case .chunkList(let bitfield):
-            guard let list = ChunkSet(capacity: chunkCount, bitfield: bitfield) else {
-                throw .protocolViolation("\(remoteName) sent a chunk-ID list of the wrong length")
-            }
+            let list = try RemoteChunks.list(bitfield, chunkCount: chunkCount, from: remoteName)
             offered = list
             lastUseful = now
             return .listReceived(count: list.count)
         case .have(let id):
-            guard Int(id.rawValue) < chunkCount else {
-                throw .protocolViolation("\(remoteName) announced chunk \(id), outside 0..<\(chunkCount)")
-            }
+            try RemoteChunks.check(id, chunkCount: chunkCount, from: remoteName, "announced")
             if offered.insert(id) { lastUseful = now }
             return .nothing
         case .piece(let id, let data):
@@ -102,5 +98,22 @@ struct DownloadTrade {
     /// Nothing asked and nothing new offered for `limit`.
     func isStalled(now: ContinuousClock.Instant, after limit: Duration) -> Bool {
         requested.isEmpty && now - lastUseful > limit
+    }
+}
+
+/// What both trades check in the chunk IDs and chunk-ID lists a remote sends.
+enum RemoteChunks {
+    static func list(_ bitfield: [UInt8], chunkCount: Int, from remote: String) throws(NodeError) -> ChunkSet {
+        guard let list = ChunkSet(capacity: chunkCount, bitfield: bitfield) else {
+            throw .protocolViolation("\(remote) sent a chunk-ID list of the wrong length")
+        }
+        return list
+    }
+
+    /// `verb` says what the remote did with the chunk: "announced", "requested".
+    static func check(_ id: ChunkID, chunkCount: Int, from remote: String, _ verb: String) throws(NodeError) {
+        guard Int(id.rawValue) < chunkCount else {
+            throw .protocolViolation("\(remote) \(verb) chunk \(id), outside 0..<\(chunkCount)")
+        }
     }
 }

@@ -344,26 +344,6 @@ extension EventRecord {
     }
 }
 
-/// A requested chunk on its way to the socket: an open file for `sendfile`, or, where the
-/// connection encrypts (TLS), a chunk to read once the session may send it.
-enum ChunkToSend: Sendable {
-    case file(ChunkFile)
-    case toRead(ChunkID, count: Int)
-
-    var count: Int {
-        switch self {
-        case .file(let file): file.region.readableBytes
-        case .toRead(_, let count): count
-        }
-    }
-}
-
-extension ChunkFile {
-    convenience init(_ slice: FileSlice) {
-        self.init(descriptor: slice.descriptor, offset: slice.offset, size: slice.count)
-    }
-}
-
 /// A chunk an upload session has written to its socket, waiting to be recorded with the
 /// session's next visit to the node.
 struct CompletedUpload: Sendable {

@@ -166,6 +166,26 @@ struct UploadSession {
     }
 }
 
+/// A requested chunk on its way to the socket: an open file for `sendfile`, or, where the
+/// connection encrypts (TLS), a chunk to read once the session may send it.
+enum ChunkToSend: Sendable {
+    case file(ChunkFile)
+    case toRead(ChunkID, count: Int)
+
+    var count: Int {
+        switch self {
+        case .file(let file): file.region.readableBytes
+        case .toRead(_, let count): count
+        }
+    }
+}
+
+extension ChunkFile {
+    convenience init(_ slice: FileSlice) {
+        self.init(descriptor: slice.descriptor, offset: slice.offset, size: slice.count)
+    }
+}
+
 /// "0-19, 40, 42-45": a compact way to log a list of chunk IDs.
 func describeRanges(_ ids: [ChunkID]) -> String {
     var parts: [String] = []

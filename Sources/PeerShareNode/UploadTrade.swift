@@ -38,14 +38,12 @@ struct UploadTrade {
     mutating func receive(_ message: PeerMessage, now: ContinuousClock.Instant = .now) throws(NodeError) -> Reaction {
         switch message {
         case .chunkList(let bitfield):
-            guard let list = ChunkSet(capacity: chunkCount, bitfield: bitfield) else {
-                throw .protocolViolation("\(remoteName) sent a chunk-ID list of the wrong length")
-            }
+            let list = try RemoteChunks.list(bitfield, chunkCount: chunkCount, from: remoteName)
             theirs = list
             gainsUnreported = 0
             return .listReceived(count: list.count, completedNow: noteCompletion())
         case .have(let id):
-            try checkRange(id, "announced")
+            try RemoteChunks.check(id, chunkCount: chunkCount, from: remoteName, "announced")
             guard theirs.insert(id) else { return .nothing }
             gainsUnreported += 1
             let report = gainsUnreported >= 16 || theirs.isComplete
@@ -59,7 +57,7 @@ struct UploadTrade {
             }
             return .answerPeers(wanted: Int(wanted))
         case .request(let id):
-            try checkRange(id, "requested")
+            try RemoteChunks.check(id, chunkCount: chunkCount, from: remoteName, "requested")
             let count = requestsPerChunk[id, default: 0] + 1
             requestsPerChunk[id] = count
             guard count <= maxRequestsPerChunk else {
@@ -68,12 +66,6 @@ struct UploadTrade {
             return .request(id)
         default:
             throw .protocolViolation("\(remoteName) sent an unexpected \(message.label) message")
-        }
-    }
-
-    private func checkRange(_ id: ChunkID, _ verb: String) throws(NodeError) {
-        guard Int(id.rawValue) < chunkCount else {
-            throw .protocolViolation("\(remoteName) \(verb) chunk \(id), outside 0..<\(chunkCount)")
         }
     }
 
