@@ -50,10 +50,12 @@ struct DownloadSession {
             do {
                 try await self.trade(&io, &trade, hello: hello, source: source, neighbourID: neighbourID)
             } catch {
-                await node.release(trade.requested.keys)
+                node.recordOffer(trade.offered, from: source)
+                await node.abandon(trade.requested, from: source, because: error)
                 if let neighbourID { await node.unregisterNeighbour(neighbourID) }
                 throw error
             }
+            node.recordOffer(trade.offered, from: source)
             await node.release(trade.requested.keys)
             if let neighbourID { await node.unregisterNeighbour(neighbourID) }
             if remote == .peer {
@@ -120,6 +122,7 @@ struct DownloadSession {
         case .nothing:
             break
         case .listReceived(let count):
+            node.recordOffer(trade.offered, from: source)
             await node.log(.listReceived, source: source, "received chunk-ID list from \(hello.name): \(count) of \(trade.chunkCount) chunks")
         case .unrequestedPiece(let id):
             await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)

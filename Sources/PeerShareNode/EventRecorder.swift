@@ -3,14 +3,21 @@ import NIOConcurrencyHelpers
 import PeerShareCore
 import PeerShareStore
 
-/// The index half of a node's log: event rows and upload `transfers` rows wait here and are
+/// The index half of a node's log: event rows, upload `transfers` rows and sources' offers wait here and are
 /// committed together, a few milliseconds' worth per transaction (each commit rewrites the
 /// B-tree pages it touches into the WAL, so fewer, larger commits write far less), or with
 /// the next batch of chunk rows. Nothing here runs on the node's actor.
 final class EventRecorder: Sendable {
-    private struct Pending {
+    /// Rows waiting for a transaction.
+    struct Rows {
         var events: [EventRecord] = []
         var transfers: [ChunkIndex.TransferRecord] = []
+        var offers: [ChunkIndex.Offer] = []
+        var isEmpty: Bool { events.isEmpty && transfers.isEmpty && offers.isEmpty }
+    }
+
+    private struct Pending {
+        var rows = Rows()
         var flushScheduled = false
     }
 
@@ -33,39 +40,42 @@ final class EventRecorder: Sendable {
         schedule { $0.transfers.append(transfer) }
     }
 
-    func record(_ events: [EventRecord], _ transfers: [ChunkIndex.TransferRecord]) {
+    func record(_ offer: ChunkIndex.Offer) {
+        schedule { $0.offers.append(offer) }
+    }
+
+    /// Puts back rows whose transaction failed, to go with the next one.
+    func record(_ rows: Rows) {
         schedule {
-            $0.events += events
-            $0.transfers += transfers
+            $0.events += rows.events
+            $0.transfers += rows.transfers
+            $0.offers += rows.offers
         }
     }
 
     /// Everything waiting, for a chunk batch's transaction to carry.
-    func drain() -> (events: [EventRecord], transfers: [ChunkIndex.TransferRecord]) {
+    func drain() -> Rows {
         pending.withLockedValue { pending in
-            defer {
-                pending.events.removeAll(keepingCapacity: true)
-                pending.transfers.removeAll(keepingCapacity: true)
-            }
-            return (pending.events, pending.transfers)
+            defer { pending.rows = Rows() }
+            return pending.rows
         }
     }
 
     /// Commits everything waiting now (a clean stop; tests).
     func flush() async {
-        let (events, transfers) = drain()
-        guard !events.isEmpty || !transfers.isEmpty else { return }
+        let rows = drain()
+        guard !rows.isEmpty else { return }
         do {
-            try await index.run { try $0.commit(chunks: [], transfers: transfers, events: events) }
+            try await index.run { try $0.commit(chunks: [], transfers: rows.transfers, events: rows.events, offers: rows.offers) }
         } catch {
             // The events table is what failed, so this goes to the console only.
-            logger.error("could not record \(events.count) events and \(transfers.count) transfers in the index: \(error)")
+            logger.error("could not record \(rows.events.count) events and \(rows.transfers.count) transfers in the index: \(error)")
         }
     }
 
-    private func schedule(_ add: (inout Pending) -> Void) {
+    private func schedule(_ add: (inout Rows) -> Void) {
         let start = pending.withLockedValue { pending in
-            add(&pending)
+            add(&pending.rows)
             defer { pending.flushScheduled = true }
             return !pending.flushScheduled
         }

@@ -121,6 +121,22 @@ extension Node {
         return picks
     }
 
+    /// Requests still unanswered when their connection ended: each is logged, with how long
+    /// it waited and why, for `peershare-inspect why`, and released for another source.
+    func abandon(_ requests: [ChunkID: Int64], from source: ChunkIndex.Source, because error: any Error) {
+        let now = Clock.nowMicros()
+        for (id, startedAt) in requests.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            let waited = formatMillis(Double(max(0, now - startedAt)) / 1000)
+            log(.requestAbandoned, chunk: id, source: source, "request for chunk \(id) to \(source.name) abandoned after \(waited) ms: \(error)")
+        }
+        release(requests.keys)
+    }
+
+    /// What a source offers as its connection stands: the last holders of each chunk, on record.
+    nonisolated func recordOffer(_ offered: ChunkSet, from source: ChunkIndex.Source) {
+        recorder.record(ChunkIndex.Offer(source: source, offered: offered))
+    }
+
     func release(_ ids: some Sequence<ChunkID>) {
         var any = false
         for id in ids where releaseOne(id) { any = true }
@@ -257,12 +273,14 @@ extension Node {
             let number = nextBatch
             let rows = batch.map { ChunkIndex.ReceivedChunk(id: $0.id, size: $0.size, sha256: manifest.hash(of: $0.id), source: $0.source, startedAt: $0.startedAt, finishedAt: $0.finishedAt) }
             // Everything logged meanwhile rides in the same transaction.
-            let (events, transfers) = recorder.drain()
+            let waiting = recorder.drain()
             do {
-                try await index.run { try $0.commit(chunks: rows, transfers: transfers, events: events + received, batch: number) }
+                try await index.run {
+                    try $0.commit(chunks: rows, transfers: waiting.transfers, events: waiting.events + received, offers: waiting.offers, batch: number)
+                }
             } catch {
                 // Nothing was indexed: the chunks are released and will be fetched again.
-                recorder.record(events, transfers)
+                recorder.record(waiting)
                 for chunk in batch {
                     storing.remove(chunk.id)
                     releaseOne(chunk.id)

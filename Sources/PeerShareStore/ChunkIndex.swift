@@ -272,9 +272,10 @@ public final class ChunkIndex {
     /// Commits a batch in one transaction: chunk rows (whose files the caller has already made
     /// durable), transfer rows and events. One commit per batch, not per row, is what keeps
     /// SQLite's share of a transfer small.
-    public func commit(chunks: [ReceivedChunk], transfers: [TransferRecord], events: [EventRecord], batch: Int64? = nil) throws {
+    public func commit(chunks: [ReceivedChunk], transfers: [TransferRecord], events: [EventRecord], offers: [Offer] = [], batch: Int64? = nil) throws {
         try db.transaction {
             try insertChunks(chunks, batch: batch)
+            for offer in offers { try saveOffer(offer) }
             for t in transfers {
                 try recordTransfer(chunk: t.chunk, direction: t.direction, peer: t.peer, startedAt: t.startedAt, finishedAt: t.finishedAt,
                                    bytes: t.bytes, outcome: t.outcome, detail: t.detail)
@@ -376,6 +377,8 @@ public enum EventKind: String, Sendable, CaseIterable {
     case listSent = "list_sent", listReceived = "list_received"
     case chunkRequested = "chunk_requested", chunkReceived = "chunk_received", chunkRejected = "chunk_rejected"
     case requestHandled = "request_handled", chunkSent = "chunk_sent"
+    /// A request still unanswered when its connection ended (timed out, lost, refused).
+    case requestAbandoned = "request_abandoned"
     case neighbourComplete = "neighbour_complete", toldComplete = "told_complete"
     case assembling, assembled
     case chunkDropped = "chunk_dropped", chunkAdopted = "chunk_adopted", chunkRehashed = "chunk_rehashed", cleanup
