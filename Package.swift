@@ -51,6 +51,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // SQLite from the system (Debian: libsqlite3-dev), reached through a module map.
@@ -98,11 +99,24 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
-        // The owner and peer processes: chunk files on disk, sessions, assembly, event logging.
+        // A node's HTTP listener (`--http`, issue 17): HTTP/1.1 GET and HEAD with keep-alive,
+        // hardened like the wire protocol, routing by exact path to whatever a node serves.
+        .target(
+            name: "PeerShareHTTP",
+            dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The owner and peer processes: chunk files on disk, sessions, assembly, event logging,
+        // and what a node tells over HTTP (Prometheus metrics, its status).
         .target(
             name: "PeerShareNode",
             dependencies: [
-                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareTrust", "CPosixShim",
+                "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareTrust", "PeerShareHTTP", "CPosixShim",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -123,7 +137,8 @@ let package = Package(
         .executableTarget(
             name: "peershare",
             dependencies: [
-                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect", "PeerShareTrust",
+                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect", "PeerShareTrust", "PeerShareHTTP",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -172,8 +187,9 @@ let package = Package(
             name: "PeerShareTests",
             dependencies: [
                 "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI", "PeerShareInspect", "PeerShareFuzzing",
-                "PeerShareTrust",
+                "PeerShareTrust", "PeerShareHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

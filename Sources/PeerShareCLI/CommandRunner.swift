@@ -64,6 +64,11 @@ extension Endpoint {
     public static func argument(_ text: String) throws -> Endpoint {
         try Endpoint(parsing: text)
     }
+
+    /// An address to listen on: port 0 lets the OS choose.
+    public static func listenArgument(_ text: String) throws -> Endpoint {
+        try Endpoint(parsing: text, allowingAnyPort: true)
+    }
 }
 
 /// Parses a size argument such as `8MiB`.

@@ -8,7 +8,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    public init(parsing text: String) throws(EndpointError) {
+    /// `allowingAnyPort`: port 0 is accepted too, for an address to listen on (the OS chooses).
+    public init(parsing text: String, allowingAnyPort: Bool = false) throws(EndpointError) {
         let hostPart: Substring
         let portPart: Substring
         if text.hasPrefix("[") {
@@ -25,8 +26,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         }
         guard !hostPart.isEmpty else { throw .malformed(text, "the host is empty") }
         guard !hostPart.contains(where: { $0 == " " || $0 == "/" }) else { throw .malformed(text, "the host is not a name or an address") }
-        guard let port = Int(portPart), (1...65_535).contains(port) else {
-            throw .malformed(text, "the port must be a number from 1 to 65535")
+        guard let port = Int(portPart), ((allowingAnyPort ? 0 : 1)...65_535).contains(port) else {
+            throw .malformed(text, "the port must be a number from \(allowingAnyPort ? 0 : 1) to 65535")
         }
         self.host = String(hostPart)
         self.port = port

@@ -25,6 +25,18 @@ struct DownloadSession {
     var remoteNode: NodeID? = nil
 
     func run() async throws -> Outcome {
+        await node.downloadConnectionOpened()
+        do {
+            let outcome = try await converse()
+            await node.downloadConnectionClosed()
+            return outcome
+        } catch {
+            await node.downloadConnectionClosed()
+            throw error
+        }
+    }
+
+    private func converse() async throws -> Outcome {
         try await withSession(channel, node: node) { io in
             let known = await node.manifest
             let hello = try await io.exchangeHellos(side: .downloading) {
@@ -56,7 +68,7 @@ struct DownloadSession {
                 throw error
             }
             node.recordOffer(trade.offered, from: source)
-            await node.release(trade.requested.keys)
+            await node.release(trade.requested.keys, from: source)
             if let neighbourID { await node.unregisterNeighbour(neighbourID) }
             if remote == .peer {
                 // Tell the uploader we are complete, in case its last HAVE is still queued.
@@ -127,7 +139,7 @@ struct DownloadSession {
         case .unrequestedPiece(let id):
             await node.log(.chunkRejected, chunk: id, source: source, "dropped unrequested chunk \(id) from \(hello.name)", level: .warning)
         case .rejected(let id):
-            await node.release([id])
+            await node.release([id], from: source)
         case .peers(let peers):
             await node.learnPeers(peers, from: source)
         case .piece(let id, let data, let startedAt):

@@ -113,8 +113,10 @@ extension Node {
         for id in storing { have.insert(id) }
         let picks = ChunkPicker.pick(held: have, offered: offered, availability: availability, inFlight: inFlight,
                                      requestedHere: requestedHere, wanted: wanted, limit: limit)
+        let now = Clock.nowMicros()
         for id in picks {
             inFlight[id, default: 0] += 1
+            live.requested(id, from: source.name, atMicros: now)
             let again = inFlight[id, default: 0] > 1 ? " (endgame: also requested elsewhere)" : ""
             log(.chunkRequested, chunk: id, source: source, "requested chunk \(id) from \(source.name)\(again)")
         }
@@ -129,7 +131,7 @@ extension Node {
             let waited = formatMillis(Double(max(0, now - startedAt)) / 1000)
             log(.requestAbandoned, chunk: id, source: source, "request for chunk \(id) to \(source.name) abandoned after \(waited) ms: \(error)")
         }
-        release(requests.keys)
+        release(requests.keys, from: source)
     }
 
     /// What a source offers as its connection stands: the last holders of each chunk, on record.
@@ -137,9 +139,13 @@ extension Node {
         recorder.record(ChunkIndex.Offer(source: source, offered: offered))
     }
 
-    func release(_ ids: some Sequence<ChunkID>) {
+    /// Ends requests sent to `source` without their chunks: rejected, or their connection is over.
+    func release(_ ids: some Sequence<ChunkID>, from source: ChunkIndex.Source) {
         var any = false
-        for id in ids where releaseOne(id) { any = true }
+        for id in ids {
+            live.requestEnded(id, at: source.name)
+            if releaseOne(id) { any = true }
+        }
         if any { broadcast(.stateChanged) }
     }
 
@@ -156,6 +162,7 @@ extension Node {
     /// A download-neighbour session starts: its offers count towards chunk rarity.
     func registerNeighbour(_ neighbour: PeerAddress) -> Int {
         nextNeighbourID += 1
+        live.neighbours[nextNeighbourID] = neighbour
         neighbourBook.sessionStarted(with: neighbour.endpoint)
         neighbourBook.noteReached(neighbour)
         reviewLastResort()
@@ -164,6 +171,7 @@ extension Node {
 
     /// The session ended: its offer no longer counts.
     func unregisterNeighbour(_ neighbour: Int) {
+        live.neighbours[neighbour] = nil
         neighbourBook.sessionEnded()
         reviewLastResort()
         guard let old = neighbourOffers.removeValue(forKey: neighbour) else { return }
@@ -218,7 +226,11 @@ extension Node {
     /// Verifies a received chunk against the manifest and, if it matches, writes it and
     /// indexes it: bytes first (the write has returned), row second (docs/STORAGE.md).
     func accept(_ id: ChunkID, data: ByteBuffer, from source: ChunkIndex.Source, startedAt: Int64) async -> AcceptOutcome {
-        guard let manifest, manifest.contains(id) else { return .rejected("chunk \(id) is not in the manifest") }
+        live.requestEnded(id, at: source.name)
+        guard let manifest, manifest.contains(id) else {
+            metrics.chunksRejected.increment()
+            return .rejected("chunk \(id) is not in the manifest")
+        }
         if held.contains(id) || storing.contains(id) {
             // An endgame copy of a chunk another source delivered first.
             releaseOne(id)
@@ -241,6 +253,7 @@ extension Node {
             let reason = (error as? NodeError)?.description ?? "\(error)"
             storing.remove(id)
             releaseOne(id)
+            metrics.chunksRejected.increment()
             recorder.record(ChunkIndex.TransferRecord(chunk: id, direction: "in", peer: source, startedAt: startedAt, finishedAt: finishedAt,
                                                       bytes: data.readableBytes, outcome: .rejected, detail: reason))
             log(.chunkRejected, chunk: id, source: source, "rejected chunk \(id) from \(source.name): \(reason)", level: .warning)
@@ -249,6 +262,9 @@ extension Node {
         }
         // Verified and written. It stays claimed (in flight) until its batch is indexed; only
         // then is it held, announced, and served.
+        metrics.received(data.readableBytes, from: source)
+        metrics.requestDuration.recordNanoseconds(max(0, finishedAt - startedAt) * 1_000)
+        live.receiveRates.add(data.readableBytes, from: source.name, nowMicros: finishedAt)
         pendingChunks.append(PendingChunk(id: id, size: data.readableBytes, source: source, startedAt: startedAt, finishedAt: finishedAt))
         if chunkCommitter == nil { chunkCommitter = Task { await self.commitPendingChunks() } }
         return .stored
@@ -274,6 +290,7 @@ extension Node {
             let rows = batch.map { ChunkIndex.ReceivedChunk(id: $0.id, size: $0.size, sha256: manifest.hash(of: $0.id), source: $0.source, startedAt: $0.startedAt, finishedAt: $0.finishedAt) }
             // Everything logged meanwhile rides in the same transaction.
             let waiting = recorder.drain()
+            let commitStarted = ContinuousClock.now
             do {
                 try await index.run {
                     try $0.commit(chunks: rows, transfers: waiting.transfers, events: waiting.events + received, offers: waiting.offers, batch: number)
@@ -289,8 +306,10 @@ extension Node {
                 broadcast(.stateChanged)
                 continue
             }
+            metrics.commitDuration.record(ContinuousClock.now - commitStarted)
             nextBatch += 1
             committedThrough = number
+            if live.oldestUnsyncedCommit == nil { live.oldestUnsyncedCommit = Clock.nowMicros() }
             for event in received { emit(event) }
             if storedThisRun.capacity != held.capacity { storedThisRun = ChunkSet(capacity: held.capacity) }
             for chunk in batch {
@@ -367,6 +386,7 @@ extension Node {
     /// `chunk_sent` event each, timed when the write finished.
     func recordUploads(_ sent: [CompletedUpload], to peer: ChunkIndex.Source) {
         for upload in sent {
+            metrics.sent(upload.bytes, to: peer)
             recorder.record(ChunkIndex.TransferRecord(chunk: upload.id, direction: "out", peer: peer, startedAt: upload.startedAt,
                                                       finishedAt: upload.finishedAt, bytes: upload.bytes, outcome: .sent))
             // The owner's share rule counts copies sent outside shares too (see ShareAssigner).

@@ -36,14 +36,18 @@ extension Node {
         guard syncInFlight == nil, committedThrough > syncedThrough, fatalError == nil else { return }
         let through = committedThrough, store = self.store, durability = self.durability
         unsyncedBytes = 0
+        let metrics = self.metrics
+        let started = Clock.nowMicros()
         syncInFlight = Task {
             let result: Result<Void, any Error>
+            let clock = ContinuousClock.now
             do { result = .success(try await durability.runIfActive { try store.sync() }) } catch { result = .failure(error) }
-            await self.syncDone(through: through, result)
+            metrics.syncDuration.record(ContinuousClock.now - clock)
+            await self.syncDone(through: through, startedAt: started, result)
         }
     }
 
-    func syncDone(through: Int64, _ result: Result<Void, any Error>) async {
+    func syncDone(through: Int64, startedAt: Int64, _ result: Result<Void, any Error>) async {
         syncInFlight = nil
         switch result {
         case .success:
@@ -51,6 +55,8 @@ extension Node {
                 let bootID = self.bootID
                 try await index.run { try $0.recordSyncMark(through: through, bootID: bootID) }
                 syncedThrough = through
+                // Batches committed while this sync ran wait for the next one: since at most when it began.
+                live.oldestUnsyncedCommit = committedThrough > through ? startedAt : nil
             } catch {
                 log(.error, "could not record a sync mark: \(error)", level: .error)
             }

@@ -134,6 +134,9 @@ public actor Node {
     /// Timeouts and caps for every connection.
     public internal(set) var limits = SessionLimits()
     var openUploadConnections = 0
+    /// What is kept only to be reported (`status()`), and the Prometheus metrics.
+    var live = LiveState()
+    public let metrics = NodeMetrics()
 
     public func setLimits(_ limits: SessionLimits) {
         self.limits = limits
@@ -143,6 +146,7 @@ public actor Node {
     func admitConnection() -> Bool {
         guard openUploadConnections < limits.maxConnections else { return false }
         openUploadConnections += 1
+        metrics.connectionOpened(.inbound)
         if openUploadConnections == 1 { broadcast(.stateChanged) }
         return true
     }

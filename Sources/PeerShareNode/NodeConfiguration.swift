@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PeerShareCore
+import PeerShareHTTP
 import PeerShareStore
 import PeerShareTrust
 import PeerShareWire
@@ -31,6 +32,9 @@ public struct OwnerConfiguration: Sendable {
     public var limits = SessionLimits()
     /// Chunk files cut from the source, or the source itself served in place.
     public var storage = StorageLayout.chunkFiles
+    /// Where to serve /metrics and /status (`--http`); nil for nowhere.
+    public var http: Endpoint?
+    public var httpLimits = HTTPLimits()
     /// Hears how far the split (or, for a single file, the hashing) has got, for a live
     /// progress line; nil for none.
     public var onProgress: (@Sendable (NodeProgress) -> Void)?
@@ -86,6 +90,9 @@ public struct PeerConfiguration: Sendable {
     public var storage = StorageLayout.chunkFiles
     /// How long written chunks may wait for a background sync (docs/STORAGE.md).
     public var syncInterval = Duration.seconds(1)
+    /// Where to serve /metrics and /status (`--http`); nil for nowhere.
+    public var http: Endpoint?
+    public var httpLimits = HTTPLimits()
     /// Called with a snapshot after every change of what the peer holds (for a live progress
     /// line); nil for none.
     public var onProgress: (@Sendable (NodeProgress) -> Void)?

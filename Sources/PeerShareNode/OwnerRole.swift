@@ -23,34 +23,42 @@ public enum OwnerRole {
             let access = config.isPrivate ? "a private swarm: only holders of its ticket can connect"
                 : "a public swarm: anyone who can reach its port can download the file (--private admits only holders of a ticket)"
             await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes; \(access)")
-            let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
-            try await node.recordSourcePath(config.file)
-            try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
-            let security = config.isPrivate ? try privateSwarm(config, manifest: manifest) : nil
-            if let security {
-                await node.joinPrivateSwarm(security, owner: security.identity.nodeID)
-                let signed = try ManifestSigning.sign(manifest, with: security.identity)
-                await node.useManifestSignature(signerKey: signed.signerKey, signature: signed.signature)
+            try await withHTTPListener(config.http, limits: config.httpLimits, node: node) {
+                try await prepareAndServe(config, node: node, store: store, logger: logger)
             }
-            let listener = try await Transport.listen(host: config.host, port: config.port, security: security)
-            let endpoint = Endpoint(host: config.host, port: listener.port)
-            await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")
-            announce("listening on \(endpoint)")
-            if let security {
-                let ticket = Ticket(ownerAddresses: ticketAddresses(host: config.host, port: listener.port), ownerID: security.identity.nodeID,
-                                    fileID: manifest.fileID, secret: security.secret)
-                let path = config.directory + "/" + ticketFileName
-                try SecretFile.write(Array((ticket.line + "\n").utf8), to: path)
-                await node.log(.started, "private swarm: owner node \(ticket.ownerID.hex); only holders of the ticket (in \(path), mode 0600) can connect")
-                announce("ticket: \(ticket.line)")
-            }
-            try await serve(listener, node: node)
             await node.close(outcome: "stopped")
         } catch {
             await node.close(outcome: Task.isCancelled ? "stopped by signal" : "failed: \(error)")
             if Task.isCancelled { return }
             throw error
         }
+    }
+
+    /// Readies the chunks and the manifest, starts listening (printing the ticket of a
+    /// private swarm), and serves peers until cancelled.
+    private static func prepareAndServe(_ config: OwnerConfiguration, node: Node, store: any ChunkStore, logger: Logger) async throws {
+        let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
+        try await node.recordSourcePath(config.file)
+        try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
+        let security = config.isPrivate ? try privateSwarm(config, manifest: manifest) : nil
+        if let security {
+            await node.joinPrivateSwarm(security, owner: security.identity.nodeID)
+            let signed = try ManifestSigning.sign(manifest, with: security.identity)
+            await node.useManifestSignature(signerKey: signed.signerKey, signature: signed.signature)
+        }
+        let listener = try await Transport.listen(host: config.host, port: config.port, security: security)
+        let endpoint = Endpoint(host: config.host, port: listener.port)
+        await node.log(.started, "owner listening on \(endpoint), serving \(manifest.fileName) to any number of peers; file ID \(manifest.fileID.hex)")
+        announce("listening on \(endpoint)")
+        if let security {
+            let ticket = Ticket(ownerAddresses: ticketAddresses(host: config.host, port: listener.port), ownerID: security.identity.nodeID,
+                                fileID: manifest.fileID, secret: security.secret)
+            let path = config.directory + "/" + ticketFileName
+            try SecretFile.write(Array((ticket.line + "\n").utf8), to: path)
+            await node.log(.started, "private swarm: owner node \(ticket.ownerID.hex); only holders of the ticket (in \(path), mode 0600) can connect")
+            announce("ticket: \(ticket.line)")
+        }
+        try await serve(listener, node: node)
     }
 
     /// Splits the file, or on a restart reuses what the index and folder already hold.

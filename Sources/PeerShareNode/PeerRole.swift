@@ -19,27 +19,8 @@ public enum PeerRole {
         await node.setLimits(config.limits)
         await node.setSyncInterval(config.syncInterval)
         do {
-            let listener = try await start(config, node: node)
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try await serve(listener, node: node)
-                    return false
-                }
-                addFetchTasks(&group, config: config, node: node)
-                if let report = config.onProgress {
-                    // Every change the node broadcasts, as a snapshot; ends when the group is cancelled.
-                    group.addTask {
-                        let changes = await node.subscribe()
-                        report(await node.progress)
-                        for await _ in changes { report(await node.progress) }
-                        return false
-                    }
-                }
-                addExitTasks(&group, config: config, node: node)
-                for try await done in group where done {
-                    group.cancelAll()
-                    break
-                }
+            try await withHTTPListener(config.http, limits: config.httpLimits, node: node) {
+                try await startAndTrade(config, node: node)
             }
             if let failure = await node.failure { throw NodeError.failed(failure) }
             let downloaders = config.waitForDownloaders == 0 ? "no downloader to wait for"
@@ -50,6 +31,32 @@ public enum PeerRole {
             await node.close(outcome: Task.isCancelled ? "stopped by signal" : "failed: \(error)")
             if Task.isCancelled { return }
             throw error
+        }
+    }
+
+    /// Starts listening, then fetches, serves and reports until the peer may exit.
+    private static func startAndTrade(_ config: PeerConfiguration, node: Node) async throws {
+        let listener = try await start(config, node: node)
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await serve(listener, node: node)
+                return false
+            }
+            addFetchTasks(&group, config: config, node: node)
+            if let report = config.onProgress {
+                // Every change the node broadcasts, as a snapshot; ends when the group is cancelled.
+                group.addTask {
+                    let changes = await node.subscribe()
+                    report(await node.progress)
+                    for await _ in changes { report(await node.progress) }
+                    return false
+                }
+            }
+            addExitTasks(&group, config: config, node: node)
+            for try await done in group where done {
+                group.cancelAll()
+                break
+            }
         }
     }
 

@@ -125,6 +125,7 @@ struct OwnerCommand: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var logging: LogOptions
 
     func validate() throws {
@@ -149,6 +150,8 @@ struct OwnerCommand: AsyncParsableCommand {
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.uploadSlots = uploadSlots
         config.limits = connections.limits
+        config.http = http.address
+        config.httpLimits = http.limits
         config.isPrivate = isPrivate
         let console = StatusConsole(buffered: true)
         defer { console.flush() }
@@ -232,6 +235,7 @@ struct PeerCommand: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @OptionGroup var upload: UploadOptions
     @OptionGroup var connections: ConnectionOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var logging: LogOptions
 
     func validate() throws {
@@ -286,6 +290,8 @@ struct PeerCommand: AsyncParsableCommand {
         config.syncInterval = .milliseconds(Int64(syncInterval * 1000))
         config.maxUploadRate = upload.maxUploadRate.map { Int($0.bytes) }
         config.limits = connections.limits
+        config.http = http.address
+        config.httpLimits = http.limits
         let console = StatusConsole(buffered: true)
         defer { console.flush() }
         let logger = logging.makeLogger(label: name, console: console)
