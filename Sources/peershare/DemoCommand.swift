@@ -53,6 +53,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(help: "Write an HTML picture of the run (who sent which chunk when) to DIR/swarm.html and print its path.")
     var report = false
 
+    @Option(name: .customLong("http-port"), help: "Serve each node's /metrics and /status over HTTP on --host: the owner on this port, peer i on this port + i.")
+    var httpPort: Int?
+
     /// --quiet hides the nodes' logs and the live lines; --log-level and --log-format are
     /// passed on to every node.
     @OptionGroup var logging: LogOptions
@@ -60,6 +63,7 @@ struct DemoCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...200).contains(peers) else { throw ValidationError("--peers must be from 1 to 200") }
         guard neighbours >= 1 else { throw ValidationError("--neighbours must be at least 1") }
+        if let httpPort, !(1...(65_535 - peers)).contains(httpPort) { throw ValidationError("--http-port must be from 1 to \(65_535 - peers) (peer i gets the port + i)") }
         guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds") }
         if let file, !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("--file: cannot read \(file)") }
     }
@@ -104,7 +108,7 @@ struct DemoCommand: AsyncParsableCommand {
         let owner = try ChildProcess(
             name: "owner", executable: executable,
             arguments: ["owner", "--file", source, "--host", host, "--port", "\(ports[0])", "--dir", root + "/owner", "--peers", "\(peers)", "--chunk-size", "\(chunkSize)",
-                        "--storage", storage.storage.rawValue] + (isPrivate ? ["--private"] : []) + logging.childArguments,
+                        "--storage", storage.storage.rawValue] + (isPrivate ? ["--private"] : []) + httpArguments(0) + logging.childArguments,
             stdout: .lines(echo: echoResults), stderr: nodeLogs)
         var started: [ChildProcess] = [owner]
         do {
@@ -129,7 +133,7 @@ struct DemoCommand: AsyncParsableCommand {
             for i in 1...peers {
                 var arguments = ["peer", "--name", "peer\(i)"] + ownerArguments + ["--host", host, "--port", "\(ports[i])",
                                  "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(topology == .auto ? 1 : wiring.downloaders[i - 1])",
-                                 "--storage", storage.storage.rawValue] + logging.childArguments
+                                 "--storage", storage.storage.rawValue] + httpArguments(i) + logging.childArguments
                 if topology == .auto {
                     // No one is pinned as anyone's downloader: a peer that nobody dialled
                     // stops waiting for downloaders after 5 s with none connected.
@@ -290,4 +294,12 @@ enum TopologyKind: String, ExpressibleByArgument, CaseIterable {
 struct DemoError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension DemoCommand {
+    /// Node `i`'s `--http` (0: the owner), when --http-port is given.
+    func httpArguments(_ i: Int) -> [String] {
+        guard let httpPort else { return [] }
+        return ["--http", "\(Endpoint(host: host, port: httpPort + i))"]
+    }
 }
