@@ -50,6 +50,7 @@ struct DownloadSession {
                 throw NodeError.refusedHello("\(hello.name) at \(endpoint)", error)
             }
             let source = ChunkIndex.Source(kind: remote == .owner ? .owner : .peer, name: hello.name, verified: remoteNode?.digest)
+            await node.recordAddress(of: source, endpoint)
             try await receiveFileDetails(&io, next, hello: hello, source: source)
             guard let manifest = await node.manifest else { throw NodeError.failed("no manifest") }
             let mine = await node.heldChunks

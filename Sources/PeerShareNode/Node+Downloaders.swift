@@ -39,6 +39,16 @@ extension Node {
         }
     }
 
+    /// Records where a source was dialled, so that connection events naming only its
+    /// address (retries, losses) can be put down to it (`peershare-inspect why`).
+    func recordAddress(of source: ChunkIndex.Source, _ address: Endpoint) async {
+        do {
+            _ = try await index.run { try $0.sourceID(source, address: address.description) }
+        } catch {
+            logger.error("could not record in the index: \(error)")
+        }
+    }
+
     /// Whether an earlier run already told the neighbour at `address` that this peer is complete.
     func hasToldComplete(_ address: Endpoint) async -> Bool {
         guard isComplete else { return false }

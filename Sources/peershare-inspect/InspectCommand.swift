@@ -18,7 +18,7 @@ struct InspectCommand: AsyncParsableCommand {
         commandName: "peershare-inspect",
         abstract: "Answer questions about a peer or owner from its SQLite index. Read-only: it never changes the index or the chunk files.",
         discussion: "Without a subcommand it prints the overview. Times are UTC. See the README for the JSON and CSV field names.",
-        subcommands: [OverviewCommand.self, ChunksCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self, ReportCommand.self],
+        subcommands: [OverviewCommand.self, ChunksCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self, ReportCommand.self, WhyCommand.self],
         defaultSubcommand: OverviewCommand.self)
 }
 
@@ -305,5 +305,33 @@ struct ReportCommand: AsyncParsableCommand {
             throw InspectError("cannot write \(out): \((error as NSError).localizedDescription)")
         }
         emit("\(out)\n")
+    }
+}
+
+struct WhyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "why",
+        abstract: "Why a peer is stuck or slow: missing chunks and who last offered them, outstanding and abandoned requests, slow or failing sources, time lost, and the swarm's efficiency against its lower bound.",
+        discussion: "Works on a live or a stopped peer. See docs/WATCHING.md, \"Why is it stuck?\", for the definitions.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: ArgumentHelp("The number of peers N for the efficiency bound; by default chunk count / this peer's share size.", valueName: "n"))
+    var peers: Int64?
+
+    @Option(help: ArgumentHelp("A peer missing chunks is stuck after this long without progress.", valueName: "seconds"))
+    var stalledAfter: Double = 10
+
+    func validate() throws {
+        if options.format == .csv { throw ValidationError("why prints a table or JSON (--format table|json), not csv") }
+        if let peers, !(1...1_000_000).contains(peers) { throw ValidationError("--peers must be between 1 and 1000000") }
+        guard stalledAfter >= 0, stalledAfter <= 86_400 else { throw ValidationError("--stalled-after must be between 0 and 86400 seconds") }
+    }
+
+    func run() async throws {
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        let report = try WhyReport.load(database, peers: peers, stalledAfter: Int64(stalledAfter * 1_000_000))
+        emit(report.render(options.format.format))
     }
 }
