@@ -172,13 +172,21 @@ struct WhyLoader {
         guard let manifest = report.manifest else { return }
         let shareCount = try db.scalarInt("SELECT count(*) FROM share") ?? 0
         let n = peers ?? WhyAnalysis.peers(chunkCount: manifest.chunkCount, shareCount: shareCount)
-        let b = WhyAnalysis.peakBytesPerSecond(transfers)
         let shared = try db.scalarInt("SELECT min(at) FROM events WHERE kind = 'share_received'")
         let firstIn = transfers.map(\.finishedAt).min()
         let complete = report.missing == 0
-        report.efficiency = WhyReport.Efficiency(
-            peers: n, peersFrom: peers != nil ? "--peers" : (n != nil ? "share" : nil), fileSize: manifest.fileSize, bytesPerSecond: b,
-            lowerBoundMicros: n.flatMap { n in b.flatMap { WhyAnalysis.lowerBoundMicros(peers: n, fileSize: manifest.fileSize, bytesPerSecond: $0) } },
-            startedAt: shared ?? firstIn, endedAt: complete ? transfers.map(\.finishedAt).max() : report.reference, soFar: !complete)
+        var e = WhyReport.Efficiency(
+            peers: n, peersFrom: peers != nil ? "--peers" : (n != nil ? "share" : nil), fileSize: manifest.fileSize, bytesPerSecond: nil,
+            lowerBoundMicros: nil, startedAt: shared ?? firstIn, endedAt: complete ? transfers.map(\.finishedAt).max() : report.reference, soFar: !complete)
+        // The best second; or the mean over T when higher (a job shorter than a second,
+        // whose every byte fits in one window, ran faster than its window says).
+        let total = transfers.reduce(Int64(0)) { $0.saturatingAdd(max(0, $1.bytes)) }
+        let mean = e.actualMicros.flatMap { Human.bytesPerSecond(bytes: total, micros: $0) }
+        let peak = WhyAnalysis.peakBytesPerSecond(transfers)
+        let b = [peak, mean].compactMap { $0 }.max()
+        e.bytesPerSecond = b
+        e.bandwidthIsMean = b != nil && b != peak
+        e.lowerBoundMicros = n.flatMap { n in b.flatMap { WhyAnalysis.lowerBoundMicros(peers: n, fileSize: manifest.fileSize, bytesPerSecond: $0) } }
+        report.efficiency = e
     }
 }

@@ -126,7 +126,7 @@ extension WhyReport {
         let actual = e.actualMicros.map(Human.duration) ?? "-"
         out += e.ratio.map { "\(Human.oneDecimal($0 * 100))%" } ?? "-"
         out += ": T* = (N−1)·F/(N·B) = \(Human.duration(bound)) for N = \(n) (from \(e.peersFrom ?? "?")), F = \(Human.bytes(e.fileSize)), "
-        out += "B = \(Human.rate(b)) (best second); T = \(actual)\(e.soFar ? " so far" : "")\n"
+        out += "B = \(Human.rate(b)) (\(e.bandwidthIsMean ? "mean over T" : "best second")); T = \(actual)\(e.soFar ? " so far" : "")\n"
         return out
     }
 }
@@ -147,7 +147,8 @@ extension WhyReport.Efficiency {
     var record: Record {
         Record([
             "peers": .optional(peers), "peers_from": .optional(peersFrom), "file_size": .int(fileSize),
-            "bandwidth_bytes_per_second": .optional(bytesPerSecond), "lower_bound_us": .optional(lowerBoundMicros),
+            "bandwidth_bytes_per_second": .optional(bytesPerSecond), "bandwidth_from": .optional(bytesPerSecond.map { _ in bandwidthIsMean ? "mean" : "best_second" }),
+            "lower_bound_us": .optional(lowerBoundMicros),
             "started_at": .time(startedAt), "ended_at": .time(endedAt), "actual_us": .optional(actualMicros), "so_far": .bool(soFar),
             "efficiency_percent": .optional(ratio.flatMap { Bounded.int64($0 * 100) }),
         ])

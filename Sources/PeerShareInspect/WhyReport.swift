@@ -65,6 +65,8 @@ public struct WhyReport: Sendable {
         public var peersFrom: String?
         public var fileSize: Int64
         public var bytesPerSecond: Int64?
+        /// B came from the mean over T, not the best second (a job shorter than a second).
+        public var bandwidthIsMean = false
         public var lowerBoundMicros: Int64?
         public var startedAt: Int64?
         public var endedAt: Int64?
