@@ -222,6 +222,20 @@ struct WhyEndToEndTests {
         #expect(await stuck.waitForExit(timeout: .seconds(30)) != nil)
     }
 
+    @Test("why, in both formats, leaves the index byte for byte as it was")
+    func readOnly() async throws {
+        let f = try InspectFixture.stuckPeer()
+        let before = fileDigest(f.db)
+        for format in ["table", "json"] {
+            let result = try await runCommand(Binaries.inspect, ["why", "--db", f.db, "--format", format])
+            #expect(result.status == 0 && result.stderr.isEmpty, "\(format): \(result.stderr)")
+            if format == "json" { _ = try parseJSON(result.stdout) }
+        }
+        #expect(fileDigest(f.db) == before, "the index changed")
+        let wal = PosixFileSize.of(f.db + "-wal")
+        #expect(wal == nil || wal == 0, "the reader wrote \(wal ?? 0) bytes of WAL")
+    }
+
     @Test("bad input: a missing or invalid index gives one line and a non-zero exit; csv is refused")
     func badInput() async throws {
         let dir = temporaryDirectory()
