@@ -35,12 +35,12 @@ struct ObservedSwarm {
         var peers: [ChildProcess] = [], ports: [Int] = []
         do {
             let wirePorts = try reserveFreePorts(2)
+            // Both started before either is waited for, so that each finds the other soon.
             for i in 0..<2 {
-                let peer = try startPeer("peer\(i + 1)", storage: .chunkFiles, dir: dir, owner: "127.0.0.1:\(wire)", port: wirePorts[i],
-                                         downloadFrom: ["127.0.0.1:\(wirePorts[1 - i])"], options: ["--keep-serving", "--http", "127.0.0.1:0"])
-                peers.append(peer)
-                ports.append(try await httpPort(of: peer))
+                peers.append(try startPeer("peer\(i + 1)", storage: .chunkFiles, dir: dir, owner: "127.0.0.1:\(wire)", port: wirePorts[i],
+                                           downloadFrom: ["127.0.0.1:\(wirePorts[1 - i])"], options: ["--keep-serving", "--http", "127.0.0.1:0"]))
             }
+            for peer in peers { ports.append(try await httpPort(of: peer)) }
         } catch {
             for process in peers + [owner] { process.signal(SIGKILL) }
             throw error
@@ -73,7 +73,8 @@ struct MetricsTests {
             let bySource = try db.query("SELECT s.kind, s.name, sum(c.size) FROM chunks c JOIN sources s ON s.id = c.source_id GROUP BY s.id") {
                 (kind: $0.text(0), name: $0.text(1), bytes: $0.int(2))
             }
-            #expect(bySource.count == 2, "peer\(i + 1) got chunks from \(bySource.map(\.name))")
+            // Usually the owner and the other peer; the owner alone if the other was slow to start.
+            #expect(!bySource.isEmpty && bySource.reduce(0) { $0 + $1.bytes } == 3_000_000, "peer\(i + 1): \(bySource)")
             for row in bySource {
                 #expect(samples["peershare_received_bytes_total{kind=\"\(row.kind)\",remote=\"\(row.name)\"}"] == Double(row.bytes),
                         "peer\(i + 1) from \(row.name)")
@@ -82,11 +83,14 @@ struct MetricsTests {
             #expect(samples["process_resident_memory_bytes"] ?? 0 > 0)
         }
         let owner = parseExposition(try await RawHTTP.get(port: swarm.ownerHTTP, "/metrics").body)
+        // Upload rows are committed a few milliseconds after the bytes went out: a clean stop
+        // flushes them, and nothing is sent after the scrape (both peers are complete).
+        await swarm.owner.stop()
         let ownerDB = try SQLiteConnection(path: swarm.dir + "/owner/owner.db", mode: .readOnly)
         let sent = try ownerDB.query("SELECT s.name, sum(t.bytes) FROM transfers t JOIN sources s ON s.id = t.source_id WHERE t.direction = 'out' GROUP BY s.id") {
             (name: $0.text(0), bytes: $0.int(1))
         }
-        #expect(sent.count == 2)
+        #expect(!sent.isEmpty)
         for row in sent {
             #expect(owner["peershare_sent_bytes_total{kind=\"peer\",remote=\"\(row.name)\"}"] == Double(row.bytes), "owner to \(row.name)")
         }
