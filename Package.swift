@@ -110,6 +110,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // BitTorrent metainfo (issue 18): bencoding, and a .torrent whose sources are web seeds.
+        .target(
+            name: "PeerShareTorrent",
+            dependencies: ["PeerShareCore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // The owner and peer processes: chunk files on disk, sessions, assembly, event logging,
         // and what a node tells over HTTP (Prometheus metrics, its status).
         .target(
@@ -137,7 +142,7 @@ let package = Package(
         .executableTarget(
             name: "peershare",
             dependencies: [
-                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect", "PeerShareTrust", "PeerShareHTTP",
+                "PeerShareCore", "PeerShareNode", "PeerShareCLI", "PeerShareStore", "PeerShareInspect", "PeerShareTrust", "PeerShareHTTP", "PeerShareTorrent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -187,7 +192,7 @@ let package = Package(
             name: "PeerShareTests",
             dependencies: [
                 "PeerShareCore", "PeerShareStore", "PeerShareWire", "PeerShareNode", "PeerShareCLI", "PeerShareInspect", "PeerShareFuzzing",
-                "PeerShareTrust", "PeerShareHTTP",
+                "PeerShareTrust", "PeerShareHTTP", "PeerShareTorrent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,6 +1,9 @@
 import NIOCore
 import NIOHTTP1
 
+/// A streamed body came out shorter or longer than it said.
+struct BodyLengthMismatch: Error {}
+
 /// One connection's requests and responses, in order, until either side closes it.
 struct HTTPExchange<Responder: HTTPResponder> {
     let responder: Responder
@@ -48,14 +51,29 @@ struct HTTPExchange<Responder: HTTPResponder> {
     }
 
     private func write(_ response: HTTPResponse, to request: HTTPRequestHead?, keepOpen: Bool,
-                       _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+                       _ outbound: NIOAsyncChannelOutboundWriter<HTTPOutboundPart>) async throws {
         var headers = response.headers
-        headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.readableBytes)")
+        headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.length)")
         headers.replaceOrAdd(name: "Connection", value: keepOpen ? "keep-alive" : "close")
-        let version = request?.version ?? .http1_1
-        var parts: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: version, status: response.status, headers: headers))]
-        if request?.method != .HEAD, response.body.readableBytes > 0 { parts.append(.body(.byteBuffer(response.body))) }
-        parts.append(.end(nil))
-        try await outbound.write(contentsOf: parts)
+        let head = HTTPResponseHead(version: request?.version ?? .http1_1, status: response.status, headers: headers)
+        guard request?.method != .HEAD else {
+            try await outbound.write(contentsOf: [.part(.head(head)), .part(.end(nil))])
+            return
+        }
+        switch response.body {
+        case .bytes(let bytes):
+            var parts: [HTTPOutboundPart] = [.part(.head(head))]
+            if bytes.readableBytes > 0 { parts.append(.part(.body(.byteBuffer(bytes)))) }
+            parts.append(.part(.end(nil)))
+            try await outbound.write(contentsOf: parts)
+        case .stream(let length, let producer):
+            try await outbound.write(.part(.head(head)))
+            let writer = HTTPBodyWriter(outbound: outbound)
+            try await producer(writer)
+            // A body that does not match its Content-Length cannot be followed by another
+            // response: the connection ends here.
+            guard writer.count == length else { throw BodyLengthMismatch() }
+            try await outbound.write(.part(.end(nil)))
+        }
     }
 }

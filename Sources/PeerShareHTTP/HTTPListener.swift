@@ -6,7 +6,7 @@ import NIOPosix
 /// A node's HTTP listener (`--http HOST:PORT`): HTTP/1.1 with keep-alive, GET and HEAD only,
 /// hardened like the wire protocol (`HTTPLimits`). What it serves is up to its responder.
 public struct HTTPListener: Sendable {
-    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPOutboundPart>
 
     private let server: NIOAsyncChannel<AcceptedConnection, Never>
     private let limits: HTTPLimits
@@ -28,6 +28,7 @@ public struct HTTPListener: Sendable {
                         try sync.addHandler(HTTPResponseEncoder())
                         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits.decoderLimits)))
                         try sync.addHandler(RequestGuard(limits: limits))
+                        try sync.addHandler(FileBodyWriter())
                         return AcceptedConnection(try Connection(wrappingChannelSynchronously: channel))
                     }
                 }

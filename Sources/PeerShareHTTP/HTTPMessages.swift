@@ -23,11 +23,29 @@ public struct HTTPRequest: Sendable {
 /// What a responder answers. The listener adds `Content-Length` and `Connection`, and
 /// leaves the body out for HEAD.
 public struct HTTPResponse: Sendable {
+    public enum Body: Sendable {
+        case bytes(ByteBuffer)
+        /// `length` bytes, handed to the connection in pieces (buffers or file ranges, sent
+        /// with `sendfile`) by `producer`, as fast as the client takes them.
+        case stream(length: Int64, producer: @Sendable (HTTPBodyWriter) async throws -> Void)
+
+        var length: Int64 {
+            switch self {
+            case .bytes(let buffer): Int64(buffer.readableBytes)
+            case .stream(let length, _): length
+            }
+        }
+    }
+
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
-    public var body: ByteBuffer
+    public var body: Body
 
     public init(status: HTTPResponseStatus, contentType: String, body: ByteBuffer, headers: HTTPHeaders = [:]) {
+        self.init(status: status, contentType: contentType, body: .bytes(body), headers: headers)
+    }
+
+    public init(status: HTTPResponseStatus, contentType: String, body: Body, headers: HTTPHeaders = [:]) {
         self.status = status
         self.headers = headers
         self.headers.replaceOrAdd(name: "Content-Type", value: contentType)
@@ -52,11 +70,13 @@ public protocol HTTPResponder: Sendable {
     func respond(to request: HTTPRequest) async -> HTTPResponse
 }
 
-/// Routes by exact path; everything else is 404. Exact matching is the safety: `/../x`,
-/// `/metrics/` or `/%6detrics` name no route, so nothing outside the table is ever served.
+/// Routes by exact path, or by a prefix whose handler judges the rest; everything else is
+/// 404. Exact matching is the safety: `/../x`, `/metrics/` or `/%6detrics` name no route, so
+/// nothing outside the table is ever served, and a prefix handler checks what follows it.
 public struct HTTPRouter: HTTPResponder {
     public typealias Handler = @Sendable (HTTPRequest) async -> HTTPResponse
     private var routes: [String: Handler] = [:]
+    private var prefixes: [(prefix: String, handler: Handler)] = []
 
     public init() {}
 
@@ -64,11 +84,18 @@ public struct HTTPRouter: HTTPResponder {
         routes[path] = handler
     }
 
+    /// Every path that starts with `prefix` (which ends with `/`); the handler gets the request whole.
+    public mutating func route(prefix: String, _ handler: @escaping Handler) {
+        prefixes.append((prefix, handler))
+        prefixes.sort { $0.prefix.count > $1.prefix.count }
+    }
+
     /// The routes, sorted: for an index page.
-    public var paths: [String] { routes.keys.sorted() }
+    public var paths: [String] { (Array(routes.keys) + prefixes.map { $0.prefix + "…" }).sorted() }
 
     public func respond(to request: HTTPRequest) async -> HTTPResponse {
-        guard let handler = routes[request.path] else { return .notFound }
-        return await handler(request)
+        if let handler = routes[request.path] { return await handler(request) }
+        guard let match = prefixes.first(where: { request.path.hasPrefix($0.prefix) }) else { return .notFound }
+        return await match.handler(request)
     }
 }

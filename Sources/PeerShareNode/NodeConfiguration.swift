@@ -35,6 +35,8 @@ public struct OwnerConfiguration: Sendable {
     /// Where to serve /metrics and /status (`--http`); nil for nowhere.
     public var http: Endpoint?
     public var httpLimits = HTTPLimits()
+    /// In a private swarm, serve /files all the same (`--http-serve-file`): public to whoever reaches the port.
+    public var httpServeFile = false
     /// Hears how far the split (or, for a single file, the hashing) has got, for a live
     /// progress line; nil for none.
     public var onProgress: (@Sendable (NodeProgress) -> Void)?
@@ -93,6 +95,8 @@ public struct PeerConfiguration: Sendable {
     /// Where to serve /metrics and /status (`--http`); nil for nowhere.
     public var http: Endpoint?
     public var httpLimits = HTTPLimits()
+    /// In a private swarm, serve /files all the same (`--http-serve-file`): public to whoever reaches the port.
+    public var httpServeFile = false
     /// Called with a snapshot after every change of what the peer holds (for a live progress
     /// line); nil for none.
     public var onProgress: (@Sendable (NodeProgress) -> Void)?

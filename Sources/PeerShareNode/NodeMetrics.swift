@@ -12,6 +12,7 @@ public final class NodeMetrics: Sendable {
     enum Direction: String, CaseIterable { case inbound = "in", outbound = "out" }
 
     let chunksRejected: Counter
+    let webSeedSent: Counter
     let requestDuration: DurationHistogram
     let commitDuration: DurationHistogram
     let syncDuration: DurationHistogram
@@ -30,6 +31,7 @@ public final class NodeMetrics: Sendable {
             registry.makeDurationHistogram(descriptor: Self.name(name, "seconds", help), buckets: latencyBuckets)
         }
         chunksRejected = registry.makeCounter(descriptor: Self.name("chunks_rejected", "total", "Chunks received that failed their hash or did not fit the manifest."))
+        webSeedSent = registry.makeCounter(descriptor: Self.name("web_seed_sent_bytes", "total", "File bytes sent over HTTP from /files (BEP 19 web seeding)."))
         requestDuration = histogram("request_duration", "From a chunk request sent to its chunk verified and stored.")
         commitDuration = histogram("commit_duration", "One group commit of chunk rows (with the events waiting) to the index.")
         syncDuration = histogram("sync_duration", "One background sync of the store, before its sync mark is recorded.")

@@ -23,7 +23,8 @@ public enum OwnerRole {
             let access = config.isPrivate ? "a private swarm: only holders of its ticket can connect"
                 : "a public swarm: anyone who can reach its port can download the file (--private admits only holders of a ticket)"
             await node.log(.started, "started (pid \(getpid())) on \(config.file), chunks of \(config.chunkSize) bytes; \(access)")
-            try await withHTTPListener(config.http, limits: config.httpLimits, node: node) {
+            try await withHTTPListener(config.http, limits: config.httpLimits, isPrivate: config.isPrivate,
+                                         serveFileInPrivate: config.httpServeFile, node: node) {
                 try await prepareAndServe(config, node: node, store: store, logger: logger)
             }
             await node.close(outcome: "stopped")

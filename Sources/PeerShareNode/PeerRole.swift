@@ -19,7 +19,8 @@ public enum PeerRole {
         await node.setLimits(config.limits)
         await node.setSyncInterval(config.syncInterval)
         do {
-            try await withHTTPListener(config.http, limits: config.httpLimits, node: node) {
+            try await withHTTPListener(config.http, limits: config.httpLimits, isPrivate: config.security != nil,
+                                         serveFileInPrivate: config.httpServeFile, node: node) {
                 try await startAndTrade(config, node: node)
             }
             if let failure = await node.failure { throw NodeError.failed(failure) }

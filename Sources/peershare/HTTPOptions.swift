@@ -12,6 +12,10 @@ struct HTTPOptions: ParsableArguments {
             transform: Endpoint.listenArgument)
     var address: Endpoint?
 
+    @Flag(name: .customLong("http-serve-file"),
+          help: "In a private swarm, serve the file at /files/NAME all the same (it is off there by default): this makes the file public to whoever can reach the --http address.")
+    var serveFile = false
+
     /// Tests shorten it to see a slow client dropped quickly.
     @Option(help: .hidden) var httpHeadTimeout: Double?
     @Option(help: .hidden) var httpMaxConnections: Int?

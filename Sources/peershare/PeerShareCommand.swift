@@ -22,7 +22,7 @@ struct PeerShareCommand: AsyncParsableCommand {
         commandName: "peershare",
         abstract: "Spread a file from an owner to a swarm of peers, every chunk verified and indexed in SQLite.",
         version: "0.1.0",
-        subcommands: [OwnerCommand.self, PeerCommand.self, DemoCommand.self]
+        subcommands: [OwnerCommand.self, PeerCommand.self, DemoCommand.self, TorrentCommand.self]
     )
 }
 
@@ -152,6 +152,7 @@ struct OwnerCommand: AsyncParsableCommand {
         config.limits = connections.limits
         config.http = http.address
         config.httpLimits = http.limits
+        config.httpServeFile = http.serveFile
         config.isPrivate = isPrivate
         let console = StatusConsole(buffered: true)
         defer { console.flush() }
@@ -292,6 +293,7 @@ struct PeerCommand: AsyncParsableCommand {
         config.limits = connections.limits
         config.http = http.address
         config.httpLimits = http.limits
+        config.httpServeFile = http.serveFile
         let console = StatusConsole(buffered: true)
         defer { console.flush() }
         let logger = logging.makeLogger(label: name, console: console)

@@ -159,6 +159,15 @@ struct InspectFixture {
     /// A long-lived peer's index: `chunkCount` chunks (5% missing), `eventCount` events, a
     /// verified transfer per held chunk, two uploads per held chunk, 3% rejected attempts,
     /// and the chunk files (written plainly: fsyncing thousands of files would only slow the test).
+    /// `large`, built on a thread of its own: it takes seconds, and on the cooperative pool
+    /// (two threads here) it would hold up every other test's waits meanwhile.
+    static func largeOffThePool(chunkSize: Int = 1024) async throws -> InspectFixture {
+        let box: UncheckedBox<InspectFixture> = try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { UncheckedBox(try large(chunkSize: chunkSize)) }) }.start()
+        }
+        return box.value
+    }
+
     static func large(chunkCount: Int = 10_000, eventCount: Int = 100_000, chunkSize: Int = 1024, label: String = #function) throws -> InspectFixture {
         let dir = temporaryDirectory(label)
         let size = Int64(chunkCount) * Int64(chunkSize) - Int64(chunkSize / 2)
@@ -234,4 +243,10 @@ struct InspectFixture {
         index.close(outcome: "stopped by signal", now: at(held.count) + 1_000_000)
         return f
     }
+}
+
+/// Hands a value from the thread that made it to the task that waits for it.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -695,7 +695,7 @@ struct InspectCommandTests {
         let started = clock.now
         // PEERSHARE_INSPECT_CHUNK_SIZE=102400 builds the 1 GiB version (docs/INSPECT-NOTES.md).
         let chunkSize = ProcessInfo.processInfo.environment["PEERSHARE_INSPECT_CHUNK_SIZE"].flatMap(Int.init) ?? 1024
-        let f = try InspectFixture.large(chunkSize: chunkSize)
+        let f = try await InspectFixture.largeOffThePool(chunkSize: chunkSize)
         print("inspect speed: built a 10,000-chunk, 100,000-event index in \(clock.now - started): \(f.db)")
         let database = try f.open()
         #expect(try database.read { try $0.scalarInt("SELECT count(*) FROM events") } == 100_000)

@@ -52,6 +52,11 @@ struct ObservedSwarm {
         for process in peers + [owner] { await process.stop() }
     }
 
+    /// For `defer`: synchronous, so that no process outlives a failed test.
+    func kill() {
+        for process in peers + [owner] { process.signal(SIGKILL) }
+    }
+
     func waitUntilComplete() async -> Bool {
         for peer in peers where !(await waitForAssembly(peer, timeout: .seconds(90))) { return false }
         return true
@@ -63,7 +68,7 @@ struct MetricsTests {
     @Test("at the end of a swarm, /metrics agrees with each index: chunks held, bytes by source, bytes sent by receiver")
     func metricsAgreeWithIndex() async throws {
         let swarm = try await ObservedSwarm.start(fileSize: 3_000_000)
-        defer { Task { await swarm.stop() } }
+        defer { swarm.kill() }
         #expect(await swarm.waitUntilComplete(), "\(tail(swarm.dir + "/peer1.log"))")
         for (i, port) in swarm.peerHTTP.enumerated() {
             let samples = parseExposition(try await RawHTTP.get(port: port, "/metrics").body)
@@ -125,7 +130,7 @@ struct MetricsTests {
           .enabled(if: SystemTool.path("promtool") != nil, "promtool is not installed (Debian's prometheus package)"))
     func promtoolAccepts() async throws {
         let swarm = try await ObservedSwarm.start(fileSize: 1_000_000)
-        defer { Task { await swarm.stop() } }
+        defer { swarm.kill() }
         #expect(await swarm.waitUntilComplete())
         for port in [swarm.ownerHTTP] + swarm.peerHTTP {
             let path = swarm.dir + "/metrics-\(port).txt"
@@ -139,7 +144,7 @@ struct MetricsTests {
           .enabled(if: SystemTool.path("prometheus") != nil, "prometheus is not installed (Debian's prometheus package)"))
     func prometheusScrapes() async throws {
         let swarm = try await ObservedSwarm.start(fileSize: 1_000_000)
-        defer { Task { await swarm.stop() } }
+        defer { swarm.kill() }
         #expect(await swarm.waitUntilComplete())
         let targets = ([swarm.ownerHTTP] + swarm.peerHTTP).map { "'127.0.0.1:\($0)'" }.joined(separator: ", ")
         let config = swarm.dir + "/prometheus.yml"
