@@ -53,6 +53,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(help: "Write an HTML picture of the run (who sent which chunk when) to DIR/swarm.html and print its path.")
     var report = false
 
+    @Flag(help: "Once every copy is checked, keep the owner and the peers serving (peers restart with --keep-serving) until stopped with Ctrl-C: for BitTorrent clients and watching.")
+    var keepServing = false
+
     @Option(name: .customLong("http-port"), help: "Serve each node's /metrics and /status over HTTP on --host: the owner on this port, peer i on this port + i.")
     var httpPort: Int?
 
@@ -130,6 +133,7 @@ struct DemoCommand: AsyncParsableCommand {
             let start = clock.now
             let startMicros = Clock.nowMicros()
             var peerProcesses: [ChildProcess] = []
+            var peerArguments: [[String]] = []
             for i in 1...peers {
                 var arguments = ["peer", "--name", "peer\(i)"] + ownerArguments + ["--host", host, "--port", "\(ports[i])",
                                  "--dir", root + "/peer\(i)", "--wait-for-downloaders", "\(topology == .auto ? 1 : wiring.downloaders[i - 1])",
@@ -146,6 +150,7 @@ struct DemoCommand: AsyncParsableCommand {
                 let peer = try ChildProcess(name: "peer\(i)", executable: executable, arguments: arguments,
                                             stdout: !echoResults ? .discard : live ? nodeLogs : .ourStderr, stderr: nodeLogs)
                 peerProcesses.append(peer)
+                peerArguments.append(arguments)
                 started.append(peer)
             }
             let launched = peerProcesses
@@ -195,9 +200,23 @@ struct DemoCommand: AsyncParsableCommand {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let megabytes = Double(sourceSize) * Double(peers) / 1e6
             print("result: \(complete)/\(peers) peers complete and identical, \(sourceSize) bytes each, \(format(elapsed)) s, \(String(format: "%.1f", seconds > 0 ? megabytes / seconds : 0)) MB/s delivered in total")
-            await owner.stop()
             if report { try writeReport(root: root) }
-            guard complete == peers else { throw ExitCode(1) }
+            guard complete == peers else {
+                await owner.stop()
+                throw ExitCode(1)
+            }
+            if keepServing {
+                // The peers come back complete (they resume from their indexes) and stay up.
+                for (i, arguments) in peerArguments.enumerated() {
+                    started.append(try ChildProcess(name: "peer\(i + 1)", executable: executable, arguments: arguments + ["--keep-serving"],
+                                                    stdout: .discard, stderr: nodeLogs))
+                }
+                printServing(fileName: fileName)
+                // Out now, not at exit: a script waits for these lines while the swarm serves.
+                fflush(nil)
+                _ = await owner.waitForExit()
+            }
+            await owner.stop()
         } catch {
             for process in started { await process.stop(grace: .seconds(2)) }
             if error is DeadlineExceeded { throw DemoError("not every peer finished within \(Int(timeout)) s") }
@@ -301,5 +320,18 @@ extension DemoCommand {
     func httpArguments(_ i: Int) -> [String] {
         guard let httpPort else { return [] }
         return ["--http", "\(Endpoint(host: host, port: httpPort + i))"]
+    }
+}
+
+extension DemoCommand {
+    /// Where the swarm can be reached while it keeps serving.
+    func printServing(fileName: String) {
+        print("serving: the owner and \(peers) peers stay up until stopped (Ctrl-C)")
+        guard let httpPort else { return }
+        let name = fileName.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? fileName
+        for i in 0...peers {
+            let base = "http://\(Endpoint(host: host, port: httpPort + i))"
+            print("  \(i == 0 ? "owner" : "peer\(i)"): \(base)/files/\(name)  \(base)/metrics  \(base)/status")
+        }
     }
 }

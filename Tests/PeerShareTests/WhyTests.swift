@@ -214,7 +214,7 @@ struct WhyEndToEndTests {
         #expect((json["lost_to_timeouts_us"] as? Int ?? 0) > 0)
 
         let table = try await runCommand(Binaries.inspect, ["why", "--db", db, "--stalled-after", "0"])
-        #expect(table.status == 0 && table.stdout.hasPrefix("stuck: \(missing.count) chunks missing"), "\(table.stdout)\n\(table.stderr)")
+        #expect(table.status == 0 && table.stdout.hasPrefix("stuck: \(missing.count) chunk\(missing.count == 1 ? "" : "s") missing"), "\(table.stdout)\n\(table.stderr)")
         #expect(table.stdout.contains("peer1 (peer, "), "\(table.stdout)")
         print("why, table:\n\(table.stdout)")
         stuck.signal(SIGKILL)
