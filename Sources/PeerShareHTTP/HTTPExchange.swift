@@ -13,7 +13,8 @@ struct HTTPExchange<Responder: HTTPResponder> {
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var sentBody = false
-            for try await part in inbound {
+            var finished = false
+            for try await part in inbound where !finished {
                 switch part {
                 case .head(let started):
                     head = started
@@ -26,7 +27,11 @@ struct HTTPExchange<Responder: HTTPResponder> {
                     head = nil
                     let (response, keepOpen) = await answer(request, sentBody: sentBody)
                     try await write(response, to: request, keepOpen: keepOpen, outbound)
-                    if !keepOpen { return }
+                    if !keepOpen {
+                        // A lingering close (see RequestGuard): FIN now, the rest read and dropped.
+                        outbound.finish()
+                        finished = true
+                    }
                 }
             }
         }
@@ -34,8 +39,11 @@ struct HTTPExchange<Responder: HTTPResponder> {
 
     /// Answers one request, over the connection cap, and closes.
     func refuse(_ connection: HTTPListener.Connection, _ response: HTTPResponse) async {
-        try? await connection.executeThenClose { _, outbound in
+        try? await connection.executeThenClose { inbound, outbound in
             try await write(response, to: nil, keepOpen: false, outbound)
+            // A lingering close (see RequestGuard), bounded by its deadline.
+            outbound.finish()
+            for try await _ in inbound {}
         }
     }
 

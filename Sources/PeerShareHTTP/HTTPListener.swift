@@ -29,7 +29,10 @@ public struct HTTPListener: Sendable {
                         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits.decoderLimits)))
                         try sync.addHandler(RequestGuard(limits: limits))
                         try sync.addHandler(FileBodyWriter())
-                        return AcceptedConnection(try Connection(wrappingChannelSynchronously: channel))
+                        // Half-closure: a connection ends with a FIN after the last answer, and
+                        // reads what still comes until the client closes (a lingering close).
+                        let configuration = Connection.Configuration(isOutboundHalfClosureEnabled: true)
+                        return AcceptedConnection(try Connection(wrappingChannelSynchronously: channel, configuration: configuration))
                     }
                 }
             return HTTPListener(server: server, limits: limits, host: host, port: server.channel.localAddress?.port ?? port)

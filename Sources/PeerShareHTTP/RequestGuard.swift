@@ -16,6 +16,8 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// Request heads read whose responses have not been fully written.
     private var unanswered = 0
     private var responseStarted = false
+    /// Set once a malformed request was answered: the rest of what the client sends is dropped.
+    private var refused = false
 
     init(limits: HTTPLimits) {
         self.limits = limits
@@ -62,20 +64,29 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After a refusal the decoder reports every further read as an error: nothing to add.
+        guard !refused else { return }
         guard let parseError = error as? HTTPParserError else {
             context.fireErrorCaught(error)
             return
         }
+        refused = true
         // A response half written cannot be followed by another: the close says it all.
-        if !responseStarted {
-            let status: HTTPResponseStatus = parseError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
-            let body = ByteBuffer(string: status == .badRequest ? "malformed request\n" : "request headers over the limit\n")
-            let headers = HTTPHeaders([("Connection", "close"), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "\(body.readableBytes)")])
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        guard !responseStarted else {
+            context.close(promise: nil)
+            return
         }
-        context.close(promise: nil)
+        let status: HTTPResponseStatus = parseError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        let body = ByteBuffer(string: status == .badRequest ? "malformed request\n" : "request headers over the limit\n")
+        let headers = HTTPHeaders([("Connection", "close"), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "\(body.readableBytes)")])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        // A lingering close: the answer, then a FIN, while what the client still sends is
+        // read and dropped. Closing outright with its bytes unread would send a reset, which
+        // can destroy the answer before the client reads it. The deadline ends it for good.
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(mode: .output, promise: nil) }
+        arm(limits.headTimeout, context: context)
     }
 
     /// The connection closes unless the next step happens within `timeout`.
