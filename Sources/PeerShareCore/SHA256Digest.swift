@@ -17,7 +17,7 @@ public struct Digest32: Hashable, Sendable, CustomStringConvertible {
         out.reserveCapacity(32)
         var iterator = hex.utf8.makeIterator()
         while let high = iterator.next(), let low = iterator.next() {
-            guard let h = Self.nibble(high), let l = Self.nibble(low) else { return nil }
+            guard let h = Hex.value(of: high), let l = Hex.value(of: low) else { return nil }
             out.append(h << 4 | l)
         }
         self.bytes = out
@@ -33,27 +33,10 @@ public struct Digest32: Hashable, Sendable, CustomStringConvertible {
         return Digest32(hasher.finalize())
     }
 
-    public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public var hex: String { Hex.encode(bytes) }
 
     public var description: String { hex }
     /// The first 12 hex digits, enough to tell chunks apart in a log line.
     public var short: String { String(hex.prefix(12)) }
 
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 }

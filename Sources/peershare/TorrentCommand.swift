@@ -66,7 +66,7 @@ struct TorrentCommand: ParsableCommand {
         } catch {
             throw ValidationError("cannot write \(out): \(error)")
         }
-        let infoHash = torrent.infoHash.map { String(format: "%02x", $0) }.joined()
+        let infoHash = Hex.encode(torrent.infoHash)
         print("wrote \(out): \(file.name), \(file.size) bytes in \(hashed.pieces.count / 20) pieces of \(pieceLength), info hash \(infoHash), \(webSeeds.count) web seed(s)")
     }
 
