@@ -13,3 +13,18 @@ public struct ChunkID: RawRepresentable, Hashable, Comparable, Sendable, CustomS
 
     public static func < (lhs: ChunkID, rhs: ChunkID) -> Bool { lhs.rawValue < rhs.rawValue }
 }
+
+extension ChunkID {
+    /// Runs of consecutive IDs in ascending `ids`: [0, 1, 2, 5] as [0...2, 5...5].
+    public static func runs(of ids: some Sequence<ChunkID>) -> [ClosedRange<UInt32>] {
+        var runs: [ClosedRange<UInt32>] = []
+        for id in ids {
+            if let last = runs.last, last.upperBound &+ 1 == id.rawValue {
+                runs[runs.count - 1] = last.lowerBound...id.rawValue
+            } else {
+                runs.append(id.rawValue...id.rawValue)
+            }
+        }
+        return runs
+    }
+}

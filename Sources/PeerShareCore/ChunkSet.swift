@@ -88,6 +88,14 @@ public struct ChunkSet: Hashable, Sendable {
         }
     }
 
+    /// Members as runs of consecutive IDs, ascending: 0-19, 40, 42-45 as [0...19, 40...40, 42...45].
+    public var runs: [ClosedRange<UInt32>] { ChunkID.runs(of: members) }
+
+    /// Chunks of the file that are not in `self`.
+    public var complement: ChunkSet {
+        ChunkSet.full(capacity).subtracting(self)
+    }
+
     /// Chunks in `self` that are not in `other`.
     public func subtracting(_ other: ChunkSet) -> ChunkSet {
         precondition(capacity == other.capacity)

@@ -63,21 +63,9 @@ extension NodeStatus {
 
     /// `{"count": N, "ranges": [[a, b], …], "ranges_truncated": bool}`, of the set or of what it lacks.
     static func chunkSet(_ set: ChunkSet, complement: Bool) -> String {
-        var ranges: [(Int, Int)] = []
-        var truncated = false
-        var start: Int?
-        var count = 0
-        for index in 0...set.capacity {
-            let inside = index < set.capacity && set.contains(ChunkID(UInt32(index))) != complement
-            if inside {
-                count += 1
-                if start == nil { start = index }
-            } else if let first = start {
-                if ranges.count < rangeLimit { ranges.append((first, index - 1)) } else { truncated = true }
-                start = nil
-            }
-        }
-        let list = ranges.map { "[\($0.0),\($0.1)]" }.joined(separator: ",")
-        return "{\"count\":\(count),\"ranges\":[\(list)],\"ranges_truncated\":\(truncated)}"
+        let chosen = complement ? set.complement : set
+        let runs = chosen.runs
+        let list = runs.prefix(rangeLimit).map { "[\($0.lowerBound),\($0.upperBound)]" }.joined(separator: ",")
+        return "{\"count\":\(chosen.count),\"ranges\":[\(list)],\"ranges_truncated\":\(runs.count > rangeLimit)}"
     }
 }

@@ -188,14 +188,5 @@ extension ChunkFile {
 
 /// "0-19, 40, 42-45": a compact way to log a list of chunk IDs.
 func describeRanges(_ ids: [ChunkID]) -> String {
-    var parts: [String] = []
-    var index = 0
-    let sorted = ids.sorted()
-    while index < sorted.count {
-        var end = index
-        while end + 1 < sorted.count, sorted[end + 1].rawValue == sorted[end].rawValue + 1 { end += 1 }
-        parts.append(end == index ? "\(sorted[index])" : "\(sorted[index])-\(sorted[end])")
-        index = end + 1
-    }
-    return parts.joined(separator: ", ")
+    ChunkID.runs(of: ids.sorted()).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")
 }

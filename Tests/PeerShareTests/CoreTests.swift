@@ -1,5 +1,6 @@
 import Testing
 @testable import PeerShareCore
+@testable import PeerShareNode
 
 @Suite("Chunk layout at the edges")
 struct ChunkLayoutTests {
@@ -283,5 +284,17 @@ struct SwarmTopologyTests {
             #expect(topology == SwarmTopology.mesh(peers: peers, neighbours: k, seed: seed))
         }
         #expect(SwarmTopology.mesh(peers: 20, neighbours: 3, seed: 1) != SwarmTopology.mesh(peers: 20, neighbours: 3, seed: 2))
+    }
+}
+
+@Suite("Runs of chunk IDs")
+struct ChunkRunsTests {
+    @Test("runs of a set and of what it lacks; the log's compact form")
+    func runs() {
+        let set = ChunkSet(capacity: 50, [0, 1, 2, 19, 40, 42, 43, 44, 45].map { ChunkID(UInt32($0)) })
+        #expect(set.runs == [0...2, 19...19, 40...40, 42...45])
+        #expect(set.complement.runs == [3...18, 20...39, 41...41, 46...49])
+        #expect(ChunkSet(capacity: 0).runs.isEmpty && ChunkSet.full(3).complement.runs.isEmpty)
+        #expect(describeRanges([45, 0, 1, 2, 40, 19, 42, 43, 44].map { ChunkID(UInt32($0)) }) == "0-2, 19, 40, 42-45")
     }
 }
