@@ -23,10 +23,10 @@ struct WhyLoader {
             lines[id] = WhyReport.SourceLine(source: source)
         }
         let capacity = report.manifest.flatMap { Int(exactly: $0.chunkCount) } ?? 0
-        let held = try heldChunks(capacity: capacity)
+        let held = try chunkIDs(in: "chunks", capacity: capacity)
         report.chunksHeld = Int64(held.count)
         if report.manifest != nil {
-            let missing = try manifestChunks(capacity: capacity).subtracting(held)
+            let missing = try chunkIDs(in: "manifest_chunks", capacity: capacity).subtracting(held)
             report.missing = Int64(missing.count)
             let offers = try offers(capacity: capacity)
             for offer in offers { lines[offer.source.id]?.offered = Int64(offer.held.count) }
@@ -49,17 +49,10 @@ struct WhyLoader {
         return report
     }
 
-    private func heldChunks(capacity: Int) throws -> ChunkSet {
+    /// The chunk IDs of `table` (`chunks`: held; `manifest_chunks`: the file's), bounded.
+    private func chunkIDs(in table: StaticString, capacity: Int) throws -> ChunkSet {
         var set = ChunkSet(capacity: capacity)
-        for id in try db.query("SELECT chunk_id FROM chunks", row: { $0.int(0) }) {
-            if let i = Bounded.chunkIndex(id), i < capacity { set.insert(ChunkID(UInt32(i))) }
-        }
-        return set
-    }
-
-    private func manifestChunks(capacity: Int) throws -> ChunkSet {
-        var set = ChunkSet(capacity: capacity)
-        for id in try db.query("SELECT chunk_id FROM manifest_chunks", row: { $0.int(0) }) {
+        for id in try db.query("SELECT chunk_id FROM \(table)", row: { $0.int(0) }) {
             if let i = Bounded.chunkIndex(id), i < capacity { set.insert(ChunkID(UInt32(i))) }
         }
         return set

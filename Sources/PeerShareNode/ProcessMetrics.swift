@@ -25,7 +25,7 @@ struct ProcessMetrics {
                 metrics.cpuSeconds = (user + system) / ticks
                 metrics.virtualBytes = Int(fields[20])
                 metrics.residentBytes = Int(fields[21]).map { $0 * pageSize }
-                if let started = Double(fields[19]), let boot = bootTimeSeconds() { metrics.startTimeSeconds = boot + started / ticks }
+                if let started = Double(fields[19]), let boot = bootTime { metrics.startTimeSeconds = boot + started / ticks }
             }
         }
         metrics.openFileDescriptors = countEntries("/proc/self/fd")
@@ -65,6 +65,9 @@ struct ProcessMetrics {
         }
         return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
     }
+
+    /// When the machine booted, from /proc/stat: read once, since it does not change.
+    private static let bootTime = bootTimeSeconds()
 
     private static func bootTimeSeconds() -> Double? {
         guard let stat = readSmallFile("/proc/stat") else { return nil }
