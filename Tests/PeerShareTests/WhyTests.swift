@@ -164,7 +164,7 @@ struct WhyEndToEndTests {
         let swarm = try await Swarm.start(fileSize: 1_048_576, peers: 2, launchPeers: false)
         var processes = [swarm.owner]
         defer { for p in processes { p.signal(SIGKILL) } }
-        let slow = try swarm.launch(1, extra: ["--max-upload-rate", "40KiB"])
+        let slow = try swarm.launch(1, extra: ["--max-upload-rate", "40KiB"], lines: true)
         processes.append(slow)
         let stuck = try swarm.launch(2, lines: true)
         processes.append(stuck)
@@ -173,6 +173,10 @@ struct WhyEndToEndTests {
         let waiting = OutstandingRequests(at: "peer1", atLeast: 2, afterReceiving: 1)
         let first = await stuck.waitForLine(timeout: .seconds(90)) { waiting.reached(after: $0) }
         try #require(first != nil, "peer2 never waited on peer1:\n\(swarm.log(of: 2))\n\(swarm.log(of: 1))")
+        // And peer1 holds its whole share, so that each chunk peer2 lacks is one peer1 offers:
+        // killed earlier, peer1 would leave chunks that only the owner ever held.
+        let shareHeld = await slow.waitForLine(timeout: .seconds(60)) { $0.contains("nothing more needed from the owner") }
+        try #require(shareHeld != nil, "peer1 never held its share:\n\(swarm.log(of: 1))")
 
         // Stop the owner and peer1 (only processes this test started), and wait for peer2
         // to see the loss: its requests to peer1 are then abandoned and its offer recorded.
