@@ -221,16 +221,7 @@ enum Human {
     static func time(_ micros: Int64?) -> String { micros.map(Timestamp.short) ?? "-" }
 
     /// Lower-case hex of a blob (a SHA-256 column).
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ bytes: [UInt8]) -> String { Hex.encode(bytes) }
 
     /// The first 12 hex digits, as the node's own log lines show hashes.
     static func shortHash(_ hex: String) -> String { String(hex.prefix(12)) }
