@@ -7,11 +7,21 @@ import Foundation
 /// outgoing connections draw their local ports from that range: a child killed and
 /// relaunched on its port could otherwise find it taken by some other process's connection
 /// meanwhile ("address already in use"). Where no such port binds, the OS chooses.
+///
+/// Between this call and a child's bind, the port is free to anyone: a ledger of recently
+/// handed-out ports (`RecentPortLedger`) keeps other reservations, in this process or
+/// another, from handing it out again in that window.
 public func reserveFreePorts(_ count: Int, host: String = "127.0.0.1") throws -> [Int] {
+    try RecentPortLedger().excluding { recent in
+        try reservePorts(count, host: host, candidates: portsBelowEphemeralRange().filter { !recent.contains($0) })
+    }
+}
+
+private func reservePorts(_ count: Int, host: String, candidates: [UInt16]) throws -> [Int] {
     var sockets: [Int32] = []
     defer { sockets.forEach { close($0) } }
     let isIPv6 = host.contains(":")
-    var candidates = portsBelowEphemeralRange()
+    var candidates = candidates
     var ports: [Int] = []
     while ports.count < count {
         let fd = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)

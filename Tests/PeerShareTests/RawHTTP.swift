@@ -53,6 +53,18 @@ enum RawHTTP {
         try await exchange(port: port, Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
     }
 
+    /// `get`, asked again while the answer is 503: the listener frees a refused or dropped
+    /// client's place only once it sees that connection close, a moment after the client
+    /// has moved on (bounded: about 10 s).
+    static func getOnceAdmitted(port: Int, _ path: String, method: String = "GET") async throws -> Reply {
+        var reply = try await get(port: port, path, method: method)
+        for _ in 0..<200 where reply.status == 503 {
+            try await Task.sleep(for: .milliseconds(50))
+            reply = try await get(port: port, path, method: method)
+        }
+        return reply
+    }
+
     /// A slowloris client: starts a request head and sends one more header line every
     /// `every`, never finishing it. Returns how long the server let it go on before closing,
     /// or nil if it was still open after `limit`.
