@@ -53,16 +53,36 @@ enum RawHTTP {
         try await exchange(port: port, Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
     }
 
-    /// `get`, asked again while the answer is 503: the listener frees a refused or dropped
-    /// client's place only once it sees that connection close, a moment after the client
-    /// has moved on (bounded: about 10 s).
-    static func getOnceAdmitted(port: Int, _ path: String, method: String = "GET") async throws -> Reply {
-        var reply = try await get(port: port, path, method: method)
-        for _ in 0..<200 where reply.status == 503 {
-            try await Task.sleep(for: .milliseconds(50))
-            reply = try await get(port: port, path, method: method)
+    /// Opens keep-alive connections one after another, each asking `GET path` and staying
+    /// open after its answer, until one is answered otherwise than 200 or `limit` are open;
+    /// returns each connection's status (nil: no answer). Every connection closes on return.
+    /// An answer proves the listener has counted the connection, so a cap shows exactly.
+    static func holdUntilRefused(port: Int, path: String = "/status", limit: Int) async throws -> [Int?] {
+        try await withDeadline(.seconds(60)) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                defer { group.cancelAll() }
+                var statuses: [Int?] = []
+                while statuses.count < limit, statuses.allSatisfy({ $0 == 200 }) {
+                    let connection = try await connect(port: port)
+                    let (answers, answer) = AsyncStream<Int?>.makeStream()
+                    group.addTask {
+                        defer { answer.finish() }
+                        try? await connection.executeThenClose { inbound, outbound in
+                            try await outbound.write(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+                            var received: [UInt8] = []
+                            for try await chunk in inbound {
+                                received += chunk.readableBytesView
+                                if Reply(bytes: received).text.contains("\r\n\r\n") { answer.yield(Reply(bytes: received).status) }
+                            }
+                        }
+                    }
+                    var status: Int?
+                    for await first in answers { status = first; break }
+                    statuses.append(status)
+                }
+                return statuses
+            }
         }
-        return reply
     }
 
     /// A slowloris client: starts a request head and sends one more header line every
