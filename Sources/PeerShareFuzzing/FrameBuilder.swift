@@ -50,6 +50,8 @@ struct FrameBuilder {
         switch kind {
         case .hello: payload.hello(&input, facts: facts)
         case .manifest: payload.manifest(&input, facts: &facts)
+        case .folder: payload.folder(&input)
+        case .files: payload.files(&input)
         case .hashes: payload.hashes(&input, facts: &facts)
         case .share, .chunkList: payload.bitfield(&input, facts: facts)
         case .have, .request, .reject: payload.chunkID(&input, facts: facts)
@@ -142,6 +144,29 @@ private struct Payload {
         field(facts.chunkCount, width: 4)
         bytes += facts.fileID
         name(&input, lengthWidth: 2, limit: UInt64(FileName.maximumBytes))
+    }
+
+    mutating func folder(_ input: inout FuzzInput) {
+        field(input.field(width: 8), width: 8)
+        field(input.field(width: 4, near: [102_400, UInt64(ChunkLayout.maximumChunkSize)]), width: 4)
+        field(input.field(width: 4, near: [UInt64(ChunkID.maximumCount)]), width: 4)
+        field(input.field(width: 4, near: [0, 1, UInt64(FileTree.maximumEntries), 10_000_000]), width: 4)
+        bytes += input.raw(32)
+        name(&input, lengthWidth: 2, limit: UInt64(FileName.maximumBytes))
+    }
+
+    /// FILES: a first index, then entries whose paths are the attacks a folder invites.
+    mutating func files(_ input: inout FuzzInput) {
+        field(input.field(width: 4, near: [0, 1]), width: 4)
+        let paths = ["a", "a/b", "a/../../x", "/etc/x", "a//b", "a/", "é", "e\u{301}", "a\u{0}b", ".peershare-x/y", "..", "x\\y"]
+        for _ in 0..<input.index(below: 4) {
+            bytes.append(input.pick([0, 1, 2, 3, 0xff]))
+            field(input.field(width: 8, near: [0, 1]), width: 8)
+            let path = Array(input.pick(paths).utf8)
+            let length = input.bool() ? UInt64(path.count) : input.field(width: 2, near: [UInt64(TreePath.maximumBytes)])
+            field(length, width: 2)
+            bytes += (0..<Int(min(length, 5_000))).map { path[$0 % path.count] }
+        }
     }
 
     mutating func hashes(_ input: inout FuzzInput, facts: inout ConversationFacts) {

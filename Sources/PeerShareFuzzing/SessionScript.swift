@@ -130,6 +130,9 @@ struct SessionModel {
             guard (1...PeerMessage.maximumSignerKeyBytes).contains(key.count), (1...PeerMessage.maximumSignatureBytes).contains(signature.count) else {
                 throw Refused(reason: "MANIFEST-SIGNATURE lengths")
             }
+        case .folder, .files:
+            // The gate admits neither yet: nodes take folders in a later step of issue 19.
+            throw Refused(reason: "FOLDER and FILES before nodes take folders")
         }
     }
 

@@ -51,6 +51,10 @@ extension PeerMessage {
             out.writeBytes(key)
             out.writeInteger(UInt8(truncatingIfNeeded: signature.count))
             out.writeBytes(signature)
+        case .folder(let header):
+            FolderCoding.encode(header, into: &out)
+        case .files(let first, let entries):
+            FolderCoding.encode(first: first, entries, into: &out)
         }
     }
 
@@ -75,6 +79,8 @@ extension PeerMessage {
             case .getPeers: 1
             case .peers(let peers): 1 + peers.reduce(0) { $0 + 1 + $1.name.utf8.count + 1 + $1.endpoint.host.utf8.count + 2 }
             case .manifestSignature(let key, let signature): 1 + key.count + 1 + signature.count
+            case .folder(let header): 8 + 4 + 4 + 4 + 32 + 2 + header.name.utf8.count
+            case .files(_, let entries): 4 + entries.reduce(0) { $0 + FolderCoding.entryLength($1) }
             }
         }()
     }
@@ -179,6 +185,11 @@ extension PeerMessage {
             }
             guard let signature = payload.readBytes(length: Int(signatureLength)) else { throw .malformed(kind, "the signature is truncated") }
             message = .manifestSignature(signerKey: key, signature: signature)
+        case .folder:
+            message = .folder(try FolderCoding.decodeHeader(&payload))
+        case .files:
+            let (first, entries) = try FolderCoding.decodeEntries(&payload)
+            message = .files(first: first, entries)
         }
         guard payload.readableBytes == 0 else {
             throw .malformed(kind, "\(payload.readableBytes) unexpected trailing bytes")

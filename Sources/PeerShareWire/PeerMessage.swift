@@ -19,6 +19,10 @@ public enum PeerMessage: Equatable, Sendable {
     /// A private swarm's manifest, signed by the owner: its public key (DER SPKI) and an
     /// ECDSA P-256 signature (docs/PROTOCOL.md, "Private swarms").
     case manifestSignature(signerKey: [UInt8], signature: [UInt8])
+    /// A shared folder's manifest header, in MANIFEST's place (docs/PROTOCOL.md, "Folders").
+    case folder(FolderHeader)
+    /// A batch of a folder's entries, numbered from `first`.
+    case files(first: UInt32, [TreeEntry])
 
     /// Bounds on MANIFEST-SIGNATURE's fields: a P-256 SPKI is 91 bytes, a signature 64.
     public static let maximumSignerKeyBytes = 200
@@ -39,6 +43,8 @@ public enum PeerMessage: Equatable, Sendable {
         case getPeers = 0x0B
         case peers = 0x0C
         case manifestSignature = 0x0E
+        case folder = 0x0F
+        case files = 0x10
 
         /// The message's name as docs/PROTOCOL.md writes it, for log lines and errors.
         public var name: String {
@@ -56,6 +62,8 @@ public enum PeerMessage: Equatable, Sendable {
             case .getPeers: "GET-PEERS"
             case .peers: "PEERS"
             case .manifestSignature: "MANIFEST-SIGNATURE"
+            case .folder: "FOLDER"
+            case .files: "FILES"
             }
         }
     }
@@ -75,6 +83,8 @@ public enum PeerMessage: Equatable, Sendable {
         case .getPeers: .getPeers
         case .peers: .peers
         case .manifestSignature: .manifestSignature
+        case .folder: .folder
+        case .files: .files
         }
     }
 }
