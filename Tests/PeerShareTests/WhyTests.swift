@@ -204,14 +204,18 @@ struct WhyEndToEndTests {
         #expect(json["running"] as? Bool == true)
         let ranges = try #require(json["missing_ranges"] as? [[String: Any]])
         var named = Set<Int64>()
+        var namedPeer1 = false
         for range in ranges {
             let first = Int64(range["first"] as? Int ?? -1), last = Int64(range["last"] as? Int ?? -2)
             named.formUnion(first <= last ? Set(first...last) : [])
             let holders = (range["holders"] as? [[String: Any]] ?? []).compactMap { $0["source"] as? String }
-            // peer1 held them; so did the owner, whose CHUNK-LIST to peer2 offers every chunk
-            // (it hands out only the share, but lists all it has).
-            #expect(Set(holders) == ["peer1", "owner"], "chunks \(first)-\(last): holders \(holders)")
+            // The owner's CHUNK-LIST to peer2 offers every chunk (it hands out only the share,
+            // but lists all it has). peer1 offered those its HAVEs reached peer2 with: they
+            // queue behind its 40 KiB/s of pieces, so the last few may never have arrived.
+            #expect(holders.contains("owner") && Set(holders).isSubset(of: ["peer1", "owner"]), "chunks \(first)-\(last): holders \(holders)")
+            namedPeer1 = namedPeer1 || holders.contains("peer1")
         }
+        #expect(namedPeer1, "no missing range names peer1 as a holder: \(ranges)")
         #expect(named == missing, "named \(named.sorted()), missing \(missing.sorted())")
         let sources = json["sources"] as? [[String: Any]] ?? []
         let offered = Dictionary(sources.compactMap { s in (s["source"] as? String).map { ($0, s["offered"] as? Int ?? -1) } }, uniquingKeysWith: max)
