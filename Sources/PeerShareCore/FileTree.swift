@@ -43,6 +43,16 @@ public struct FileTree: Hashable, Sendable {
     public var count: Int { entries.count }
     public var files: [TreeEntry] { entries.filter(\.isFile) }
 
+    /// The position of the entry at `path`, by binary search over the canonical order.
+    public func index(of path: TreePath) -> Int? {
+        var low = 0, high = entries.count
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[middle].path < path { low = middle + 1 } else { high = middle }
+        }
+        return low < entries.count && entries[low].path == path ? low : nil
+    }
+
     public mutating func append(_ entry: TreeEntry) throws(FileTreeError) {
         guard entries.count < Self.maximumEntries else { throw .tooManyEntries(entries.count + 1) }
         if let previous = entries.last {

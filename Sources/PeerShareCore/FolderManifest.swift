@@ -1,7 +1,7 @@
 import Crypto
 
 /// Everything a peer needs to rebuild a shared folder: its name, entries, chunk layout and
-/// every chunk hash; the folder's counterpart of `Manifest` (docs/PROTOCOL.md, "Folders").
+/// every chunk hash (docs/PROTOCOL.md, "Folders"). A node carries it inside a `Manifest`.
 public struct FolderManifest: Hashable, Sendable {
     public let name: String
     public let tree: FileTree
@@ -28,6 +28,18 @@ public struct FolderManifest: Hashable, Sendable {
 
     public var chunkCount: Int { layout.chunkCount }
 
+    /// An entry as an index stores it (`folder_entries`).
+    public typealias StoredEntry = (path: String, isFolder: Bool, size: Int64, executable: Bool)
+
+    /// A folder manifest from an index's rows, every path and entry checked again as if it
+    /// came from the network: an index is input too.
+    public init(name: String, chunkSize: Int, chunkHashes: [Digest32], contentHash: Digest32, stored: [StoredEntry]) throws {
+        let tree = try FileTree(stored.map { row throws -> TreeEntry in
+            TreeEntry(path: try TreePath(validating: row.path), kind: row.isFolder ? .emptyFolder : .file(size: row.size, executable: row.executable))
+        })
+        try self.init(name: name, tree: tree, chunkSize: chunkSize, chunkHashes: chunkHashes, contentHash: contentHash)
+    }
+
     /// SHA-256 of "PSHR-TREE1", the chunk size (4) and entry count (4), each entry's flags
     /// (1), size (8), path length (2) and path, then every chunk hash; numbers big-endian.
     public static func folderID(tree: FileTree, chunkSize: Int, chunkHashes: [Digest32]) -> Digest32 {
@@ -48,14 +60,6 @@ public struct FolderManifest: Hashable, Sendable {
         bytes += withUnsafeBytes(of: UInt64(entry.size).bigEndian, Array.init)
         bytes += withUnsafeBytes(of: UInt16(truncatingIfNeeded: path.count).bigEndian, Array.init)
         return bytes + path
-    }
-
-    /// Checks received bytes against the manifest: a chunk of this folder, the right size and SHA-256.
-    public func verify(_ id: ChunkID, bytes: some Sequence<UInt8>, count: Int) -> ChunkVerdict {
-        guard let place = layout.place(of: id) else { return .unknownChunk }
-        guard count == place.size else { return .wrongSize(expected: place.size, got: count) }
-        let digest = Digest32.of(bytes)
-        return digest == chunkHashes[id.index] ? .verified(digest) : .wrongHash(got: digest)
     }
 
     /// The entry a chunk belongs to: the file a damaged or missing chunk names.

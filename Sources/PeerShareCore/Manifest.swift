@@ -7,6 +7,12 @@ import Crypto
 /// ID, and each chunk against the manifest as it arrives, has checked every byte of the file
 /// once. Two peers with the same file ID are sharing the same bytes. The whole file's SHA-256
 /// (`fileHash`) travels with it, for people and for the chunk-files layout's copy check.
+///
+/// A shared folder is a manifest too (`folder`): its name is the folder's, its file ID the
+/// folder ID, its file hash the content hash, its size the files' total. Its chunks keep one
+/// number space, and `layout` is then the chunk grid: chunk i at i × chunk size in a stream
+/// where each file is padded to a chunk boundary (as BEP 47's padding files do); only the
+/// sizes differ, and `size(of:)` gives each chunk's own.
 public struct Manifest: Hashable, Sendable {
     public let fileName: String
     public let layout: ChunkLayout
@@ -14,6 +20,8 @@ public struct Manifest: Hashable, Sendable {
     public let fileHash: Digest32
     /// The swarm's file ID (see above).
     public let fileID: Digest32
+    /// The folder's entries and where each file's chunks lie; nil for a single file.
+    public let folder: FolderManifest?
 
     public init(fileName: String, layout: ChunkLayout, chunkHashes: [Digest32], fileHash: Digest32) throws(ManifestError) {
         try FileName.validate(fileName)
@@ -25,6 +33,17 @@ public struct Manifest: Hashable, Sendable {
         self.chunkHashes = chunkHashes
         self.fileHash = fileHash
         self.fileID = Self.contentID(layout: layout, chunkHashes: chunkHashes)
+        self.folder = nil
+    }
+
+    /// A shared folder's manifest.
+    public init(folder: FolderManifest) {
+        self.fileName = folder.name
+        self.layout = folder.layout.grid
+        self.chunkHashes = folder.chunkHashes
+        self.fileHash = folder.contentHash
+        self.fileID = folder.folderID
+        self.folder = folder
     }
 
     /// SHA-256 of "PSHR-ID2", the file size (8 bytes) and chunk size (4 bytes), big-endian,
@@ -39,11 +58,16 @@ public struct Manifest: Hashable, Sendable {
         return Digest32(hasher.finalize())
     }
     public var chunkCount: Int { layout.chunkCount }
-    public var fileSize: Int64 { layout.fileSize }
+    public var fileSize: Int64 { folder?.tree.totalSize ?? layout.fileSize }
     public var chunkSize: Int { layout.chunkSize }
+    public var chunkIDs: [ChunkID] { layout.chunkIDs }
 
     public func hash(of id: ChunkID) -> Digest32 { chunkHashes[id.index] }
-    public func size(of id: ChunkID) -> Int { layout.size(of: id) }
+    /// The caller checks `contains` first, as for `ChunkLayout.size(of:)`.
+    public func size(of id: ChunkID) -> Int {
+        guard let folder else { return layout.size(of: id) }
+        return folder.layout.place(of: id).map(\.size) ?? layout.size(of: id)
+    }
     public func contains(_ id: ChunkID) -> Bool { layout.contains(id) }
 
     /// Checks received bytes against the manifest: right size, right SHA-256.

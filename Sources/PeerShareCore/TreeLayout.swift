@@ -18,6 +18,9 @@ public struct TreeLayout: Hashable, Sendable {
     public let spans: [FileSpan]
     public let chunkCount: Int
     public let totalSize: Int64
+    /// The chunk grid: chunk i at i × chunk size of a stream where each file is padded to a
+    /// chunk boundary. Offsets and the count match; sizes are the spans' own (`place(of:)`).
+    public let grid: ChunkLayout
 
     public init(tree: FileTree, chunkSize: Int) throws(LayoutError) {
         var spans: [FileSpan] = []
@@ -33,6 +36,7 @@ public struct TreeLayout: Hashable, Sendable {
         self.spans = spans
         self.chunkCount = next
         self.totalSize = tree.totalSize
+        self.grid = try ChunkLayout(fileSize: Int64(next) * Int64(chunkSize), chunkSize: chunkSize)
     }
 
     public func contains(_ id: ChunkID) -> Bool { id.index < chunkCount }

@@ -79,6 +79,7 @@ struct SessionModel {
     let side: ConversationGate.Side
     let localLayout: ChunkLayout
     private var receiver: ManifestReceiver?
+    private var folderReceiver: FolderReceiver?
     private var manifest: Manifest?
     private var theirs = ChunkSet(capacity: 0)
 
@@ -99,6 +100,9 @@ struct SessionModel {
         case .manifest(let header):
             receiver = try ManifestReceiver(header)
             if receiver?.isComplete == true { try finishManifest() }
+        case .hashes(let first, let batch) where folderReceiver != nil:
+            try folderReceiver!.add(first: first, batch)
+            if folderReceiver!.isComplete { try finishFolder() }
         case .hashes(let first, let batch):
             guard receiver != nil else { throw Refused(reason: "HASHES without MANIFEST") }
             try receiver!.add(first: first, batch)
@@ -130,10 +134,19 @@ struct SessionModel {
             guard (1...PeerMessage.maximumSignerKeyBytes).contains(key.count), (1...PeerMessage.maximumSignatureBytes).contains(signature.count) else {
                 throw Refused(reason: "MANIFEST-SIGNATURE lengths")
             }
-        case .folder, .files:
-            // The gate admits neither yet: nodes take folders in a later step of issue 19.
-            throw Refused(reason: "FOLDER and FILES before nodes take folders")
+        case .folder(let header):
+            folderReceiver = FolderReceiver(header)
+        case .files(let first, let entries):
+            guard folderReceiver != nil else { throw Refused(reason: "FILES without FOLDER") }
+            try folderReceiver!.add(first: first, entries)
+            if folderReceiver!.isComplete { try finishFolder() }
         }
+    }
+
+    private mutating func finishFolder() throws {
+        manifest = Manifest(folder: try folderReceiver!.manifest())
+        folderReceiver = nil
+        theirs = ChunkSet(capacity: manifest!.chunkCount)
     }
 
     private mutating func finishManifest() throws {

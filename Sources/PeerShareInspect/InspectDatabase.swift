@@ -30,6 +30,8 @@ public struct ManifestInfo: Sendable, Equatable {
     public var assembledAt: Int64?
     /// The owner's source file (schema 4 and later).
     public var sourcePath: String? = nil
+    /// A shared folder rather than one file (schema 8 and later).
+    public var isFolder = false
 }
 
 /// Where chunks come from or go to (the `sources` table).
@@ -126,9 +128,11 @@ public final class InspectDatabase {
     /// The manifest row, refused unless its numbers describe a file the node could share.
     func manifest(_ db: Reader) throws -> ManifestInfo? {
         let source = schemaVersion >= 4 ? ", source_path" : ", NULL"
-        let manifest = try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at\(source) FROM manifest WHERE id = 1") {
+        let kind = schemaVersion >= 8 ? ", kind" : ", 'file'"
+        let manifest = try db.query("SELECT file_name, file_size, chunk_size, chunk_count, file_sha256, recorded_at, assembled_at\(source)\(kind) FROM manifest WHERE id = 1") {
             ManifestInfo(fileName: $0.text(0), fileSize: $0.int(1), chunkSize: $0.int(2), chunkCount: $0.int(3),
-                         sha256: Human.hex($0.blob(4)), recordedAt: $0.int(5), assembledAt: $0.optionalInt(6), sourcePath: $0.optionalText(7))
+                         sha256: Human.hex($0.blob(4)), recordedAt: $0.int(5), assembledAt: $0.optionalInt(6), sourcePath: $0.optionalText(7),
+                         isFolder: $0.text(8) == "folder")
         }.first
         if let manifest { try check(manifest) }
         return manifest
@@ -146,6 +150,11 @@ public final class InspectDatabase {
             throw invalid("chunk_size \(m.chunkSize) is outside 1...\(ChunkLayout.maximumChunkSize)")
         }
         guard m.fileSize >= 0 else { throw invalid("file_size \(m.fileSize) is negative") }
+        // A folder's chunk count follows its entries, checked where they are read (folderEntries).
+        if m.isFolder {
+            guard m.fileSize <= ChunkLayout.maximumFileSize else { throw invalid("file_size \(m.fileSize) is over \(ChunkLayout.maximumFileSize)") }
+            return
+        }
         let layout: ChunkLayout
         do {
             layout = try ChunkLayout(fileSize: m.fileSize, chunkSize: Int(m.chunkSize))
@@ -154,6 +163,18 @@ public final class InspectDatabase {
         }
         guard layout.chunkCount == m.chunkCount else {
             throw invalid("chunk_count \(m.chunkCount) does not match file_size \(m.fileSize) in chunks of \(m.chunkSize) bytes (\(layout.chunkCount) chunks)")
+        }
+    }
+
+    /// A folder's entries (schema 8), in manifest order, bounded like a manifest from the network.
+    func folderEntries(_ db: Reader) throws -> [FolderManifest.StoredEntry] {
+        guard schemaVersion >= 8 else { return [] }
+        let count = try db.scalarInt("SELECT count(*) FROM folder_entries") ?? 0
+        guard count <= Int64(FileTree.maximumEntries) else {
+            throw InspectError("\(path): the index lists \(count) folder entries, over \(FileTree.maximumEntries)")
+        }
+        return try db.query("SELECT path, is_folder, size, executable FROM folder_entries ORDER BY position") {
+            (path: $0.text(0), isFolder: $0.int(1) != 0, size: $0.int(2), executable: $0.int(3) != 0)
         }
     }
 

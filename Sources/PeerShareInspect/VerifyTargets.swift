@@ -27,17 +27,22 @@ struct VerifySnapshot {
                 Indexed(id: $0.int(0), size: $0.int(1), rowHash: Human.hex($0.blob(2)), manifestHash: Human.hex($0.blob(3)))
             }
             let integrity = try db.query("PRAGMA quick_check") { $0.text(0) }
-            return (node, try info.map { try Self.manifest($0, db: db, path: database.path) }, info?.assembledAt != nil, info?.sourcePath, rows, integrity)
+            let entries = info?.isFolder == true ? try database.folderEntries(db) : []
+            return (node, try info.map { try Self.manifest($0, entries: entries, db: db, path: database.path) }, info?.assembledAt != nil, info?.sourcePath, rows, integrity)
         }
     }
 
     /// The manifest as the node holds it (its layout and hashes decide where each chunk is).
-    private static func manifest(_ info: ManifestInfo, db: Reader, path: String) throws -> Manifest {
+    private static func manifest(_ info: ManifestInfo, entries: [FolderManifest.StoredEntry], db: Reader, path: String) throws -> Manifest {
         let hashes = try db.query("SELECT sha256 FROM manifest_chunks ORDER BY chunk_id") { Digest32(bytes: $0.blob(0)) }
         guard let fileHash = Digest32(hex: info.sha256), hashes.count == Int(info.chunkCount), !hashes.contains(nil) else {
             throw InspectError("\(path): the index's manifest hashes are malformed or incomplete")
         }
         do {
+            if info.isFolder {
+                return Manifest(folder: try FolderManifest(name: info.fileName, chunkSize: Int(info.chunkSize), chunkHashes: hashes.compactMap { $0 },
+                                                           contentHash: fileHash, stored: entries))
+            }
             let layout = try ChunkLayout(fileSize: info.fileSize, chunkSize: Int(info.chunkSize))
             return try Manifest(fileName: info.fileName, layout: layout, chunkHashes: hashes.compactMap { $0 }, fileHash: fileHash)
         } catch {

@@ -189,10 +189,12 @@ struct DownloadSession {
     /// MANIFEST and HASHES, checked against the file ID the remote's HELLO announced and
     /// the one this node was told to expect (`--file-id`).
     private func receiveAnnouncedManifest(_ io: inout SessionIO, hello: Hello) async throws -> Manifest {
-        guard case .manifest(let header) = try await io.nextMessage(during: "manifest transfer") else {
-            throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
+        let manifest: Manifest
+        switch try await io.nextMessage(during: "manifest transfer") {
+        case .manifest(let header): manifest = try await receiveManifest(&io, header: header)
+        case .folder(let header): manifest = try await receiveFolderManifest(&io, header: header)
+        default: throw NodeError.protocolViolation("\(hello.name) at \(endpoint) did not send the manifest this node asked for")
         }
-        let manifest = try await receiveManifest(&io, header: header)
         // The manifest's chunk hashes must hash to the file ID announced: from here on, each
         // chunk checked against them is a checked byte of that file.
         guard hello.fileID == manifest.fileID else {

@@ -44,9 +44,12 @@ enum FileSplitter {
 
     /// Cuts the given chunks again from the source, each checked against the manifest, and
     /// makes them durable.
-    static func recut(_ ids: [ChunkID], from path: String, manifest: Manifest, into store: ChunkFilesStore) throws {
+    static func recut(_ ids: [ChunkID], from source: OwnerSource, manifest: Manifest, into store: ChunkFilesStore) throws {
         for id in ids {
-            let bytes = try PosixFiles.read(path: path, offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
+            guard let (path, offset) = source.location(of: id, in: manifest) else {
+                throw NodeError.manifestChanged("chunk \(id) has no file in \(source.path); the folder changed. Pass --new-manifest to split it afresh")
+            }
+            let bytes = try PosixFiles.read(path: path, offset: offset, count: manifest.size(of: id))
             let digest = bytes.withUnsafeReadableBytes { Digest32(SHA256.hash(data: $0)) }
             guard digest == manifest.hash(of: id) else {
                 throw NodeError.manifestChanged("chunk \(id) of \(path) no longer matches the indexed manifest; the file changed. Pass --new-manifest to split it afresh")
@@ -75,6 +78,22 @@ enum FileSplitter {
         try store?.sync()
         let manifest = try Manifest(fileName: name, layout: layout, chunkHashes: hashes, fileHash: fileHash)
         return Result(manifest: manifest, newChunks: newChunks)
+    }
+
+    /// A folder (docs/PROTOCOL.md, "Folders"): scanned without following symlinks, each file
+    /// read once for its chunk hashes and the content hash, and cut into `store`'s chunk files.
+    static func splitFolder(path: String, chunkSize: Int, into store: ChunkFilesStore?) async throws -> (Result, OwnerSource) {
+        let name = String(path.split(separator: "/").last ?? Substring(path))
+        return try await NIOThreadPool.singleton.runIfActive {
+            let scanned = try FolderScanner.scan(path)
+            var newChunks: [ChunkIndex.ReceivedChunk] = []
+            let folder = try FolderHasher.manifest(of: scanned, root: path, name: name, chunkSize: chunkSize) { id, bytes, digest, started in
+                try store?.write(id, bytes: bytes)
+                newChunks.append(.init(id: id, size: bytes.readableBytes, sha256: digest, source: .splitFromFile, startedAt: started, finishedAt: Clock.nowMicros()))
+            }
+            try store?.sync()
+            return (Result(manifest: Manifest(folder: folder), newChunks: newChunks), OwnerSource(folder: path, scanned: scanned))
+        }
     }
 
     /// Reads the file once, in order, hashing each chunk and writing it to `store`.

@@ -30,7 +30,7 @@ extension Node {
         // A single file is the chunks' only copy: once any of them is dropped, it is no longer
         // the complete file, and goes back to its temporary name until they are fetched again.
         let copyDamaged = store.layout == .singleFile && !check.droppedRows.isEmpty
-        if isAssembled && (check.assembledFileLost || copyDamaged || PosixFiles.fileSize(store.assembledPath(for: manifest)) != manifest.fileSize) {
+        if isAssembled && (check.assembledFileLost || copyDamaged || !store.assembledLooksIntact(manifest)) {
             let reason = copyDamaged && !check.assembledFileLost ? "has chunks that must be fetched again" : "is missing or the wrong size"
             let event = EventRecord(kind: .cleanup, message: "the assembled \(manifest.fileName) \(reason); it will be assembled again")
             try await index.run { try $0.clearAssembled(event: event) }
@@ -113,7 +113,7 @@ extension Node {
     /// cut again from the source, and chunks split before a crash lost their rows are
     /// indexed. A single file is the source itself: only its size is checked. Returns how
     /// many chunk files were written.
-    func repairOwnedChunks(from source: String, recheck: Bool) async throws -> Int {
+    func repairOwnedChunks(from source: OwnerSource, recheck: Bool) async throws -> Int {
         guard let manifest else { return 0 }
         guard let chunkFiles = store as? ChunkFilesStore else {
             let store = self.store
@@ -172,6 +172,9 @@ extension Node {
         let own = [store.root + "/" + summaryFileName, store.root + "/chunks"] + ["", "-wal", "-shm", "-journal"].map { databasePath + $0 }
         if own.contains(where: { PosixFiles.absolutePath($0) == PosixFiles.absolutePath(target) || $0 == target }) {
             throw NodeError.failed("the file's name \(manifest.fileName) would overwrite this node's own \(target); use another --dir or --db")
+        }
+        if manifest.folder != nil, store.layout == .singleFile {
+            throw NodeError.failed("this swarm shares the folder \(manifest.fileName), which --storage single-file cannot hold yet; use --storage chunk-files")
         }
     }
 }

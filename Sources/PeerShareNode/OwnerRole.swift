@@ -69,7 +69,8 @@ public enum OwnerRole {
     private static func prepareChunks(_ config: OwnerConfiguration, node: Node, store chunkFiles: ChunkFilesStore?, logger: Logger) async throws -> Manifest {
         let stat: PosixFiles.Status
         do { stat = try PosixFiles.status(config.file) } catch { throw NodeError.failed(error.description) }
-        guard stat.isRegularFile else { throw NodeError.failed("cannot share \(config.file): not a regular file") }
+        if stat.isDirectory { return try await prepareFolder(config, node: node, store: chunkFiles) }
+        guard stat.isRegularFile else { throw NodeError.failed("cannot share \(config.file): not a regular file or a folder") }
         let started = Clock.nowMicros()
         if let indexed = await node.manifest {
             let recordedTime = try await node.sourceModificationTime()
@@ -87,7 +88,7 @@ public enum OwnerRole {
                 throw NodeError.manifestChanged("\(config.directory) holds chunks of \(indexed.chunkSize) bytes, not \(config.chunkSize); pass --new-manifest to split afresh")
             }
             // Chunk files that went missing or were damaged are cut again from the source.
-            let repaired = try await node.repairOwnedChunks(from: config.file, recheck: config.recheck)
+            let repaired = try await node.repairOwnedChunks(from: OwnerSource(file: config.file), recheck: config.recheck)
             let millis = Double(Clock.nowMicros() - started) / 1000
             await node.log(.split, "reusing \(indexed.chunkCount) chunks of \(indexed.fileName) from an earlier run (\(repaired) cut again from the source) in \(formatMillis(millis)) ms; source \(unchanged && !config.recheck ? "unchanged, not re-read" : "re-hashed and identical")")
             return indexed
@@ -107,6 +108,39 @@ public enum OwnerRole {
         try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
             kind: .split,
             message: "\(chunkFiles == nil ? "indexed" : "split") \(manifest.fileName): \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, file SHA-256 \(manifest.fileHash.short)\(chunkFiles == nil ? "; served in place" : "")"))
+        return manifest
+    }
+
+    /// A folder (docs/PROTOCOL.md, "Folders"): scanned, hashed and cut into chunk files. A
+    /// restart scans and hashes it again and goes on only if the folder ID is unchanged.
+    private static func prepareFolder(_ config: OwnerConfiguration, node: Node, store chunkFiles: ChunkFilesStore?) async throws -> Manifest {
+        guard let chunkFiles else {
+            throw NodeError.failed("cannot share the folder \(config.file) with --storage single-file yet; use --storage chunk-files")
+        }
+        let started = Clock.nowMicros()
+        let indexed = await node.manifest
+        if let indexed, config.chunkSize != indexed.chunkSize {
+            throw NodeError.manifestChanged("\(config.directory) holds chunks of \(indexed.chunkSize) bytes, not \(config.chunkSize); pass --new-manifest to split afresh")
+        }
+        let (split, source) = try await FileSplitter.splitFolder(path: config.file, chunkSize: config.chunkSize, into: indexed == nil ? chunkFiles : nil)
+        let manifest = split.manifest
+        for skipped in source.skipped.prefix(10) {
+            await node.log(.split, "not shared: \(skipped) is a symlink or a special file", level: .warning)
+        }
+        let millis = Double(Clock.nowMicros() - started) / 1000
+        if let indexed {
+            guard indexed.fileID == manifest.fileID else {
+                throw NodeError.manifestChanged("\(config.file) changed since it was shared from \(config.directory) (folder ID now \(manifest.fileID.short), indexed \(indexed.fileID.short)); pass --new-manifest to split it afresh, or use another --dir")
+            }
+            let repaired = try await node.repairOwnedChunks(from: source, recheck: config.recheck)
+            await node.log(.split, "reusing \(indexed.chunkCount) chunks of the folder \(indexed.fileName) from an earlier run (\(repaired) cut again) after re-reading it in \(formatMillis(millis)) ms")
+            return indexed
+        }
+        try await node.saveOwnerManifest(manifest)
+        let files = manifest.folder?.tree.files.count ?? 0
+        try await node.recordOwnedChunks(split.newChunks, event: EventRecord(
+            kind: .split,
+            message: "split the folder \(manifest.fileName): \(files) files, \(manifest.fileSize) bytes into \(manifest.chunkCount) chunks in \(formatMillis(millis)) ms, content SHA-256 \(manifest.fileHash.short)"))
         return manifest
     }
 

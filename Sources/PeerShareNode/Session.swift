@@ -266,8 +266,28 @@ func receiveManifest(_ io: inout SessionIO, header: ManifestHeader) async throws
     return try receiver.manifest()
 }
 
-/// The manifest as MANIFEST followed by HASHES batches.
+/// Builds a folder's manifest from FOLDER, its FILES and its HASHES (docs/PROTOCOL.md,
+/// "Folders"); every entry is checked as it arrives, and the first bad one ends the session.
+func receiveFolderManifest(_ io: inout SessionIO, header: FolderHeader) async throws -> Manifest {
+    var receiver = FolderReceiver(header)
+    while !receiver.entriesComplete {
+        guard case .files(let first, let entries) = try await io.nextMessage(during: "manifest transfer") else {
+            throw NodeError.protocolViolation("expected FILES while receiving the folder's manifest")
+        }
+        try receiver.add(first: first, entries)
+    }
+    while !receiver.isComplete {
+        guard case .hashes(let first, let batch) = try await io.nextMessage(during: "manifest transfer") else {
+            throw NodeError.protocolViolation("expected HASHES while receiving the manifest")
+        }
+        try receiver.add(first: first, batch)
+    }
+    return Manifest(folder: try receiver.manifest())
+}
+
+/// The manifest as MANIFEST followed by HASHES batches; a folder's as FOLDER, FILES, HASHES.
 func manifestMessages(_ manifest: Manifest) -> [PeerMessage] {
+    if let folder = manifest.folder { return folder.messages() }
     var messages: [PeerMessage] = [.manifest(ManifestHeader(manifest))]
     var first = 0
     while first < manifest.chunkCount {

@@ -4,18 +4,17 @@ import PeerShareCore
 import PeerShareHTTP
 import PeerShareStore
 
-/// BEP 19 web seeding (docs/PROTOCOL.md, "HTTP"): GET and HEAD of `/files/<file name>`,
-/// whole or one byte range, from the chunks the node holds, with `sendfile`. Nothing but the
-/// node's own file is ever read: the name must be the manifest's, and the bytes come from
-/// the store's chunks.
+/// BEP 19 web seeding (docs/PROTOCOL.md, "HTTP"): GET and HEAD of `/files/<file name>`, or
+/// of `/files/<folder name>/<path>` for each file of a shared folder, whole or one byte
+/// range, from the chunks the node holds, with `sendfile`. Nothing but the node's own
+/// files is ever read: the path must be one the manifest lists, and the bytes come from the
+/// store's chunks.
 enum WebSeed {
     static let prefix = "/files/"
 
     static func respond(to request: HTTPRequest, node: Node) async -> HTTPResponse {
-        guard let manifest = await node.manifest,
-              let name = percentDecoded(request.path.dropFirst(prefix.count)), name == manifest.fileName
+        guard let manifest = await node.manifest, let (size, firstChunk) = target(request.path.dropFirst(prefix.count), in: manifest)
         else { return .notFound }
-        let size = manifest.fileSize
         var headers = HTTPHeaders([("Accept-Ranges", "bytes")])
         let status: HTTPResponseStatus, first: Int64, last: Int64
         switch ByteRangeRequest(header: request.headers.first(name: "Range"), size: size) {
@@ -31,7 +30,8 @@ enum WebSeed {
         }
         guard size > 0 else { return HTTPResponse(status: .ok, contentType: "application/octet-stream", body: ByteBuffer(), headers: headers) }
         let chunkSize = Int64(manifest.chunkSize)
-        let chunks = Int(first / chunkSize)...Int(last / chunkSize)
+        // A folder's file starts on a chunk boundary: its chunks run on from its first.
+        let chunks = (firstChunk + Int(first / chunkSize))...(firstChunk + Int(last / chunkSize))
         guard await node.holdsAll(chunks) else {
             // A partial node: BEP 19 clients keep a seed that says come back later.
             var busy = HTTPResponse.text(.serviceUnavailable, "this node does not hold bytes \(first)-\(last) yet")
@@ -43,13 +43,32 @@ enum WebSeed {
             for index in chunks {
                 let id = ChunkID(UInt32(index))
                 let slice = try await node.openHeldChunk(id, of: manifest)
-                let start = Int64(index) * chunkSize
+                let start = Int64(index - firstChunk) * chunkSize
                 let from = max(first, start) - start, to = min(last + 1, start + Int64(slice.count)) - start
                 try await writer.write(HTTPFile(descriptor: slice.descriptor, offset: slice.offset + from, count: Int(to - from)))
                 metrics.webSeedSent.increment(by: to - from)
             }
         }
         return HTTPResponse(status: status, contentType: "application/octet-stream", body: body, headers: headers)
+    }
+
+    /// The file a path names: its size and first chunk. A single file is `/files/<name>`; a
+    /// folder's files are `/files/<folder name>/<path>`, each segment percent-decoded alone
+    /// and the path matched byte for byte against the manifest's (NFC) entries.
+    static func target(_ rest: Substring, in manifest: Manifest) -> (size: Int64, firstChunk: Int)? {
+        guard let folder = manifest.folder else {
+            return percentDecoded(rest) == manifest.fileName ? (manifest.fileSize, 0) : nil
+        }
+        var segments: [String] = []
+        for raw in rest.split(separator: "/", omittingEmptySubsequences: false) {
+            guard let segment = percentDecoded(raw) else { return nil }
+            segments.append(segment)
+        }
+        guard segments.count >= 2, segments[0].utf8.elementsEqual(folder.name.utf8),
+              let path = try? TreePath(validating: segments.dropFirst().joined(separator: "/")),
+              let index = folder.tree.index(of: path), folder.tree.entries[index].isFile
+        else { return nil }
+        return (folder.tree.entries[index].size, folder.layout.chunks(ofEntry: index).lowerBound)
     }
 
     /// The path's rest, percent-decoded; nil for a bad escape or a decoded NUL or `/`, which

@@ -102,7 +102,8 @@ public struct ChunkFilesStore: ChunkStore {
     // MARK: Assembly
 
     public func beginAssembly(of manifest: Manifest) throws -> AssemblyDraft {
-        try beginAssembly(directIO: true)
+        // A folder is built in one go at `finish` (FolderBuilder): nothing to stream before.
+        manifest.folder == nil ? try beginAssembly(directIO: true) : AssemblyDraft()
     }
 
     /// Starts the assembled copy; `directIO` false keeps it in the page cache (tests).
@@ -115,6 +116,10 @@ public struct ChunkFilesStore: ChunkStore {
     /// aligned writes; up to one block may stay staged for the next step. On failure the
     /// draft is abandoned.
     public func append(to draft: inout AssemblyDraft, upTo end: Int, of manifest: Manifest) throws {
+        if manifest.folder != nil {
+            draft.nextChunk = end
+            return
+        }
         do {
             while draft.nextChunk < end {
                 let id = ChunkID(UInt32(draft.nextChunk))
@@ -153,6 +158,11 @@ public struct ChunkFilesStore: ChunkStore {
     /// whole file is hashed; if that fails, the chunks are re-hashed to name the culprit.
     /// The draft is closed either way.
     public func finish(_ draft: AssemblyDraft, of manifest: Manifest) throws -> Digest32 {
+        if let folder = manifest.folder {
+            let digest = try FolderBuilder(root: root, folder: folder).build(expected: manifest.fileHash) { self.path(of: $0) }
+            guard digest == manifest.fileHash else { try blameChunk(of: manifest, whole: digest) }
+            return digest
+        }
         let whole = Digest32(draft.hasher.finalize())
         guard var output = draft.output else { throw AssemblyError.wrongFileHash(whole) }
         guard draft.nextChunk == manifest.chunkCount, whole == manifest.fileHash else {

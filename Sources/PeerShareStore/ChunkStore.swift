@@ -85,12 +85,20 @@ extension ChunkStore {
         }
     }
 
+    /// Whether the assembled file is still there at its size; for a folder, every entry at
+    /// its size (start-up's cheap check; `peershare-inspect verify` checks the bytes).
+    public func assembledLooksIntact(_ manifest: Manifest) -> Bool {
+        if let folder = manifest.folder { return FolderBuilder(root: root, folder: folder).looksComplete() }
+        return PosixFiles.fileSize(assembledPath(for: manifest)) == manifest.fileSize
+    }
+
     /// Deletes the temporary files an interrupted write left in `folders`.
     func removeStaleTemporaries(in folders: [String]) -> [String] {
         var removed: [String] = []
         for folder in folders {
             for name in PosixFiles.listDirectory(folder) where name.hasPrefix(PosixFiles.temporaryPrefix) {
-                unlink(folder + "/" + name)
+                // A folder's staging tree (FolderBuilder) is a folder: removed without following links.
+                if unlink(folder + "/" + name) != 0, errno == EISDIR { try? FolderRemover.remove(folder + "/" + name) }
                 removed.append(name)
             }
         }

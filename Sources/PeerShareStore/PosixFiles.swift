@@ -197,6 +197,7 @@ package enum PosixFiles {
         /// `touch -d` can set): such a file counts as changed and is re-hashed.
         package let modificationNanoseconds: Int64?
         package let isRegularFile: Bool
+        package let isDirectory: Bool
     }
 
     /// The file's size, time and type, or the reason (with errno) it cannot be examined.
@@ -207,7 +208,7 @@ package enum PosixFiles {
         let nanoseconds = seconds.partialValue.addingReportingOverflow(Int64(st.st_mtim.tv_nsec))
         return Status(size: Int64(st.st_size),
                       modificationNanoseconds: seconds.overflow || nanoseconds.overflow ? nil : nanoseconds.partialValue,
-                      isRegularFile: (st.st_mode & S_IFMT) == S_IFREG)
+                      isRegularFile: (st.st_mode & S_IFMT) == S_IFREG, isDirectory: (st.st_mode & S_IFMT) == S_IFDIR)
     }
 
     /// Reads exactly `count` bytes at `offset`, or throws.

@@ -23,6 +23,8 @@ public struct ConversationGate: Sendable {
         /// A peer we download from opens with MANIFEST if we asked for it (a HELLO with
         /// the zero file ID), or goes straight to trading.
         case peerMayOpenWithManifest
+        /// A folder's FILES after FOLDER (docs/PROTOCOL.md, "Folders"); its HASHES follow.
+        case receivingEntries(received: Int, expected: Int, chunkCount: Int)
         case receivingHashes(HashesCursor)
         case awaitingShare
         case trading
@@ -57,9 +59,11 @@ public struct ConversationGate: Sendable {
         case _ where kind == .manifestSignature:
             return signatureMayFollow ? nil : "except right after a manifest's last HASHES"
         case .awaitingManifest:
-            return kind == .manifest ? nil : "while the owner's MANIFEST is due"
-        case .peerMayOpenWithManifest where kind == .manifest:
+            return kind == .manifest || kind == .folder ? nil : "while the owner's MANIFEST is due"
+        case .peerMayOpenWithManifest where kind == .manifest || kind == .folder:
             return nil
+        case .receivingEntries(let received, let expected, _):
+            return kind == .files ? nil : "while FILES are due (\(received) of \(expected) entries received)"
         case .receivingHashes(let cursor):
             return kind == .hashes ? nil : "while HASHES are due (\(cursor.received) of \(cursor.expected) hashes received)"
         case .awaitingShare:
@@ -68,7 +72,8 @@ public struct ConversationGate: Sendable {
             switch (side, kind) {
             case (.uploading, .chunkList), (.uploading, .have), (.uploading, .request), (.uploading, .getPeers): return nil
             case (.downloading, .chunkList), (.downloading, .have), (.downloading, .piece), (.downloading, .reject), (.downloading, .peers): return nil
-            case (.uploading, .manifest), (.uploading, .hashes), (.uploading, .share): return "from a downloader"
+            case (.uploading, .manifest), (.uploading, .folder), (.uploading, .files), (.uploading, .hashes), (.uploading, .share):
+                return "from a downloader"
             case (.uploading, _): return "on an upload connection"
             case (.downloading, .request), (.downloading, .getPeers): return "on a download connection"
             case (.downloading, _): return remoteRole == .owner ? "after the owner's manifest and share" : "from a peer"
@@ -97,8 +102,21 @@ public struct ConversationGate: Sendable {
         case (.awaitingManifest, .manifest(let header)), (.peerMayOpenWithManifest, .manifest(let header)):
             phase = header.chunkCount == 0 ? afterManifest : .receivingHashes(HashesCursor(expected: Int(header.chunkCount)))
             signatureMayFollow = header.chunkCount == 0
+        case (.awaitingManifest, .folder(let header)), (.peerMayOpenWithManifest, .folder(let header)):
+            phase = .receivingEntries(received: 0, expected: Int(header.entryCount), chunkCount: Int(header.chunkCount))
         case (.peerMayOpenWithManifest, _):
             phase = .trading
+        case (.receivingEntries(let received, let expected, let chunkCount), .files(let first, let entries)):
+            guard Int(first) == received, entries.count <= expected - received else {
+                throw .malformed(.files, "the batch of \(entries.count) entries from \(first) does not continue the folder at entry \(received) of \(expected)")
+            }
+            let now = received + entries.count
+            if now < expected {
+                phase = .receivingEntries(received: now, expected: expected, chunkCount: chunkCount)
+            } else {
+                phase = chunkCount == 0 ? afterManifest : .receivingHashes(HashesCursor(expected: chunkCount))
+                signatureMayFollow = chunkCount == 0
+            }
         case (.receivingHashes(var cursor), .hashes(let first, let hashes)):
             try cursor.advance(first: first, count: hashes.count)
             phase = cursor.isComplete ? afterManifest : .receivingHashes(cursor)

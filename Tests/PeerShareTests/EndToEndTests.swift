@@ -24,10 +24,10 @@ struct Swarm {
 
     static func start(fileSize: Int, peers count: Int, ownerOptions: [String] = [], peerOptions: [String] = [],
                       launchPeers: Bool = true, storage: StorageLayout = .chunkFiles, isPrivate: Bool = false,
-                      label: String = #function) async throws -> Swarm {
+                      sharing given: String? = nil, label: String = #function) async throws -> Swarm {
         let dir = temporaryDirectory(label)
-        let source = dir + "/source.bin"
-        _ = try writeTestFile(source, size: fileSize)
+        let source = given ?? dir + "/source.bin"
+        if given == nil { _ = try writeTestFile(source, size: fileSize) }
         let owner = try startOwner(dir: dir, source: source, peers: count,
                                    options: ownerOptions + ["--storage", storage.rawValue] + (isPrivate ? ["--private"] : []))
         guard let line = await owner.waitForLine(prefix: "listening on", timeout: .seconds(60)),

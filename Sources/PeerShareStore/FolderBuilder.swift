@@ -1,0 +1,226 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Crypto
+import PeerShareCore
+
+/// Rebuilds a shared folder from its chunks under `root` (docs/STORAGE.md, "Folders").
+///
+/// The tree is made in a hidden staging folder (the temporary prefix, so start-up removes a
+/// stale one) and takes its name with one rename once every file is written, fsynced and
+/// the content hash checked: nobody sees a half-built tree under the folder's name. Every
+/// folder and file is created relative to its parent's descriptor, each folder opened with
+/// `O_NOFOLLOW` and each file created with `O_EXCL | O_NOFOLLOW`: a symlink planted anywhere
+/// in the staging tree makes the build fail rather than write through it.
+public struct FolderBuilder {
+    let root: String
+    let folder: FolderManifest
+
+    public init(root: String, folder: FolderManifest) {
+        self.root = root
+        self.folder = folder
+    }
+
+    public var finalPath: String { root + "/" + folder.name }
+
+    /// Writes every file from `chunk(id)`'s bytes, in manifest order, and returns the content
+    /// hash of what was written; renames the tree into place only if it equals `expected`.
+    public func build(expected: Digest32, chunkPath: (ChunkID) -> String) throws -> Digest32 {
+        let staging = root + "/" + PosixFiles.temporaryPrefix + "folder-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        guard mkdir(staging, 0o755) == 0 else { throw FileSystemError(operation: "cannot create", path: staging, errno: errno) }
+        do {
+            let digest = try fill(staging, chunkPath: chunkPath)
+            guard digest == expected else {
+                try? FolderRemover.remove(staging)
+                return digest
+            }
+            try replace(finalPath, with: staging)
+            return digest
+        } catch {
+            try? FolderRemover.remove(staging)
+            throw error
+        }
+    }
+
+    private func fill(_ staging: String, chunkPath: (ChunkID) -> String) throws -> Digest32 {
+        let top = try SafeFolder(opening: staging)
+        var content = SHA256()
+        var buffer = [UInt8](repeating: 0, count: folder.layout.chunkSize)
+        var opened = OpenFolders(top: top)
+        defer { opened.closeAll() }
+        for (index, entry) in folder.tree.entries.enumerated() {
+            let parent = try opened.folder(for: Array(entry.path.components.dropLast()))
+            let name = entry.path.components[entry.path.components.count - 1]
+            guard case .file(_, let executable) = entry.kind else {
+                let empty = try parent.makeFolder(name)
+                defer { close(empty.fd) }
+                try empty.sync()
+                continue
+            }
+            let fd = try parent.createFile(name, mode: executable ? 0o755 : 0o644)
+            defer { close(fd) }
+            for chunk in folder.layout.chunks(ofEntry: index) {
+                let id = ChunkID(UInt32(chunk))
+                let count = folder.layout.place(of: id)?.size ?? 0
+                let path = chunkPath(id)
+                let source = try PosixFiles.openForReading(path)
+                defer { close(source) }
+                let got = try buffer.withUnsafeMutableBytes { try PosixFiles.read(source, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<count]), path: path) }
+                guard got == count else { throw FileSystemError(operation: "chunk file is short:", path: path, errno: EIO) }
+                try buffer.withUnsafeBytes { bytes in
+                    let slice = UnsafeRawBufferPointer(rebasing: bytes[..<count])
+                    content.update(bufferPointer: slice)
+                    try PosixFiles.writeAll(fd, slice, path: staging + "/" + entry.path.text)
+                }
+            }
+            try PosixFiles.fsync(fd, path: staging + "/" + entry.path.text)
+        }
+        try opened.syncAll()
+        return Digest32(content.finalize())
+    }
+
+    /// Puts `staging` at `path`: a tree already there (an earlier assembly the index lost)
+    /// is moved aside first and removed after.
+    private func replace(_ path: String, with staging: String) throws {
+        var aside: String?
+        if access(path, F_OK) == 0 {
+            let old = root + "/" + PosixFiles.temporaryPrefix + "replaced-\(UInt64.random(in: 0...UInt64.max))"
+            guard rename(path, old) == 0 else { throw FileSystemError(operation: "cannot move aside", path: path, errno: errno) }
+            aside = old
+        }
+        guard rename(staging, path) == 0 else { throw FileSystemError(operation: "cannot rename into", path: path, errno: errno) }
+        try PosixFiles.fsyncDirectory(root)
+        if let aside { try? FolderRemover.remove(aside) }
+    }
+
+    /// Whether `finalPath` holds every entry at its size (start-up's check that an assembled
+    /// folder is still there; the bytes themselves are `peershare-inspect verify`'s job).
+    public func looksComplete() -> Bool {
+        folder.tree.entries.allSatisfy { entry in
+            var info = stat()
+            guard lstat(finalPath + "/" + entry.path.text, &info) == 0 else { return false }
+            return entry.isFile ? info.st_mode & S_IFMT == S_IFREG && Int64(info.st_size) == entry.size : info.st_mode & S_IFMT == S_IFDIR
+        }
+    }
+}
+
+/// The open folders along the current entry's path: entries come in canonical order, so
+/// neighbours share their parents, each folder is made and opened once, and a folder left
+/// behind is complete: it is fsynced (its new entries made durable) and closed then. At most
+/// one descriptor per level is open.
+private struct OpenFolders {
+    let top: SafeFolder
+    var stack: [(name: String, folder: SafeFolder)] = []
+
+    init(top: SafeFolder) { self.top = top }
+
+    mutating func folder(for components: [String]) throws -> SafeFolder {
+        var depth = 0
+        while depth < stack.count, depth < components.count, stack[depth].name.utf8.elementsEqual(components[depth].utf8) { depth += 1 }
+        try leave(downTo: depth)
+        for name in components[depth...] {
+            let child = try (stack.last?.folder ?? top).makeFolder(name)
+            stack.append((name, child))
+        }
+        return stack.last?.folder ?? top
+    }
+
+    private mutating func leave(downTo depth: Int) throws {
+        while stack.count > depth {
+            let left = stack.removeLast().folder
+            defer { close(left.fd) }
+            try left.sync()
+        }
+    }
+
+    mutating func syncAll() throws {
+        try leave(downTo: 0)
+        try top.sync()
+    }
+
+    func closeAll() {
+        for (_, folder) in stack { close(folder.fd) }
+        close(top.fd)
+    }
+}
+
+/// A folder this process made, held open by descriptor.
+struct SafeFolder {
+    let fd: Int32
+    let path: String
+
+    init(opening path: String) throws {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystemError(operation: "cannot open folder", path: path, errno: errno) }
+        self.path = path
+    }
+
+    private init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Makes (or finds) the folder `name` here and opens it, never through a symlink.
+    func makeFolder(_ name: String) throws -> SafeFolder {
+        let child = path + "/" + name
+        guard mkdirat(fd, name, 0o755) == 0 || errno == EEXIST else { throw FileSystemError(operation: "cannot create", path: child, errno: errno) }
+        let opened = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard opened >= 0 else { throw FileSystemError(operation: "cannot open folder", path: child, errno: errno) }
+        return SafeFolder(fd: opened, path: child)
+    }
+
+    /// Creates the file `name` here; it must not exist yet, as anything, symlinks included.
+    func createFile(_ name: String, mode: mode_t) throws -> Int32 {
+        let file = openat(fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard file >= 0 else { throw FileSystemError(operation: "cannot create", path: path + "/" + name, errno: errno) }
+        // The exact mode, whatever the umask: the executable bit is part of the manifest.
+        guard fchmod(file, mode) == 0 else {
+            close(file)
+            throw FileSystemError(operation: "cannot set the mode of", path: path + "/" + name, errno: errno)
+        }
+        return file
+    }
+
+    func sync() throws {
+        guard fsync(fd) == 0 else { throw FileSystemError(operation: "cannot sync", path: path, errno: errno) }
+    }
+}
+
+/// Removes a tree PeerShare made (a stale staging folder) without following any symlink in it.
+public enum FolderRemover {
+    public static func remove(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOTDIR || errno == ELOOP { unlink(path); return }
+            throw FileSystemError(operation: "cannot open folder", path: path, errno: errno)
+        }
+        try empty(fd, path: path)
+        guard rmdir(path) == 0 else { throw FileSystemError(operation: "cannot remove", path: path, errno: errno) }
+    }
+
+    /// Removes everything in the open folder `fd` (closed here), depth first.
+    private static func empty(_ fd: Int32, path: String) throws {
+        guard let handle = fdopendir(fd) else { close(fd); throw FileSystemError(operation: "cannot list", path: path, errno: errno) }
+        defer { closedir(handle) }
+        var names: [[CChar]] = []
+        while let item = readdir(handle) {
+            let name = withUnsafeBytes(of: item.pointee.d_name) { Array($0.prefix { $0 != 0 }).map { CChar(bitPattern: $0) } }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            names.append(name + [0])
+        }
+        for name in names {
+            var info = stat()
+            guard fstatat(dirfd(handle), name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            if info.st_mode & S_IFMT == S_IFDIR {
+                let child = openat(dirfd(handle), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0 else { throw FileSystemError(operation: "cannot open folder in", path: path, errno: errno) }
+                try empty(child, path: path + "/" + String(cString: name))
+                guard unlinkat(dirfd(handle), name, AT_REMOVEDIR) == 0 else { throw FileSystemError(operation: "cannot remove a folder in", path: path, errno: errno) }
+            } else {
+                guard unlinkat(dirfd(handle), name, 0) == 0 else { throw FileSystemError(operation: "cannot remove a file in", path: path, errno: errno) }
+            }
+        }
+    }
+}
