@@ -7,12 +7,43 @@ public struct CompleteFile: Sendable {
     public let path: String
     public let name: String
     public let size: Int64
-    /// The manifest's SHA-256 of the whole file: what was verified, and what the file read
-    /// now must still hash to.
+    /// The manifest's SHA-256 of the whole file (a folder's: of its files concatenated in
+    /// manifest order): what was verified, and what is read now must still hash to.
     public let sha256: Digest32
+    /// A shared folder's files in manifest order (empty folders left out), each with the
+    /// path to read it from; nil for a single file.
+    public var files: [File]? = nil
+
+    public struct File: Sendable {
+        /// The manifest's path components (NFC).
+        public let components: [String]
+        public let diskPath: String
+        public let size: Int64
+    }
 }
 
 extension InspectDatabase {
+    /// Where each of a folder's files is read from: a peer's rebuilt tree holds the
+    /// manifest's (NFC) names; an owner's source is scanned again for the names its disk
+    /// spells them with, and must still list exactly the indexed entries.
+    func folderFiles(at root: String, entries: [FolderManifest.StoredEntry], owner: Bool) throws -> [CompleteFile.File] {
+        var diskPaths: [String: String] = [:]
+        if owner {
+            let scanned: ScannedFolder
+            do { scanned = try FolderScanner.scan(root) } catch { throw InspectError("\(root): \(error)") }
+            let indexed = entries.map { "\($0.path) \($0.isFolder) \($0.size) \($0.executable)" }
+            let found = scanned.tree.entries.map { "\($0.path.text) \(!$0.isFile) \($0.size) \($0.flags & TreeEntry.executableFlag != 0)" }
+            guard indexed.elementsEqual(found, by: { $0.utf8.elementsEqual($1.utf8) }) else {
+                throw InspectError("\(root) no longer holds the folder the index describes: its files or sizes changed")
+            }
+            for (entry, disk) in zip(scanned.tree.entries, scanned.diskPaths) { diskPaths[entry.path.text] = disk }
+        }
+        return entries.filter { !$0.isFolder }.map { entry in
+            CompleteFile.File(components: entry.path.split(separator: "/").map(String.init),
+                              diskPath: root + "/" + (diskPaths[entry.path] ?? entry.path), size: entry.size)
+        }
+    }
+
     /// The owner's source file, or a peer's assembled copy; one clear line if there is none.
     public func completeFile() throws -> CompleteFile {
         try read { db in
@@ -32,7 +63,11 @@ extension InspectDatabase {
                 }
                 file = directory + "/" + manifest.fileName
             }
-            return CompleteFile(path: file, name: manifest.fileName, size: manifest.fileSize, sha256: sha256)
+            var complete = CompleteFile(path: file, name: manifest.fileName, size: manifest.fileSize, sha256: sha256)
+            if manifest.isFolder {
+                complete.files = try folderFiles(at: file, entries: folderEntries(db), owner: node.role == "owner")
+            }
+            return complete
         }
     }
 }

@@ -26,15 +26,18 @@ public struct VerifyReport: Sendable {
         public var expectedSHA256: String?
         public var actualSHA256: String?
         public var detail: String
+        /// In a shared folder, the folder's file the chunk belongs to: the damaged file.
+        public var sharedFile: String? = nil
 
         public var record: Record {
             Record([
                 "problem": .string(kind.rawValue), "chunk_id": .optional(chunkID), "file": .string(file),
                 "expected_sha256": .optional(expectedSHA256), "actual_sha256": .optional(actualSHA256), "detail": .string(detail),
+                "shared_file": .optional(sharedFile),
             ])
         }
 
-        static let header = ["problem", "chunk_id", "file", "expected_sha256", "actual_sha256", "detail"]
+        static let header = ["problem", "chunk_id", "file", "expected_sha256", "actual_sha256", "detail", "shared_file"]
     }
 
     public var database: String
@@ -102,6 +105,12 @@ public struct VerifyReport: Sendable {
                                     actualSHA256: digest?.0, detail: verdict))
         }
         problems += found.strangers
+        if let folder = manifest.folder {
+            for i in problems.indices {
+                guard let id = problems[i].chunkID, id >= 0, id < Int64(folder.chunkCount), let entry = folder.entry(of: ChunkID(UInt32(id))) else { continue }
+                problems[i].sharedFile = manifest.fileName + "/" + entry.path.text
+            }
+        }
         problems.sort { ($0.chunkID ?? -1, $0.kind.rawValue, $0.file) < ($1.chunkID ?? -1, $1.kind.rawValue, $1.file) }
         return VerifyReport(database: database.path, directory: directory, checked: found.toHash.count, bytesHashed: bytesHashed,
                             temporaryFiles: found.temporaries, problems: problems)
@@ -161,6 +170,10 @@ public struct VerifyReport: Sendable {
         let counts = Dictionary(grouping: problems, by: \.kind.rawValue).map { "\($0.value.count) \($0.key)" }.sorted()
         if !counts.isEmpty { text += " (" + counts.joined(separator: ", ") + ")" }
         if temporaryFiles > 0 { text += "; \(temporaryFiles) temporary file(s) of interrupted writes ignored" }
+        let damaged = Set(problems.compactMap(\.sharedFile)).sorted()
+        if !damaged.isEmpty {
+            text += "; damaged: " + damaged.prefix(10).joined(separator: ", ") + (damaged.count > 10 ? " and \(damaged.count - 10) more" : "")
+        }
         return text
     }
 
@@ -181,7 +194,7 @@ public struct VerifyReport: Sendable {
             var table = TextTable([.init("problem"), .init("chunk", .right), .init("file"), .init("expected"), .init("actual"), .init("detail")])
             for p in problems {
                 table.append([p.kind.rawValue, p.chunkID.map(String.init) ?? "", p.file, p.expectedSHA256.map(Human.shortHash) ?? "",
-                              p.actualSHA256.map(Human.shortHash) ?? "", p.detail])
+                              p.actualSHA256.map(Human.shortHash) ?? "", p.detail + (p.sharedFile.map { "; part of \($0)" } ?? "")])
             }
             return table.render() + summary + "\n"
         }

@@ -1,11 +1,23 @@
 import Crypto
 import PeerShareCore
 
-/// A single-file BitTorrent v1 metainfo (BEP 3) whose only sources are web seeds (BEP 19),
-/// optionally private (BEP 27).
+/// A BitTorrent v1 metainfo (BEP 3), single-file or multi-file, whose only sources are web
+/// seeds (BEP 19), optionally private (BEP 27).
 public struct TorrentFile: Sendable {
+    /// A multi-file torrent's file: its path under the torrent's name, and its length.
+    public struct Entry: Sendable, Equatable {
+        public let path: [String]
+        public let length: Int64
+        public init(path: [String], length: Int64) {
+            self.path = path
+            self.length = length
+        }
+    }
+
     public let name: String
     public let length: Int64
+    /// A folder's files in order (v1 has no way to list empty folders); nil for one file.
+    public var files: [Entry]? = nil
     public let pieceLength: Int
     /// The SHA-1 of every piece, 20 bytes each, in order.
     public let pieces: [UInt8]
@@ -29,9 +41,13 @@ public struct TorrentFile: Sendable {
 
     public var info: Bencode {
         var info: [String: Bencode] = [
-            "name": .string(name), "length": .integer(length),
-            "piece length": .integer(Int64(pieceLength)), "pieces": .bytes(pieces),
+            "name": .string(name), "piece length": .integer(Int64(pieceLength)), "pieces": .bytes(pieces),
         ]
+        if let files {
+            info["files"] = .list(files.map { .dictionary(["length": .integer($0.length), "path": .list($0.path.map(Bencode.string))]) })
+        } else {
+            info["length"] = .integer(length)
+        }
         if isPrivate { info["private"] = .integer(1) }
         return .dictionary(info)
     }

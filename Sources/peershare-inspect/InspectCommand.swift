@@ -18,7 +18,7 @@ struct InspectCommand: AsyncParsableCommand {
         commandName: "peershare-inspect",
         abstract: "Answer questions about a peer or owner from its SQLite index. Read-only: it never changes the index or the chunk files.",
         discussion: "Without a subcommand it prints the overview. Times are UTC. See the README for the JSON and CSV field names.",
-        subcommands: [OverviewCommand.self, ChunksCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self, ReportCommand.self, WhyCommand.self],
+        subcommands: [OverviewCommand.self, ChunksCommand.self, FilesCommand.self, ChunkCommand.self, SourcesCommand.self, EventsCommand.self, VerifyCommand.self, ReportCommand.self, WhyCommand.self],
         defaultSubcommand: OverviewCommand.self)
 }
 
@@ -108,6 +108,20 @@ struct ChunksCommand: AsyncParsableCommand {
         let database = try options.open()
         defer { options.printPlans(database) }
         emit(try ChunkList.load(database, filter: filter).render(options.format.format))
+    }
+}
+
+struct FilesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "files",
+        abstract: "One row per file (a shared folder's files and empty folders; a single file is one row): size, chunks held, state, sources.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        let database = try options.open()
+        defer { options.printPlans(database) }
+        emit(try FileReport.load(database).render(options.format.format))
     }
 }
 

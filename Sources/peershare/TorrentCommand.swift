@@ -55,8 +55,9 @@ struct TorrentCommand: ParsableCommand {
         }
         let pieceLength = Int(pieceSize.bytes)
         let hashed = try hash(file, pieceLength: pieceLength)
-        let torrent = TorrentFile(name: file.name, length: file.size, pieceLength: pieceLength, pieces: hashed.pieces,
+        var torrent = TorrentFile(name: file.name, length: file.size, pieceLength: pieceLength, pieces: hashed.pieces,
                                   webSeeds: webSeeds, isPrivate: isPrivate, createdAt: Int64(Date().timeIntervalSince1970))
+        torrent.files = file.files?.map { TorrentFile.Entry(path: $0.components, length: $0.size) }
         do {
             let bytes = torrent.encoded
             let folder = (out as NSString).deletingLastPathComponent
@@ -67,23 +68,62 @@ struct TorrentCommand: ParsableCommand {
             throw ValidationError("cannot write \(out): \(error)")
         }
         let infoHash = Hex.encode(torrent.infoHash)
-        print("wrote \(out): \(file.name), \(file.size) bytes in \(hashed.pieces.count / 20) pieces of \(pieceLength), info hash \(infoHash), \(webSeeds.count) web seed(s)")
+        let what = file.files.map { "the folder \(file.name) (\($0.count) files)" } ?? file.name
+        print("wrote \(out): \(what), \(file.size) bytes in \(hashed.pieces.count / 20) pieces of \(pieceLength), info hash \(infoHash), \(webSeeds.count) web seed(s)")
     }
 
-    /// Reads the file once; refuses one whose size or content is no longer what was verified.
+    /// Reads the file (a folder's files, in order) once; refuses what is no longer the size
+    /// or content the index verified.
     private func hash(_ file: CompleteFile, pieceLength: Int) throws -> PieceHasher.Result {
-        let fd: CInt
-        do { fd = try PosixFiles.openForReading(file.path) } catch { throw ValidationError("cannot read \(file.path): \(error)") }
-        defer { close(fd) }
+        let parts = file.files?.map { ($0.diskPath, $0.size) } ?? [(file.path, file.size)]
+        var reader = ConcatenatedReader(parts: parts)
+        defer { reader.close() }
         let result: PieceHasher.Result
         do {
-            result = try PieceHasher.hash(pieceLength: pieceLength) { try PosixFiles.read(fd, into: $0, path: file.path) }
+            result = try PieceHasher.hash(pieceLength: pieceLength) { try reader.read(into: $0) }
         } catch {
-            throw ValidationError("cannot read \(file.path): \(error)")
+            throw ValidationError("cannot read \(reader.current ?? file.path): \(error)")
         }
         guard result.length == file.size, result.sha256 == file.sha256 else {
-            throw ValidationError("\(file.path) is no longer the file the index verified (\(result.length) bytes, SHA-256 \(result.sha256.short); expected \(file.size) bytes, \(file.sha256.short))")
+            throw ValidationError("\(file.path) is no longer what the index verified (\(result.length) bytes, SHA-256 \(result.sha256.short); expected \(file.size) bytes, \(file.sha256.short))")
         }
         return result
+    }
+}
+
+/// Files read one after another as one stream, each no further than its indexed size.
+struct ConcatenatedReader {
+    var parts: [(path: String, size: Int64)]
+    private var index = 0
+    private var fd: CInt = -1
+    private var left: Int64 = 0
+
+    init(parts: [(path: String, size: Int64)]) { self.parts = parts }
+
+    var current: String? { index < parts.count ? parts[index].path : nil }
+
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while index < parts.count {
+            if fd < 0 {
+                fd = try PosixFiles.openForReading(parts[index].path)
+                left = parts[index].size
+            }
+            let want = Int(min(Int64(buffer.count), left))
+            let got = want > 0 ? try PosixFiles.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), path: parts[index].path) : 0
+            if got > 0 {
+                left -= Int64(got)
+                return got
+            }
+            // This file is done (or ended early: the length check then refuses it).
+            Glibc.close(fd)
+            fd = -1
+            index += 1
+        }
+        return 0
+    }
+
+    mutating func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
     }
 }

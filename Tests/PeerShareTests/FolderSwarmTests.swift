@@ -69,6 +69,34 @@ struct FolderSwarmTests {
         }
         let diff = try await runCommand("/usr/bin/diff", ["-r", swarm.dir + "/peer1/" + tree.name, swarm.dir + "/peer2/" + tree.name])
         #expect(diff.status == 0, "diff -r: \(diff.stdout.prefix(500))")
+        try await inspectFiles(swarm)
+    }
+
+    /// `files` lists every entry, complete, with its sources; after one flipped byte in a
+    /// chunk of large/model.bin, `verify` names that file.
+    func inspectFiles(_ swarm: Swarm) async throws {
+        let database = swarm.database(of: 1)
+        let files = try await runCommand(Binaries.inspect, ["files", "--db", database, "--format", "json"])
+        let rows = try #require(try parseJSON(files.stdout) as? [[String: Any]], "\(files.stdout.prefix(300))\(files.stderr)")
+        let db = try SQLiteConnection(path: database, mode: .readOnly)
+        #expect(Int64(rows.count) == (try db.scalarInt("SELECT count(*) FROM folder_entries")))
+        let large = try #require(rows.first { $0["path"] as? String == "release/large/model.bin" })
+        #expect(large["state"] as? String == "complete" && large["chunks"] as? Int == 1_024 && large["held"] as? Int == 1_024, "\(large)")
+        #expect(Set((large["sources"] as? String ?? "").split(separator: " ")).isSubset(of: ["owner", "peer2"]))
+        #expect(rows.filter { $0["kind"] as? String == "file" }.allSatisfy { $0["state"] as? String == "complete" })
+
+        let first = try #require(try db.scalarInt("SELECT first_chunk FROM folder_entries WHERE path = 'large/model.bin'"))
+        let chunk = try ChunkFilesStore(root: swarm.dir + "/peer1", create: false).path(of: ChunkID(UInt32(first + 7)))
+        let handle = try #require(FileHandle(forUpdatingAtPath: chunk))
+        try handle.seek(toOffset: 10)
+        try handle.write(contentsOf: [0x5A ^ (try handle.read(upToCount: 1)?.first ?? 0)])
+        try handle.close()
+        let verify = try await runCommand(Binaries.inspect, ["verify", "--db", database, "--format", "json"])
+        #expect(verify.status != 0)
+        let problems = (try parseJSON(verify.stdout) as? [String: Any])?["problems"] as? [[String: Any]] ?? []
+        #expect(problems.count == 1 && problems.first?["shared_file"] as? String == "release/large/model.bin", "\(verify.stdout)")
+        let table = try await runCommand(Binaries.inspect, ["verify", "--db", database])
+        #expect(table.stdout.contains("damaged: release/large/model.bin"), "\(table.stdout)")
     }
 
     @Test("the web seed serves each file of a folder at /files/<folder>/<path>: whole, one range across a chunk boundary, HEAD; nothing else")
@@ -141,5 +169,61 @@ struct FolderSwarmTests {
         #expect(!FileManager.default.fileExists(atPath: "/etc/x"))
         let db = try SQLiteConnection(path: victim + "/peer.db", mode: .readOnly)
         #expect(try db.scalarInt("SELECT count(*) FROM manifest") == 0, "\(attack): the refused manifest must not be stored")
+    }
+}
+
+/// A folder's regular files as "PATH SHA256" lines by bytes (no modes, no folders): what a
+/// v1 torrent carries.
+func fileLines(_ root: String, normalising: Bool = false) throws -> [[UInt8]] {
+    try treeListing(root, normalising: normalising).compactMap { line in
+        guard line.first == UInt8(ascii: "f") else { return nil }
+        let fields = line.split(separator: UInt8(ascii: " "))
+        // "f PATH MODE SHA": the path may hold spaces, so keep all but the mode and hash.
+        return Array(fields.dropFirst().dropLast(2).joined(separator: [UInt8(ascii: " ")])) + [UInt8(ascii: " ")] + Array(fields.last ?? [])
+    }
+}
+
+@Suite("A folder through a multi-file .torrent", .serialized)
+struct FolderTorrentTests {
+    /// An owner of a varied folder and one complete peer, both web seeds, and a .torrent
+    /// written from the owner's index (whose disk spells some names in NFD).
+    static func seeded(label: String = #function) async throws -> (tree: VariedTree, dir: String, torrent: String, stop: @Sendable () -> Void) {
+        let tree = try await VariedTree.make(in: temporaryDirectory(label + "-source"), files: 200, largeFileSize: 3_000_000)
+        let dir = temporaryDirectory(label)
+        let owner = try Swarm.startOwner(dir: dir, source: tree.path, peers: 1, options: ["--http", "127.0.0.1:0"])
+        let ownerHTTP = try await httpPort(of: owner)
+        let wire = try await listeningPort(of: owner)
+        let peer = try startPeer("peer1", storage: .chunkFiles, dir: dir, owner: "127.0.0.1:\(wire)",
+                                 options: ["--http", "127.0.0.1:0", "--keep-serving", "--wait-for-downloaders", "0"])
+        let stop: @Sendable () -> Void = { for process in [peer, owner] { process.signal(SIGKILL) } }
+        let peerHTTP = try await httpPort(of: peer)
+        guard await waitForAssembly(peer, of: "release", timeout: .seconds(90)) else { stop(); throw SwarmError("peer1 did not assemble:\n" + tail(dir + "/peer1.log")) }
+        let torrent = dir + "/release.torrent"
+        let result = try await runCommand(Binaries.peershare, ["torrent", "--db", dir + "/owner/owner.db", "--out", torrent,
+                                                               "--web-seed", "http://127.0.0.1:\(ownerHTTP)/files/", "--web-seed", "http://127.0.0.1:\(peerHTTP)/files/"])
+        guard result.status == 0, result.stdout.contains("the folder release (") else { stop(); throw SwarmError("peershare torrent: \(result.stdout)\(result.stderr)") }
+        return (tree, dir, torrent, stop)
+    }
+
+    @Test("aria2c downloads the folder through the multi-file .torrent from two PeerShare web seeds, every file byte for byte",
+          .enabled(if: SystemTool.path("aria2c") != nil, "aria2c is not installed"))
+    func aria2() async throws {
+        let (tree, dir, torrent, stop) = try await Self.seeded()
+        defer { stop() }
+        _ = try await TorrentTests.aria2c(torrent, into: dir + "/aria2")
+        let expected = try fileLines(tree.path, normalising: true), got = try fileLines(dir + "/aria2/release")
+        let identical = got == expected
+        #expect(identical && expected.count == 200, "\(listingDifference(expected, got))")
+    }
+
+    @Test("python3-libtorrent downloads the folder through the multi-file .torrent, every file byte for byte",
+          .enabled(if: Libtorrent.available, "python3-libtorrent is not installed"))
+    func libtorrent() async throws {
+        let (tree, dir, torrent, stop) = try await Self.seeded()
+        defer { stop() }
+        _ = try await TorrentTests.libtorrentGet(torrent, into: dir + "/lt")
+        let expected = try fileLines(tree.path, normalising: true), got = try fileLines(dir + "/lt/release")
+        let identical = got == expected
+        #expect(identical && expected.count == 200, "\(listingDifference(expected, got))")
     }
 }

@@ -26,8 +26,8 @@ func listeningPort(of process: ChildProcess, timeout: Duration = .seconds(60)) a
 }
 
 /// Waits for the peer to log that it assembled the file.
-func waitForAssembly(_ process: ChildProcess, timeout: Duration) async -> Bool {
-    await process.waitForLine(timeout: timeout) { $0.contains("assembled source.bin") } != nil
+func waitForAssembly(_ process: ChildProcess, of name: String = "source.bin", timeout: Duration) async -> Bool {
+    await process.waitForLine(timeout: timeout) { $0.contains("assembled \(name):") } != nil
 }
 
 /// Whether a log line says a chunk arrived from `source` ("received chunk 7 from peer2 (102400 B in 3.1 ms)").
