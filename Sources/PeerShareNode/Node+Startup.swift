@@ -173,8 +173,5 @@ extension Node {
         if own.contains(where: { PosixFiles.absolutePath($0) == PosixFiles.absolutePath(target) || $0 == target }) {
             throw NodeError.failed("the file's name \(manifest.fileName) would overwrite this node's own \(target); use another --dir or --db")
         }
-        if manifest.folder != nil, store.layout == .singleFile {
-            throw NodeError.failed("this swarm shares the folder \(manifest.fileName), which --storage single-file cannot hold yet; use --storage chunk-files")
-        }
     }
 }

@@ -39,6 +39,10 @@ public enum OwnerRole {
     /// private swarm), and serves peers until cancelled.
     private static func prepareAndServe(_ config: OwnerConfiguration, node: Node, store: any ChunkStore, logger: Logger) async throws {
         let manifest = try await prepareChunks(config, node: node, store: store as? ChunkFilesStore, logger: logger)
+        if manifest.folder != nil, !(store is ChunkFilesStore) {
+            // Single-file: the folder is served in place, by the names its disk spells them with.
+            try await NIOThreadPool.singleton.runIfActive { try store.prepare(for: manifest, assembled: true) }
+        }
         try await node.recordSourcePath(config.file)
         try await node.adoptOwnedManifest(manifest, expectedPeers: config.expectedPeers)
         let security = config.isPrivate ? try privateSwarm(config, manifest: manifest) : nil
@@ -111,12 +115,11 @@ public enum OwnerRole {
         return manifest
     }
 
-    /// A folder (docs/PROTOCOL.md, "Folders"): scanned, hashed and cut into chunk files. A
-    /// restart scans and hashes it again and goes on only if the folder ID is unchanged.
+    /// A folder (docs/PROTOCOL.md, "Folders"): scanned, hashed and cut into chunk files (or,
+    /// single-file, served in place). A restart scans and hashes it again and goes on only if
+    /// the folder ID is unchanged.
     private static func prepareFolder(_ config: OwnerConfiguration, node: Node, store chunkFiles: ChunkFilesStore?) async throws -> Manifest {
-        guard let chunkFiles else {
-            throw NodeError.failed("cannot share the folder \(config.file) with --storage single-file yet; use --storage chunk-files")
-        }
+        // chunkFiles is nil in the single-file layout: the folder is then served where it is.
         let started = Clock.nowMicros()
         let indexed = await node.manifest
         if let indexed, config.chunkSize != indexed.chunkSize {

@@ -186,6 +186,44 @@ struct SafeFolder {
     func sync() throws {
         guard fsync(fd) == 0 else { throw FileSystemError(operation: "cannot sync", path: path, errno: errno) }
     }
+
+    /// The folder `components` below this one (this one itself when empty: the caller then
+    /// must not close it twice), each step opened with `O_NOFOLLOW`, made first if `creating`.
+    func descend(_ components: [String], creating: Bool) throws -> SafeFolder {
+        var current = self
+        for name in components {
+            let next: SafeFolder
+            if creating {
+                next = try current.makeFolder(name)
+            } else {
+                let opened = openat(current.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard opened >= 0 else { throw FileSystemError(operation: "cannot open folder", path: current.path + "/" + name, errno: errno) }
+                next = SafeFolder(fd: opened, path: current.path + "/" + name)
+            }
+            if current.fd != fd { close(current.fd) }
+            current = next
+        }
+        return current
+    }
+
+    /// Opens the file `name` here, never through a symlink; with `creating`, makes it (with
+    /// that exact mode) if it is not there.
+    func openFile(_ name: String, writable: Bool, creating mode: mode_t?) throws -> Int32 {
+        var flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC
+        if mode != nil { flags |= O_CREAT }
+        let file = openat(fd, name, flags, mode ?? 0)
+        guard file >= 0 else { throw FileSystemError(operation: "cannot open", path: path + "/" + name, errno: errno) }
+        var info = stat()
+        guard fstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(file)
+            throw FileSystemError(operation: "not a regular file:", path: path + "/" + name, errno: EINVAL)
+        }
+        if let mode, info.st_mode & 0o777 != mode, fchmod(file, mode) != 0 {
+            close(file)
+            throw FileSystemError(operation: "cannot set the mode of", path: path + "/" + name, errno: errno)
+        }
+        return file
+    }
 }
 
 /// Removes a tree PeerShare made (a stale staging folder) without following any symlink in it.

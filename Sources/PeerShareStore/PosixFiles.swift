@@ -147,25 +147,27 @@ package enum PosixFiles {
     package static func openPreallocated(_ path: String, size: Int64) throws(FileSystemError) -> Int32 {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileSystemError(operation: "cannot open", path: path, errno: errno) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let failure = errno
+        do { try allocate(fd, size: size, path: path) } catch {
             close(fd)
-            throw FileSystemError(operation: "cannot examine", path: path, errno: failure)
+            throw error
         }
+        return fd
+    }
+
+    /// Sets an open file to exactly `size` bytes, its blocks allocated up front where the
+    /// file system can, sparse where it cannot. The caller closes `fd` either way.
+    package static func allocate(_ fd: Int32, size: Int64, path: String) throws(FileSystemError) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystemError(operation: "cannot examine", path: path, errno: errno) }
         if Int64(st.st_size) > size, ftruncate(fd, off_t(size)) != 0 {
-            let failure = errno
-            close(fd)
-            throw FileSystemError(operation: "cannot shorten", path: path, errno: failure)
+            throw FileSystemError(operation: "cannot shorten", path: path, errno: errno)
         }
         if Int64(st.st_size) < size {
             let allocated = posix_fallocate(fd, 0, off_t(size))
             if allocated != 0 && (allocated != EOPNOTSUPP && allocated != EINVAL || ftruncate(fd, off_t(size)) != 0) {
-                close(fd)
                 throw FileSystemError(operation: "cannot allocate \(size) bytes for", path: path, errno: allocated != EOPNOTSUPP && allocated != EINVAL ? allocated : errno)
             }
         }
-        return fd
     }
 
     /// Throws unless `path` is an existing folder.

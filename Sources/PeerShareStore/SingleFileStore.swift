@@ -27,8 +27,14 @@ public final class SingleFileStore: ChunkStore {
         /// The partial file, open for writing (a peer that has not assembled yet).
         var writer: Int32?
         var assembled = false
+        /// A shared folder's files (SingleFileStore+Folder.swift).
+        var placement: FolderPlacement?
     }
     private let state = NIOLockedValueBox(State())
+
+    var isAssembled: Bool { state.withLockedValue { $0.assembled } }
+    var currentPlacement: FolderPlacement? { state.withLockedValue { $0.placement } }
+    func setPlacement(_ placement: FolderPlacement) { state.withLockedValue { $0.placement = placement } }
 
     public init(root: String, source: String?, create: Bool = true) throws(FileSystemError) {
         if create { try PosixFiles.makeDirectory(root) } else { try PosixFiles.checkDirectory(root) }
@@ -49,7 +55,8 @@ public final class SingleFileStore: ChunkStore {
     }
 
     public func location(of id: ChunkID, in manifest: Manifest) -> (path: String, offset: Int64) {
-        (dataPath(manifest), manifest.layout.offset(of: id))
+        if manifest.folder != nil { return folderLocation(of: id, in: manifest) }
+        return (dataPath(manifest), manifest.layout.offset(of: id))
     }
 
     /// Says whether the file was assembled, without touching the disk: for a reader such as
@@ -63,6 +70,7 @@ public final class SingleFileStore: ChunkStore {
     /// back to the temporary name while they are fetched again. An owner checks its source
     /// still has the indexed size.
     public func prepare(for manifest: Manifest, assembled: Bool) throws {
+        if let folder = manifest.folder { return try prepareFolder(folder, of: manifest, assembled: assembled) }
         if let source {
             let size = try PosixFiles.status(source).size
             guard size == manifest.fileSize else {
@@ -89,11 +97,13 @@ public final class SingleFileStore: ChunkStore {
     }
 
     public func write(_ id: ChunkID, bytes: ByteBuffer, of manifest: Manifest) throws {
+        if manifest.folder != nil { return try writeFolderChunk(id, bytes: bytes, of: manifest) }
         try PosixFiles.writeAll(try writer(), bytes, at: manifest.layout.offset(of: id), path: partialPath)
     }
 
     /// fdatasync of the partial file: its data, and its size if that changed.
     public func sync() throws {
+        if let placement = currentPlacement { try placement.sync() }
         guard let fd = state.withLockedValue({ $0.writer }) else { return }
         guard fdatasync(fd) == 0 else { throw FileSystemError(operation: "cannot sync", path: partialPath, errno: errno) }
     }
@@ -101,6 +111,7 @@ public final class SingleFileStore: ChunkStore {
     /// Opens the file for one upload, after checking it still reaches past the chunk (an
     /// owner's source can be truncated under it).
     public func openForSending(_ id: ChunkID, of manifest: Manifest) throws -> FileSlice {
+        if manifest.folder != nil { return try openFolderChunk(id, of: manifest) }
         let path = dataPath(manifest)
         let offset = manifest.layout.offset(of: id), count = manifest.size(of: id)
         let fd = try PosixFiles.openForReading(path)
@@ -112,7 +123,8 @@ public final class SingleFileStore: ChunkStore {
     }
 
     public func read(_ id: ChunkID, of manifest: Manifest) throws -> ByteBuffer {
-        try PosixFiles.read(path: dataPath(manifest), offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
+        if manifest.folder != nil { return try readFolderChunk(id, of: manifest) }
+        return try PosixFiles.read(path: dataPath(manifest), offset: manifest.layout.offset(of: id), count: manifest.size(of: id))
     }
 
     // MARK: Assembly: the chunks are in place, each checked on arrival.
@@ -133,6 +145,10 @@ public final class SingleFileStore: ChunkStore {
             throw AssemblyError.incomplete(draft.nextChunk, of: manifest.chunkCount)
         }
         guard source == nil else { return manifest.fileID }
+        if manifest.folder != nil {
+            try finishFolder(of: manifest)
+            return manifest.fileID
+        }
         try state.withLockedValue { state in
             guard let fd = state.writer else { return }
             try PosixFiles.fsync(fd, path: partialPath)

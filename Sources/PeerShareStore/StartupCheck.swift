@@ -129,6 +129,10 @@ extension SingleFileStore {
         var result = StartupCheck()
         result.staleTemporaries = removeStaleTemporaries(in: [root])
         noteAssembled(assembled)
+        if let folder = manifest.folder {
+            reconcileFolder(folder, manifest, indexed: indexed, rehash: rehash, assembled: assembled, result: &result)
+            return result
+        }
         // Killed between the rename and the row that records it: the complete file, its hash
         // already checked, has its name but the index does not know. It goes back to its
         // temporary name; the next assembly checks it again and names it.

@@ -93,7 +93,7 @@ struct OwnerCommand: AsyncParsableCommand {
         commandName: "owner",
         abstract: "Split a file into chunks and serve it, with a share for each peer.")
 
-    @Option(help: "The file, or the folder, to share (a folder needs --storage chunk-files for now).")
+    @Option(help: "The file, or the folder, to share.")
     var file: String
 
     @OptionGroup var listen: ListenOptions

@@ -44,10 +44,11 @@ func fakeOwnerSending(_ frames: [UInt8]) -> @Sendable (NIOAsyncChannel<ByteBuffe
 
 @Suite("A folder as one swarm: real owner and peer processes", .serialized)
 struct FolderSwarmTests {
-    @Test("a varied tree of 1,000 files, one of 100 MiB, arrives identical at every peer: bytes, names in NFC, exec bits, empty folders")
-    func variedTree() async throws {
+    @Test("a varied tree of 1,000 files, one of 100 MiB, arrives identical at every peer: bytes, names in NFC, exec bits, empty folders",
+          arguments: StorageLayout.allCases)
+    func variedTree(storage: StorageLayout) async throws {
         let tree = try await VariedTree.make(in: temporaryDirectory("varied-source"), files: 1_000, largeFileSize: 100 << 20)
-        let swarm = try await Swarm.start(fileSize: 0, peers: 2, sharing: tree.path, label: "folder-ring")
+        let swarm = try await Swarm.start(fileSize: 0, peers: 2, storage: storage, sharing: tree.path, label: "folder-ring-\(storage)")
         let statuses = await swarm.waitForPeers(timeout: .seconds(300))
         await swarm.stopAll()
         let expected = try treeListing(tree.path, normalising: true)
@@ -69,12 +70,16 @@ struct FolderSwarmTests {
         }
         let diff = try await runCommand("/usr/bin/diff", ["-r", swarm.dir + "/peer1/" + tree.name, swarm.dir + "/peer2/" + tree.name])
         #expect(diff.status == 0, "diff -r: \(diff.stdout.prefix(500))")
-        try await inspectFiles(swarm)
+        try await inspectFiles(swarm, storage: storage)
+        if storage == .singleFile {
+            // Written in place: no chunk files, and the tree is the only copy.
+            #expect(!FileManager.default.fileExists(atPath: swarm.dir + "/peer1/chunks"))
+        }
     }
 
     /// `files` lists every entry, complete, with its sources; after one flipped byte in a
     /// chunk of large/model.bin, `verify` names that file.
-    func inspectFiles(_ swarm: Swarm) async throws {
+    func inspectFiles(_ swarm: Swarm, storage: StorageLayout) async throws {
         let database = swarm.database(of: 1)
         let files = try await runCommand(Binaries.inspect, ["files", "--db", database, "--format", "json"])
         let rows = try #require(try parseJSON(files.stdout) as? [[String: Any]], "\(files.stdout.prefix(300))\(files.stderr)")
@@ -86,10 +91,15 @@ struct FolderSwarmTests {
         #expect(rows.filter { $0["kind"] as? String == "file" }.allSatisfy { $0["state"] as? String == "complete" })
 
         let first = try #require(try db.scalarInt("SELECT first_chunk FROM folder_entries WHERE path = 'large/model.bin'"))
-        let chunk = try ChunkFilesStore(root: swarm.dir + "/peer1", create: false).path(of: ChunkID(UInt32(first + 7)))
-        let handle = try #require(FileHandle(forUpdatingAtPath: chunk))
-        try handle.seek(toOffset: 10)
-        try handle.write(contentsOf: [0x5A ^ (try handle.read(upToCount: 1)?.first ?? 0)])
+        // Chunk 7 of the file: its chunk file, or its bytes in the file itself.
+        let (path, offset): (String, UInt64) = storage == .chunkFiles
+            ? (try ChunkFilesStore(root: swarm.dir + "/peer1", create: false).path(of: ChunkID(UInt32(first + 7))), 10)
+            : (swarm.dir + "/peer1/release/large/model.bin", 7 * 102_400 + 10)
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try handle.seek(toOffset: offset)
+        let byte = try handle.read(upToCount: 1)?.first ?? 0
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: [0x5A ^ byte])
         try handle.close()
         let verify = try await runCommand(Binaries.inspect, ["verify", "--db", database, "--format", "json"])
         #expect(verify.status != 0)
@@ -129,18 +139,6 @@ struct FolderSwarmTests {
             #expect(try await RawHTTP.get(port: port, path).status == 404, "\(path)")
         }
     }
-
-    @Test("a peer with --storage single-file is told in one line that it cannot hold a folder yet")
-    func singleFileRefused() async throws {
-        let tree = try await VariedTree.make(in: temporaryDirectory("single-source"), files: 30, largeFileSize: 10_000)
-        let swarm = try await Swarm.start(fileSize: 0, peers: 1, launchPeers: false, sharing: tree.path, label: "folder-single")
-        defer { swarm.owner.signal(SIGKILL) }
-        let result = try await runCommand(Binaries.peershare, ["peer", "--owner", "127.0.0.1:\(swarm.ownerPort)", "--port", "0",
-                                                               "--dir", swarm.dir + "/p", "--storage", "single-file"])
-        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("peershare: error:") }
-        #expect(result.status != 0 && errors.count == 1 && errors[0].contains("--storage chunk-files"), "\(result.stderr)")
-    }
-
 
     @Test("a fake owner's manifest with a path attack is refused in one line, and nothing is written outside --dir",
           arguments: [

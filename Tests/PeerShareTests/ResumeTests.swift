@@ -6,10 +6,17 @@ import Testing
 
 /// Checks that every peer database of a finished swarm is sound and proves, from its own
 /// provenance, that nothing verified was fetched twice.
-func expectSoundIndexes(_ swarm: Swarm, sourceDigest: Digest32?, sourceLocation: SourceLocation = #_sourceLocation) throws {
+func expectSoundIndexes(_ swarm: Swarm, sourceDigest: Digest32?, tree: VariedTree? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let expectedTree = try tree.map { try treeListing($0.path, normalising: true) }
     for i in 1...swarm.count {
         let dir = swarm.dir + "/peer\(i)"
-        #expect(fileDigest(dir + "/source.bin") == sourceDigest, "peer\(i)'s copy differs", sourceLocation: sourceLocation)
+        if let tree, let expectedTree {
+            let copy = try treeListing(dir + "/" + tree.name)
+            let identical = copy == expectedTree
+            #expect(identical, "peer\(i)'s tree differs:\n\(listingDifference(expectedTree, copy))", sourceLocation: sourceLocation)
+        } else {
+            #expect(fileDigest(dir + "/source.bin") == sourceDigest, "peer\(i)'s copy differs", sourceLocation: sourceLocation)
+        }
         let db = try SQLiteConnection(path: swarm.database(of: i), mode: .readOnly)
         #expect(try db.scalarText("PRAGMA integrity_check") == "ok", sourceLocation: sourceLocation)
         // A chunk requested after the moment it was verified would mean work redone.
@@ -90,11 +97,14 @@ struct ResumeTests {
 
     @Test("torture: peers killed at random moments in every phase and relaunched all finish, losing nothing",
           // Privately in one layout: TLS and the ticket are the same over both, and the suite's time is finite.
-          arguments: [(StorageLayout.chunkFiles, false), (.singleFile, false), (.chunkFiles, true)])
-    func torture(storage: StorageLayout, isPrivate: Bool) async throws {
+          // A folder in both layouts, with files from empty to 2 MiB.
+          arguments: [(StorageLayout.chunkFiles, false, false), (.singleFile, false, false), (.chunkFiles, true, false),
+                      (.chunkFiles, false, true), (.singleFile, false, true)])
+    func torture(storage: StorageLayout, isPrivate: Bool, folder: Bool) async throws {
+        let tree = folder ? try await VariedTree.make(in: temporaryDirectory("torture-tree"), files: 120, largeFileSize: 2 << 20) : nil
         let targetKills = Int(Self.environment["PEERSHARE_TORTURE_KILLS"] ?? "") ?? 20
         let seed = UInt64(Self.environment["PEERSHARE_TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64(UInt32.max))
-        print("torture\(isPrivate ? " (private)" : ""): seed \(seed) (PEERSHARE_TORTURE_SEED=\(seed) repeats this run), \(targetKills) kills")
+        print("torture\(isPrivate ? " (private)" : "")\(folder ? " (folder)" : ""): seed \(seed) (PEERSHARE_TORTURE_SEED=\(seed) repeats this run), \(targetKills) kills")
         var random = SeededGenerator(seed: seed)
         var phases: [KillPhase: Int] = [:]
         var kills = 0
@@ -106,7 +116,7 @@ struct ResumeTests {
             var swarm = try await Swarm.start(
                 fileSize: 4 << 20, peers: 5, ownerOptions: ["--max-upload-rate", "2MiB"],
                 peerOptions: ["--max-upload-rate", "1MiB", "--neighbour-timeout", "30"], launchPeers: false, storage: storage, isPrivate: isPrivate,
-                label: "torture\(round)-\(storage)\(isPrivate ? "-private" : "")")
+                sharing: tree?.path, label: "torture\(round)-\(storage)\(isPrivate ? "-private" : "")\(folder ? "-folder" : "")")
             var planned = 0
             func nextPlan() -> KillPlan {
                 guard planned < budget else { return .never }
@@ -139,7 +149,7 @@ struct ResumeTests {
             for i in 1...5 {
                 #expect(results[i] == 0, "round \(round), peer\(i) ended with \(String(describing: results[i])):\n\(swarm.log(of: i))")
             }
-            try expectSoundIndexes(swarm, sourceDigest: fileDigest(swarm.source))
+            try expectSoundIndexes(swarm, sourceDigest: tree == nil ? fileDigest(swarm.source) : nil, tree: tree)
         }
         print("torture: \(kills) kills over \(round) rounds: " + KillPhase.allCases.map { "\($0.rawValue) \(phases[$0, default: 0])" }.joined(separator: ", "))
         #expect(kills >= targetKills)
