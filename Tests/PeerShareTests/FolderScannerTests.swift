@@ -60,6 +60,39 @@ struct FolderScannerTests {
         #expect { try FolderHasher.manifest(of: scanned, root: root, name: "release", chunkSize: 512) } throws: { "\($0)".contains("changed while it was being read") }
     }
 
+    @Test("removing a stale staging tree never follows a symlink planted in it")
+    func removerKeepsOutside() throws {
+        let base = temporaryDirectory()
+        let outside = base + "/outside", staging = base + "/.peershare-tmp-folder-1"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: staging + "/a/b", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: outside + "/precious", contents: Data("keep".utf8))
+        FileManager.default.createFile(atPath: staging + "/a/b/f", contents: Data("x".utf8))
+        try FileManager.default.createSymbolicLink(atPath: staging + "/a/link", withDestinationPath: outside)
+        try FolderRemover.remove(staging)
+        #expect(!FileManager.default.fileExists(atPath: staging))
+        #expect(FileManager.default.contents(atPath: outside + "/precious") == Data("keep".utf8))
+    }
+
+    @Test("a tree built again over one whose folder was swapped for a symlink replaces it, and writes nothing through the link")
+    func builderRefusesPlantedLink() throws {
+        let root = temporaryDirectory(), outside = temporaryDirectory()
+        let tree = try FileTree([TreeEntry(path: try TreePath(validating: "a/f"), kind: .file(size: 3, executable: false))])
+        let folder = try FolderManifest(name: "t", tree: tree, chunkSize: 1024, chunkHashes: [Digest32.of(Array("abc".utf8))],
+                                        contentHash: Digest32.of(Array("abc".utf8)))
+        FileManager.default.createFile(atPath: root + "/chunk", contents: Data("abc".utf8))
+        let built = try FolderBuilder(root: root, folder: folder).build(expected: folder.contentHash) { _ in root + "/chunk" }
+        #expect(built == folder.contentHash)
+        #expect(FileManager.default.contents(atPath: root + "/t/a/f") == Data("abc".utf8))
+        // "t/a" swapped for a link to elsewhere (as an assembly whose row a crash lost would be
+        // found): the next build writes into a fresh staging folder and replaces the tree.
+        try FileManager.default.removeItem(atPath: root + "/t/a")
+        try FileManager.default.createSymbolicLink(atPath: root + "/t/a", withDestinationPath: outside)
+        _ = try FolderBuilder(root: root, folder: folder).build(expected: folder.contentHash) { _ in root + "/chunk" }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
+        #expect(FileManager.default.contents(atPath: root + "/t/a/f") == Data("abc".utf8))
+    }
+
     @Test("two names that are one name in NFC, a name that is not UTF-8, a reserved name and an empty folder are refused in one line")
     func refusals() throws {
         let twins = temporaryDirectory() + "/twins"

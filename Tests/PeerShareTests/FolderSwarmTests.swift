@@ -49,6 +49,8 @@ struct FolderSwarmTests {
     func variedTree(storage: StorageLayout) async throws {
         let tree = try await VariedTree.make(in: temporaryDirectory("varied-source"), files: 1_000, largeFileSize: 100 << 20)
         let swarm = try await Swarm.start(fileSize: 0, peers: 2, storage: storage, sharing: tree.path, label: "folder-ring-\(storage)")
+        // About 600 MB on disk in all: removed at the end, whatever the outcome (the logs are in the failures).
+        defer { for folder in [tree.root, swarm.dir] { try? FileManager.default.removeItem(atPath: folder) } }
         let statuses = await swarm.waitForPeers(timeout: .seconds(300))
         await swarm.stopAll()
         let expected = try treeListing(tree.path, normalising: true)
@@ -137,6 +139,23 @@ struct FolderSwarmTests {
         for path in ["/files/release", "/files/release/", "/files/release/empty", "/files/release/large/../bin/tool", "/files/release//bin/tool",
                      "/files/release/%2e%2e/owner/owner.db", "/files/release/bin%2Ftool", "/files/other/bin/tool", "/files/release/bin/tool/"] {
             #expect(try await RawHTTP.get(port: port, path).status == 404, "\(path)")
+        }
+    }
+
+    @Test("a private swarm shares a folder: peers with the ticket rebuild it; the signed manifest covers the entries")
+    func privateFolder() async throws {
+        let tree = try await VariedTree.make(in: temporaryDirectory("private-source"), files: 80, largeFileSize: 600_000)
+        let swarm = try await Swarm.start(fileSize: 0, peers: 2, isPrivate: true, sharing: tree.path, label: "folder-private")
+        let statuses = await swarm.waitForPeers(timeout: .seconds(120))
+        await swarm.stopAll()
+        let expected = try treeListing(tree.path, normalising: true)
+        for i in 1...2 {
+            #expect(statuses[i - 1] == 0, "peer\(i):\n\(swarm.log(of: i))")
+            let copy = try treeListing(swarm.dir + "/peer\(i)/" + tree.name)
+            let identical = copy == expected
+            #expect(identical, "peer\(i):\n\(listingDifference(expected, copy))")
+            let db = try SQLiteConnection(path: swarm.database(of: i), mode: .readOnly)
+            #expect(try db.scalarInt("SELECT count(*) FROM manifest_signature") == 1)
         }
     }
 

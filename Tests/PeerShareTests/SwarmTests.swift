@@ -102,9 +102,13 @@ struct SwarmTests {
         #expect(result.stdout.contains("result: 20/20 peers complete and identical, 1048576 bytes each"))
         let completions = result.stdout.split(separator: "\n").filter { $0.contains("identical to the source, complete after") }
         #expect(completions.count == 20, "\(result.stdout)")
-        // Chunks really travelled between peers: a peer got chunks from more than one neighbour.
-        let sources = try chunkSources(dir + "/peer1/peer.db")
-        #expect(sources.keys.filter { $0.hasPrefix("peer") }.count >= 1, "\(sources)")
+        // Chunks really travelled between peers. Not necessarily to peer1: with 11 chunks among
+        // 20 peers, a loaded run once had peer1 take all of its own from the owner.
+        var fromPeers = 0
+        for i in 1...20 {
+            fromPeers += try chunkSources(dir + "/peer\(i)/peer.db").filter { $0.key.hasPrefix("peer") }.values.reduce(0) { $0 + $1.count }
+        }
+        #expect(fromPeers > 0, "no chunk went from a peer to a peer")
     }
 
     @Test("the demo at the small end: one peer, and a mesh of two asking for more neighbours than there are", arguments: StorageLayout.allCases)
