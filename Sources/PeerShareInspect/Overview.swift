@@ -107,6 +107,7 @@ public struct Overview: Sendable {
             "directory": .optional(node.directory),
             "storage": .string(node.storage.rawValue),
             "file_name": .optional(manifest?.fileName),
+            "is_folder": .bool(manifest?.isFolder ?? false),
             "file_size": .optional(manifest?.fileSize),
             "file_sha256": .optional(manifest?.sha256),
             "chunk_size": .optional(manifest?.chunkSize),
@@ -147,7 +148,8 @@ public struct Overview: Sendable {
         if let directory = node.directory { lines.append(("folder", directory)) }
         lines.append(("storage", node.storage == .chunkFiles ? "chunk files (DIR/chunks)" : "a single file, every chunk in place"))
         if let m = manifest {
-            lines.append(("file", "\(m.fileName), \(Human.exactBytes(m.fileSize)), \(m.chunkCount) chunks of \(Human.bytes(m.chunkSize))"))
+            // A shared folder's size is its files' total (`peershare-inspect files` lists them).
+            lines.append(("file", "\(m.fileName)\(m.isFolder ? "/ (a folder)" : ""), \(Human.exactBytes(m.fileSize)), \(m.chunkCount) chunks of \(Human.bytes(m.chunkSize))"))
             lines.append(("sha256", m.sha256))
             let stateText = switch state {
             case "assembled": "assembled at \(Human.time(m.assembledAt))"
