@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import CPosixShim
 #elseif canImport(Darwin)
 import Darwin
 #endif
@@ -121,8 +122,9 @@ final class FolderPlacement: Sendable {
         open.withLockedValue { _ = $0.dirty.insert(entry) }
     }
 
-    /// fdatasync of every file written since the last sync (each through a `dup`, outside
-    /// the lock, so writes to other files go on meanwhile).
+    /// Makes every file written since the last sync durable: an fdatasync each (through a
+    /// `dup`, outside the lock, so writes to other files go on meanwhile) when they are few,
+    /// one syncfs when they are many (a flush per file would cost more than the data).
     func sync() throws {
         let (pending, evicted) = open.withLockedValue { state in
             let pending = state.dirty.compactMap { entry in state.files[entry].map { (entry, dup($0)) } }
@@ -131,20 +133,32 @@ final class FolderPlacement: Sendable {
             state.awaitingSync = []
             return (pending, evicted)
         }
+        let all = pending + evicted
+        defer { for (_, fd) in all where fd >= 0 { close(fd) } }
         var failure: FileSystemError?
-        for (entry, fd) in pending + evicted {
-            if failure == nil, fd < 0 || fdatasync(fd) != 0 { failure = FileSystemError(operation: "cannot sync", path: path(of: entry), errno: errno) }
-            if fd >= 0 { close(fd) }
+        if all.count > Self.fileSyncsAtMost {
+            if let (_, fd) = all.first(where: { $0.1 >= 0 }), peershare_syncfs(fd) != 0 {
+                failure = FileSystemError(operation: "cannot sync the file system of", path: base, errno: errno)
+            }
+        } else {
+            for (entry, fd) in all {
+                guard fd < 0 || fdatasync(fd) != 0 else { continue }
+                failure = FileSystemError(operation: "cannot sync", path: path(of: entry), errno: errno)
+                break
+            }
         }
         if let failure {
-            // Not durable: written again into the next sync's list, so nothing is lost silently.
+            // Not durable: back into the next sync's list, so nothing is lost silently.
             open.withLockedValue { state in state.dirty.formUnion(pending.map(\.0)) }
             throw failure
         }
     }
 
-    /// Closes every file after an fsync of each written one, and fsyncs the folders: the
-    /// tree is durable before it takes its name.
+    /// Past this many files written since the last sync, one syncfs instead.
+    static let fileSyncsAtMost = 8
+
+    /// Closes every file once all are durable, folders included (one syncfs): the tree is
+    /// durable before it takes its name.
     func finish() throws {
         try sync()
         open.withLockedValue { state in
@@ -154,17 +168,7 @@ final class FolderPlacement: Sendable {
         }
         let top = try SafeFolder(opening: base)
         defer { close(top.fd) }
-        var folders = Set<[String]>()
-        for entry in folder.tree.entries {
-            let parts = entry.isFile ? Array(entry.path.components.dropLast()) : entry.path.components
-            for depth in 1...max(1, parts.count) where !parts.isEmpty { folders.insert(Array(parts.prefix(depth))) }
-        }
-        for parts in folders {
-            let opened = try top.descend(parts, creating: false)
-            defer { close(opened.fd) }
-            try opened.sync()
-        }
-        try top.sync()
+        guard peershare_syncfs(top.fd) == 0 else { throw FileSystemError(operation: "cannot sync the file system of", path: base, errno: errno) }
     }
 
     /// Each file's size on disk (nil: missing, or not a regular file).
