@@ -98,7 +98,7 @@ extension ChunkStore {
         for folder in folders {
             for name in PosixFiles.listDirectory(folder) where name.hasPrefix(PosixFiles.temporaryPrefix) {
                 // A folder's staging tree (FolderBuilder) is a folder: removed without following links.
-                if unlink(folder + "/" + name) != 0, errno == EISDIR { try? FolderRemover.remove(folder + "/" + name) }
+                if unlink(folder + "/" + name) != 0, errno == EISDIR { try? StagedTree.remove(folder + "/" + name) }
                 removed.append(name)
             }
         }

@@ -34,13 +34,13 @@ public struct FolderBuilder {
         do {
             let digest = try fill(staging, chunkPath: chunkPath)
             guard digest == expected else {
-                try? FolderRemover.remove(staging)
+                try? StagedTree.remove(staging)
                 return digest
             }
-            try replace(finalPath, with: staging)
+            try StagedTree.install(staging, at: finalPath, in: root)
             return digest
         } catch {
-            try? FolderRemover.remove(staging)
+            try? StagedTree.remove(staging)
             throw error
         }
     }
@@ -80,20 +80,6 @@ public struct FolderBuilder {
         // a disk flush per file (10,000 files took a peer 37 s to build; tools/bench --tree).
         guard peershare_syncfs(top.fd) == 0 else { throw FileSystemError(operation: "cannot sync the file system of", path: staging, errno: errno) }
         return Digest32(content.finalize())
-    }
-
-    /// Puts `staging` at `path`: a tree already there (an earlier assembly the index lost)
-    /// is moved aside first and removed after.
-    private func replace(_ path: String, with staging: String) throws {
-        var aside: String?
-        if access(path, F_OK) == 0 {
-            let old = root + "/" + PosixFiles.temporaryPrefix + "replaced-\(UInt64.random(in: 0...UInt64.max))"
-            guard rename(path, old) == 0 else { throw FileSystemError(operation: "cannot move aside", path: path, errno: errno) }
-            aside = old
-        }
-        guard rename(staging, path) == 0 else { throw FileSystemError(operation: "cannot rename into", path: path, errno: errno) }
-        try PosixFiles.fsyncDirectory(root)
-        if let aside { try? FolderRemover.remove(aside) }
     }
 
     /// Whether `finalPath` holds every entry at its size (start-up's check that an assembled
@@ -221,8 +207,25 @@ struct SafeFolder {
     }
 }
 
-/// Removes a tree PeerShare made (a stale staging folder) without following any symlink in it.
-public enum FolderRemover {
+/// Puts finished trees in place and removes the ones PeerShare made, never following a
+/// symlink in them.
+public enum StagedTree {
+    /// Renames the finished tree `staging` to `path` (both in `folder`), then fsyncs
+    /// `folder`. A tree already at `path` (an assembly whose row a crash lost) is moved aside
+    /// first and removed after.
+    static func install(_ staging: String, at path: String, in folder: String) throws {
+        var aside: String?
+        if access(path, F_OK) == 0 {
+            let old = folder + "/" + PosixFiles.temporaryPrefix + "replaced-\(UInt64.random(in: 0...UInt64.max))"
+            guard rename(path, old) == 0 else { throw FileSystemError(operation: "cannot move aside", path: path, errno: errno) }
+            aside = old
+        }
+        guard rename(staging, path) == 0 else { throw FileSystemError(operation: "cannot rename into", path: path, errno: errno) }
+        try PosixFiles.fsyncDirectory(folder)
+        if let aside { try? remove(aside) }
+    }
+
+    /// Removes a tree PeerShare made (a stale staging folder) without following any symlink in it.
     public static func remove(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {

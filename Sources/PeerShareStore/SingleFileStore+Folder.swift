@@ -85,16 +85,7 @@ extension SingleFileStore {
         guard source == nil, let placement = currentPlacement, !isAssembled else { return }
         try placement.finish()
         let path = assembledPath(for: manifest)
-        if access(path, F_OK) == 0 {
-            // A tree already there (an assembly whose row a crash lost): moved aside, removed after.
-            let aside = root + "/" + PosixFiles.temporaryPrefix + "replaced-\(UInt64.random(in: 0...UInt64.max))"
-            guard rename(path, aside) == 0 else { throw FileSystemError(operation: "cannot move aside", path: path, errno: errno) }
-            defer { try? FolderRemover.remove(aside) }
-            guard rename(partialPath, path) == 0 else { throw FileSystemError(operation: "cannot rename into", path: path, errno: errno) }
-        } else {
-            guard rename(partialPath, path) == 0 else { throw FileSystemError(operation: "cannot rename into", path: path, errno: errno) }
-        }
-        try PosixFiles.fsyncDirectory(root)
+        try StagedTree.install(partialPath, at: path, in: root)
         noteAssembled(true)
         if let folder = manifest.folder { setPlacement(FolderPlacement(folder: folder, base: path, writable: false)) }
     }

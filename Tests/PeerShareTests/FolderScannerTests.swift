@@ -69,7 +69,7 @@ struct FolderScannerTests {
         FileManager.default.createFile(atPath: outside + "/precious", contents: Data("keep".utf8))
         FileManager.default.createFile(atPath: staging + "/a/b/f", contents: Data("x".utf8))
         try FileManager.default.createSymbolicLink(atPath: staging + "/a/link", withDestinationPath: outside)
-        try FolderRemover.remove(staging)
+        try StagedTree.remove(staging)
         #expect(!FileManager.default.fileExists(atPath: staging))
         #expect(FileManager.default.contents(atPath: outside + "/precious") == Data("keep".utf8))
     }
