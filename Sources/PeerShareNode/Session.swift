@@ -288,14 +288,7 @@ func receiveFolderManifest(_ io: inout SessionIO, header: FolderHeader) async th
 /// The manifest as MANIFEST followed by HASHES batches; a folder's as FOLDER, FILES, HASHES.
 func manifestMessages(_ manifest: Manifest) -> [PeerMessage] {
     if let folder = manifest.folder { return folder.messages() }
-    var messages: [PeerMessage] = [.manifest(ManifestHeader(manifest))]
-    var first = 0
-    while first < manifest.chunkCount {
-        let end = min(first + WireLimits.maximumHashesPerMessage, manifest.chunkCount)
-        messages.append(.hashes(first: UInt32(first), Array(manifest.chunkHashes[first..<end])))
-        first = end
-    }
-    return messages
+    return [.manifest(ManifestHeader(manifest))] + PeerMessage.hashBatches(manifest.chunkHashes)
 }
 
 /// When the session's current send began, shared with its clock task.

@@ -82,10 +82,16 @@ extension FolderManifest {
             batchBytes += length
         }
         if !batch.isEmpty { messages.append(.files(first: UInt32(first), batch)) }
-        for start in stride(from: 0, to: chunkHashes.count, by: WireLimits.maximumHashesPerMessage) {
-            let end = min(start + WireLimits.maximumHashesPerMessage, chunkHashes.count)
-            messages.append(.hashes(first: UInt32(start), Array(chunkHashes[start..<end])))
+        return messages + PeerMessage.hashBatches(chunkHashes)
+    }
+}
+
+extension PeerMessage {
+    /// Chunk hashes as HASHES messages, in order, at most `WireLimits.maximumHashesPerMessage`
+    /// each: what follows a MANIFEST, or a FOLDER's last FILES.
+    public static func hashBatches(_ hashes: [Digest32]) -> [PeerMessage] {
+        stride(from: 0, to: hashes.count, by: WireLimits.maximumHashesPerMessage).map { start in
+            .hashes(first: UInt32(start), Array(hashes[start..<min(start + WireLimits.maximumHashesPerMessage, hashes.count)]))
         }
-        return messages
     }
 }
