@@ -40,6 +40,17 @@ public struct FileTree: Hashable, Sendable {
         for entry in entries { try append(entry) }
     }
 
+    /// An entry as an index stores it (`folder_entries`).
+    public typealias StoredEntry = (path: String, isFolder: Bool, size: Int64, executable: Bool)
+
+    /// A tree from an index's rows, every path and entry checked again as if it came from
+    /// the network: an index is input too.
+    public init(stored: [StoredEntry]) throws {
+        try self.init(stored.map { row throws -> TreeEntry in
+            TreeEntry(path: try TreePath(validating: row.path), kind: row.isFolder ? .emptyFolder : .file(size: row.size, executable: row.executable))
+        })
+    }
+
     public var count: Int { entries.count }
     public var files: [TreeEntry] { entries.filter(\.isFile) }
 

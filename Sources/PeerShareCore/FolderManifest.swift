@@ -28,16 +28,12 @@ public struct FolderManifest: Hashable, Sendable {
 
     public var chunkCount: Int { layout.chunkCount }
 
-    /// An entry as an index stores it (`folder_entries`).
-    public typealias StoredEntry = (path: String, isFolder: Bool, size: Int64, executable: Bool)
+    public typealias StoredEntry = FileTree.StoredEntry
 
     /// A folder manifest from an index's rows, every path and entry checked again as if it
     /// came from the network: an index is input too.
     public init(name: String, chunkSize: Int, chunkHashes: [Digest32], contentHash: Digest32, stored: [StoredEntry]) throws {
-        let tree = try FileTree(stored.map { row throws -> TreeEntry in
-            TreeEntry(path: try TreePath(validating: row.path), kind: row.isFolder ? .emptyFolder : .file(size: row.size, executable: row.executable))
-        })
-        try self.init(name: name, tree: tree, chunkSize: chunkSize, chunkHashes: chunkHashes, contentHash: contentHash)
+        try self.init(name: name, tree: try FileTree(stored: stored), chunkSize: chunkSize, chunkHashes: chunkHashes, contentHash: contentHash)
     }
 
     /// SHA-256 of "PSHR-TREE1", the chunk size (4) and entry count (4), each entry's flags

@@ -27,20 +27,14 @@ extension InspectDatabase {
     /// manifest's (NFC) names; an owner's source is scanned again for the names its disk
     /// spells them with, and must still list exactly the indexed entries.
     func folderFiles(at root: String, entries: [FolderManifest.StoredEntry], owner: Bool) throws -> [CompleteFile.File] {
-        var diskPaths: [String: String] = [:]
+        let tree: FileTree
+        do { tree = try FileTree(stored: entries) } catch { throw InspectError("\(path): the index's folder entries are invalid: \(error)") }
+        var diskPaths = tree.entries.map(\.path.text)
         if owner {
-            let scanned: ScannedFolder
-            do { scanned = try FolderScanner.scan(root) } catch { throw InspectError("\(root): \(error)") }
-            let indexed = entries.map { "\($0.path) \($0.isFolder) \($0.size) \($0.executable)" }
-            let found = scanned.tree.entries.map { "\($0.path.text) \(!$0.isFile) \($0.size) \($0.flags & TreeEntry.executableFlag != 0)" }
-            guard indexed.elementsEqual(found, by: { $0.utf8.elementsEqual($1.utf8) }) else {
-                throw InspectError("\(root) no longer holds the folder the index describes: its files or sizes changed")
-            }
-            for (entry, disk) in zip(scanned.tree.entries, scanned.diskPaths) { diskPaths[entry.path.text] = disk }
+            do { diskPaths = try FolderScanner.scan(root, expecting: tree).diskPaths } catch { throw InspectError("\(root): \(error)") }
         }
-        return entries.filter { !$0.isFolder }.map { entry in
-            CompleteFile.File(components: entry.path.split(separator: "/").map(String.init),
-                              diskPath: root + "/" + (diskPaths[entry.path] ?? entry.path), size: entry.size)
+        return zip(tree.entries, diskPaths).filter { $0.0.isFile }.map { entry, disk in
+            CompleteFile.File(components: entry.path.components, diskPath: root + "/" + disk, size: entry.size)
         }
     }
 

@@ -39,6 +39,14 @@ public enum FolderScanner {
         }
     }
 
+    /// Scans `root` again and refuses it unless it holds exactly `tree` (an owner serving or
+    /// exporting the folder it indexed earlier, by the names its disk spells them with).
+    public static func scan(_ root: String, expecting tree: FileTree) throws(FolderScanError) -> ScannedFolder {
+        let scanned = try scan(root)
+        guard scanned.tree == tree else { throw .refused("its files or sizes changed since it was indexed") }
+        return scanned
+    }
+
     private struct Walk {
         var found: [TreeEntry] = []
         var diskPaths: [String] = []

@@ -18,10 +18,7 @@ extension SingleFileStore {
         if let source {
             // The owner serves its folder in place, by the names its disk uses, and only if
             // it still holds exactly the indexed entries.
-            let scanned = try FolderScanner.scan(source)
-            guard scanned.tree == folder.tree else {
-                throw FileSystemError(operation: "the folder's files or sizes changed since it was indexed:", path: source, errno: EINVAL)
-            }
+            let scanned = try FolderScanner.scan(source, expecting: folder.tree)
             setPlacement(FolderPlacement(folder: folder, base: source, diskPaths: scanned.diskPaths, writable: false))
             return
         }
