@@ -62,11 +62,9 @@ public struct FileReport: Sendable {
         }
     }
 
-    /// ⌈size / chunk size⌉ without an addition that could overflow (sizes come from the index).
+    /// The node's own rule (`ChunkLayout`); a size no layout could hold has no chunks here.
     static func chunkCount(size: Int64, chunkSize: Int64) -> Int64 {
-        guard size > 0, chunkSize > 0 else { return 0 }
-        let (whole, rest) = size.quotientAndRemainder(dividingBy: chunkSize)
-        return whole + (rest > 0 ? 1 : 0)
+        Int64((try? ChunkLayout(fileSize: size, chunkSize: Int(clamping: chunkSize)))?.chunkCount ?? 0)
     }
 
     public func render(_ format: OutputFormat) -> String {

@@ -157,10 +157,10 @@ final class FolderPlacement: Sendable {
     /// Past this many files written since the last sync, one syncfs instead.
     static let fileSyncsAtMost = 8
 
-    /// Closes every file once all are durable, folders included (one syncfs): the tree is
-    /// durable before it takes its name.
+    /// Closes every file, then makes all of them and their folders durable with one syncfs:
+    /// the tree is durable before it takes its name.
     func finish() throws {
-        try sync()
+        // No per-file sync first: the syncfs below covers every write.
         open.withLockedValue { state in
             for fd in state.files.values { close(fd) }
             for (_, fd) in state.awaitingSync { close(fd) }

@@ -17,7 +17,9 @@ extension SingleFileStore {
     func prepareFolder(_ folder: FolderManifest, of manifest: Manifest, assembled: Bool) throws {
         if let source {
             // The owner serves its folder in place, by the names its disk uses, and only if
-            // it still holds exactly the indexed entries.
+            // it still holds exactly the indexed entries: scanned once (a restart prepares
+            // through its repair and again before serving).
+            if currentPlacement?.folder == folder { return }
             let scanned = try FolderScanner.scan(source, expecting: folder.tree)
             setPlacement(FolderPlacement(folder: folder, base: source, diskPaths: scanned.diskPaths, writable: false))
             return
@@ -67,7 +69,7 @@ extension SingleFileStore {
     func readFolderChunk(_ id: ChunkID, of manifest: Manifest) throws -> ByteBuffer {
         let slice = try openFolderChunk(id, of: manifest)
         defer { close(slice.descriptor) }
-        return try PosixFiles.read(slice.descriptor, offset: slice.offset, count: slice.count, path: partialPath)
+        return try PosixFiles.read(slice.descriptor, offset: slice.offset, count: slice.count, path: folderLocation(of: id, in: manifest).path)
     }
 
     func folderLocation(of id: ChunkID, in manifest: Manifest) -> (path: String, offset: Int64) {
