@@ -58,7 +58,7 @@ public struct FolderBuilder {
                 close(try parent.makeFolder(name).fd)
                 continue
             }
-            let fd = try parent.createFile(name, mode: executable ? 0o755 : 0o644)
+            let fd = try parent.openFile(name, writable: true, creating: executable ? 0o755 : 0o644, exclusive: true)
             defer { close(fd) }
             for chunk in folder.layout.chunks(ofEntry: index) {
                 let id = ChunkID(UInt32(chunk))
@@ -96,7 +96,7 @@ public struct FolderBuilder {
 /// The open folders along the current entry's path: entries come in canonical order, so
 /// neighbours share their parents, each folder is made and opened once, and a folder left
 /// behind is complete and closed. At most one descriptor per level is open.
-private struct OpenFolders {
+struct OpenFolders {
     let top: SafeFolder
     var stack: [(name: String, folder: SafeFolder)] = []
 
@@ -105,7 +105,7 @@ private struct OpenFolders {
     mutating func folder(for components: [String]) throws -> SafeFolder {
         var depth = 0
         while depth < stack.count, depth < components.count, stack[depth].name.utf8.elementsEqual(components[depth].utf8) { depth += 1 }
-        try leave(downTo: depth)
+        leave(downTo: depth)
         for name in components[depth...] {
             let child = try (stack.last?.folder ?? top).makeFolder(name)
             stack.append((name, child))
@@ -113,7 +113,7 @@ private struct OpenFolders {
         return stack.last?.folder ?? top
     }
 
-    private mutating func leave(downTo depth: Int) throws {
+    private mutating func leave(downTo depth: Int) {
         while stack.count > depth { close(stack.removeLast().folder.fd) }
     }
 
@@ -152,46 +152,26 @@ struct SafeFolder {
         return SafeFolder(fd: opened, path: child)
     }
 
-    /// Creates the file `name` here; it must not exist yet, as anything, symlinks included.
-    func createFile(_ name: String, mode: mode_t) throws -> Int32 {
-        let file = openat(fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard file >= 0 else { throw FileSystemError(operation: "cannot create", path: path + "/" + name, errno: errno) }
-        // The exact mode, whatever the umask: the executable bit is part of the manifest.
-        guard fchmod(file, mode) == 0 else {
-            close(file)
-            throw FileSystemError(operation: "cannot set the mode of", path: path + "/" + name, errno: errno)
-        }
-        return file
-    }
-
-    func sync() throws {
-        guard fsync(fd) == 0 else { throw FileSystemError(operation: "cannot sync", path: path, errno: errno) }
-    }
-
     /// The folder `components` below this one (this one itself when empty: the caller then
-    /// must not close it twice), each step opened with `O_NOFOLLOW`, made first if `creating`.
-    func descend(_ components: [String], creating: Bool) throws -> SafeFolder {
+    /// must not close it twice), each step opened with `O_NOFOLLOW`.
+    func descend(_ components: [String]) throws -> SafeFolder {
         var current = self
         for name in components {
-            let next: SafeFolder
-            if creating {
-                next = try current.makeFolder(name)
-            } else {
-                let opened = openat(current.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard opened >= 0 else { throw FileSystemError(operation: "cannot open folder", path: current.path + "/" + name, errno: errno) }
-                next = SafeFolder(fd: opened, path: current.path + "/" + name)
-            }
+            let opened = openat(current.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard opened >= 0 else { throw FileSystemError(operation: "cannot open folder", path: current.path + "/" + name, errno: errno) }
             if current.fd != fd { close(current.fd) }
-            current = next
+            current = SafeFolder(fd: opened, path: current.path + "/" + name)
         }
         return current
     }
 
-    /// Opens the file `name` here, never through a symlink; with `creating`, makes it (with
-    /// that exact mode) if it is not there.
-    func openFile(_ name: String, writable: Bool, creating mode: mode_t?) throws -> Int32 {
+    /// Opens the file `name` here, never through a symlink. With `creating`, makes it if it
+    /// is not there (with `exclusive`, it must not be, as anything), and gives it exactly
+    /// that mode, whatever the umask: the executable bit is part of the manifest.
+    func openFile(_ name: String, writable: Bool, creating mode: mode_t?, exclusive: Bool = false) throws -> Int32 {
         var flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC
         if mode != nil { flags |= O_CREAT }
+        if exclusive { flags |= O_EXCL }
         let file = openat(fd, name, flags, mode ?? 0)
         guard file >= 0 else { throw FileSystemError(operation: "cannot open", path: path + "/" + name, errno: errno) }
         var info = stat()

@@ -49,11 +49,10 @@ final class FolderPlacement: Sendable {
     /// Makes every folder, empty file and file (at its size, allocated where the file system
     /// can) that is not there yet: a new partial tree, or one resumed.
     func create() throws {
-        let top = try SafeFolder(opening: base)
-        defer { close(top.fd) }
+        var opened = OpenFolders(top: try SafeFolder(opening: base))
+        defer { opened.closeAll() }
         for (index, entry) in folder.tree.entries.enumerated() {
-            let parent = try top.descend(Array(entry.path.components.dropLast()), creating: true)
-            defer { if parent.fd != top.fd { close(parent.fd) } }
+            let parent = try opened.folder(for: Array(entry.path.components.dropLast()))
             let name = entry.path.components[entry.path.components.count - 1]
             guard case .file(let size, let executable) = entry.kind else {
                 close(try parent.makeFolder(name).fd)
@@ -112,7 +111,7 @@ final class FolderPlacement: Sendable {
         let components = paths[entry].split(separator: "/").map(String.init)
         let top = try SafeFolder(opening: base)
         defer { close(top.fd) }
-        let parent = try top.descend(Array(components.dropLast()), creating: false)
+        let parent = try top.descend(Array(components.dropLast()))
         defer { if parent.fd != top.fd { close(parent.fd) } }
         return try parent.openFile(components[components.count - 1], writable: writable ?? self.writable, creating: nil)
     }
